@@ -1,0 +1,60 @@
+# Keybrake — the entry point. `make run` to serve locally, `make test` to run every test.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+STATE      := .keybrake
+PG_BIN     ?= /usr/lib/postgresql/15/bin
+DEV_PG     := $(STATE)/pg
+DEV_PORT   ?= 54320
+TEST_PG    := $(STATE)/test-pg
+TEST_PORT  ?= 54329
+KEYBRAKE_PORT ?= 8080
+DEV_DB_URL := postgres://postgres@127.0.0.1:$(DEV_PORT)/keybrake
+TEST_DB_URL := postgres://postgres@127.0.0.1:$(TEST_PORT)/keybrake_test
+MASTER_KEYS_FILE := $(STATE)/master.keys
+
+.PHONY: help deps build run test test-swift dev-db test-db stop clean
+
+help:
+	@echo "make run    set up everything (packages, local Postgres under $(STATE)/, dev master key, migrations) and serve on 127.0.0.1:$(KEYBRAKE_PORT)"
+	@echo "make test   set up a throwaway Postgres and run the whole test suite"
+	@echo "make stop   stop the local Postgres clusters"
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	swift build --product keybrake
+
+$(MASTER_KEYS_FILE): | build
+	@mkdir -p $(STATE)
+	@umask 077; .build/debug/keybrake generate-master-key --id dev1 > $(MASTER_KEYS_FILE)
+	@echo "make run: generated a development master key in $(MASTER_KEYS_FILE) (set KEYBRAKE_MASTER_KEYS to use your own)"
+
+dev-db: deps
+	@scripts/postgres.sh start $(DEV_PG) $(DEV_PORT)
+	@scripts/postgres.sh createdb $(DEV_PORT) keybrake
+
+run: build dev-db $(MASTER_KEYS_FILE)
+	@export DATABASE_URL="$${DATABASE_URL:-$(DEV_DB_URL)}"; \
+	if [ -z "$$KEYBRAKE_MASTER_KEYS" ]; then export KEYBRAKE_MASTER_KEYS_FILE="$${KEYBRAKE_MASTER_KEYS_FILE:-$(MASTER_KEYS_FILE)}"; fi; \
+	.build/debug/keybrake migrate && \
+	scripts/quickstart.sh "http://127.0.0.1:$(KEYBRAKE_PORT)" && \
+	exec .build/debug/keybrake serve --port $(KEYBRAKE_PORT) --no-migrate
+
+test-db: deps
+	@scripts/postgres.sh start $(TEST_PG) $(TEST_PORT)
+	@scripts/postgres.sh createdb $(TEST_PORT) keybrake_test --fresh
+
+test: test-swift
+
+test-swift: test-db
+	swift build --build-tests
+	KEYBRAKE_TEST_DATABASE_URL=$(TEST_DB_URL) timeout 900 swift test --skip-build
+
+stop:
+	@scripts/postgres.sh stop $(DEV_PG)
+	@scripts/postgres.sh stop $(TEST_PG)
+
+clean: stop
+	rm -rf $(STATE) .build

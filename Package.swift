@@ -1,0 +1,111 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "keybrake",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "keybrake", targets: ["KeybrakeCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+    ],
+    targets: [
+        // Domain types only: no I/O, no frameworks.
+        .target(name: "KeybrakeCore"),
+        .target(
+            name: "Storage",
+            dependencies: [
+                "KeybrakeCore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "HTTPLayer",
+            dependencies: [
+                "KeybrakeCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
+        .systemLibrary(
+            name: "CArgon2",
+            pkgConfig: "libargon2",
+            providers: [.apt(["libargon2-dev"])]
+        ),
+        .target(
+            name: "TokenAuth",
+            dependencies: [
+                "KeybrakeCore", "CArgon2",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
+        .target(
+            name: "Tenants",
+            dependencies: ["KeybrakeCore", "Storage", "TokenAuth", "HTTPLayer"]
+        ),
+        .target(
+            name: "Vault",
+            dependencies: [
+                "KeybrakeCore", "Storage", "HTTPLayer",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .target(
+            name: "Keys",
+            dependencies: ["KeybrakeCore", "Storage", "TokenAuth", "HTTPLayer"]
+        ),
+        .target(
+            name: "Audit",
+            dependencies: ["KeybrakeCore", "Storage", "HTTPLayer"]
+        ),
+        .target(
+            name: "Proxy",
+            dependencies: [
+                "KeybrakeCore", "Storage", "Keys", "Vault", "Audit", "Tenants", "HTTPLayer",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
+        ),
+        // Composition root: config, buildApplication, commands. A library so tests can build the app.
+        .target(
+            name: "KeybrakeServer",
+            dependencies: [
+                "KeybrakeCore", "Storage", "HTTPLayer", "TokenAuth", "Tenants", "Vault", "Keys", "Audit", "Proxy",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ]
+        ),
+        .executableTarget(
+            name: "KeybrakeCLI",
+            dependencies: ["KeybrakeServer", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .testTarget(name: "KeybrakeCoreTests", dependencies: ["KeybrakeCore"]),
+        .testTarget(name: "TokenAuthTests", dependencies: ["TokenAuth"]),
+        .testTarget(
+            name: "KeybrakeServerTests",
+            dependencies: [
+                "KeybrakeServer", "Storage", "Vault", "TokenAuth",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
+    ]
+)

@@ -1,0 +1,2 @@
+// Every module that builds routes on HTTPLayer also names HTTP fields.
+@_exported import HTTPTypes

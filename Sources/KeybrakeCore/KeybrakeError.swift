@@ -1,0 +1,47 @@
+/// Every error a client can see: a stable machine code, an HTTP status and a message that says what to do.
+/// Rendered as JSON by HTTPLayer (admin envelope) or by the proxy (vendor envelope).
+public struct KeybrakeError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var status: Int
+    public var code: String
+    public var message: String
+    /// The request field at fault, for validation errors.
+    public var field: String?
+    /// Seconds until the limit resets, sent as `Retry-After`.
+    public var retryAfterSeconds: Int?
+
+    public init(status: Int, code: String, message: String, field: String? = nil, retryAfterSeconds: Int? = nil) {
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.retryAfterSeconds = retryAfterSeconds
+    }
+
+    public var description: String { "\(status) \(code): \(message)" }
+
+    public static func invalidRequest(_ message: String, field: String? = nil) -> KeybrakeError {
+        KeybrakeError(status: 400, code: "invalid_request", message: message, field: field)
+    }
+
+    public static func notFound(_ what: String) -> KeybrakeError {
+        KeybrakeError(status: 404, code: "not_found", message: "No \(what) with that id exists for this tenant.")
+    }
+
+    public static let adminTokenInvalid = KeybrakeError(
+        status: 401, code: "admin_token_invalid",
+        message: "Missing or invalid admin token. Send `Authorization: Bearer kb_admin_…` as returned by POST /v1/tenants or POST /v1/admin-tokens."
+    )
+
+    public static func rateLimited(_ message: String, retryAfter: Int) -> KeybrakeError {
+        KeybrakeError(status: 429, code: "rate_limited", message: message, retryAfterSeconds: retryAfter)
+    }
+
+    public static let unavailable = KeybrakeError(
+        status: 503, code: "unavailable",
+        message: "Keybrake cannot reach its database right now; nothing was forwarded. Retry shortly."
+    )
+
+    public static let internalError = KeybrakeError(
+        status: 500, code: "internal_error", message: "An internal error occurred; it has been logged with this request's id."
+    )
+}

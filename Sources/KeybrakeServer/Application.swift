@@ -1,0 +1,120 @@
+import Foundation
+import HTTPLayer
+import Hummingbird
+import KeybrakeCore
+import Keys
+import Logging
+import PostgresNIO
+import Prometheus
+import Storage
+import Tenants
+import TokenAuth
+import Vault
+
+/// Everything the routes share, built once per process.
+public struct AppDependencies: Sendable {
+    public let configuration: AppConfiguration
+    public let postgres: PostgresClient
+    public let verifier: TokenVerifier
+    public let clock: any KeybrakeCore.Clock
+    public let metricsRegistry: PrometheusCollectorRegistry
+
+    public init(configuration: AppConfiguration, postgres: PostgresClient, verifier: TokenVerifier = TokenVerifier(),
+                clock: any KeybrakeCore.Clock = SystemClock(), metricsRegistry: PrometheusCollectorRegistry = .init()) {
+        self.configuration = configuration
+        self.postgres = postgres
+        self.verifier = verifier
+        self.clock = clock
+        self.metricsRegistry = metricsRegistry
+    }
+}
+
+/// Wires every module's routes into one router (DESIGN §2: each feature module owns its routes).
+public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContext> {
+    let config = deps.configuration
+    let tenantRepository = PostgresTenantRepository(client: deps.postgres)
+    let tenants = TenantController(
+        repository: tenantRepository, verifier: deps.verifier,
+        configuration: TenantsConfiguration(freeMonthlyRequests: config.freeMonthlyRequests, operatorToken: config.operatorToken,
+                                            signupsPerMinutePerClient: config.signupsPerMinutePerClient),
+        clock: deps.clock
+    )
+    let vault = VaultController(store: CredentialStore(client: deps.postgres, sealer: CredentialSealer(ring: config.masterKeys)))
+    let keys = KeysController(repository: PostgresKeyRepository(client: deps.postgres), verifier: deps.verifier, clock: deps.clock)
+
+    let router = Router(context: KeybrakeRequestContext.self)
+    router.add(middleware: RequestEnvelopeMiddleware())
+    router.add(middleware: MetricsMiddleware())
+
+    HealthController(postgres: deps.postgres, registry: deps.metricsRegistry).addRoutes(to: router)
+    tenants.addPublicRoutes(to: router)
+
+    let admin = router.group("/v1").add(middleware: AdminAuthMiddleware(
+        authenticator: AdminTokenAuthenticator(repository: tenantRepository, verifier: deps.verifier)
+    ))
+    tenants.addAdminRoutes(to: admin)
+    vault.addAdminRoutes(to: admin)
+    keys.addAdminRoutes(to: admin)
+    return router
+}
+
+/// The whole server: router, Postgres client as a service, optional migrations before listening.
+public func buildApplication(
+    _ config: AppConfiguration, logger: Logger, migrationsDirectory: String? = nil,
+    metricsRegistry: PrometheusCollectorRegistry = .init(), clock: any KeybrakeCore.Clock = SystemClock()
+) throws -> some ApplicationProtocol {
+    let postgres = PostgresClient(configuration: config.databaseURL.clientConfiguration(maxConnections: config.databaseMaxConnections),
+                                  backgroundLogger: logger)
+    let deps = AppDependencies(configuration: config, postgres: postgres, clock: clock, metricsRegistry: metricsRegistry)
+    var app = Application(
+        router: buildRouter(deps),
+        configuration: .init(address: .hostname(config.host, port: config.port), serverName: "keybrake"),
+        logger: logger
+    )
+    app.addServices(postgres)
+    if let migrationsDirectory {
+        let migrator = try Migrator(directory: migrationsDirectory)
+        app.beforeServerStarts {
+            let applied = try await migrator.migrate(client: postgres, logger: logger)
+            logger.info("migrations up to date", metadata: ["applied": "\(applied)"])
+        }
+    }
+    return app
+}
+
+/// Liveness, readiness (database reachable) and Prometheus metrics; no auth.
+struct HealthController: Sendable {
+    let postgres: PostgresClient
+    let registry: PrometheusCollectorRegistry
+
+    func addRoutes(to router: some RouterMethods<KeybrakeRequestContext>) {
+        router.get("/health") { _, _ in try JSONResponse.make(.ok, ["status": "ok"]) }
+        router.get("/ready") { _, context in
+            guard await databaseReachable(logger: context.logger) else { throw KeybrakeError.unavailable }
+            return try JSONResponse.make(.ok, ["status": "ready"])
+        }
+        router.get("/metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                     body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
+        }
+    }
+
+    /// `SELECT 1` within two seconds.
+    func databaseReachable(logger: Logger) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                do {
+                    try await postgres.query("SELECT 1", logger: logger)
+                    return true
+                } catch { return false }
+            }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(2))
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+    }
+}

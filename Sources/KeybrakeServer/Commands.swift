@@ -1,0 +1,145 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import Prometheus
+import Storage
+import Tenants
+import Vault
+
+/// `keybrake` — the server and its maintenance commands.
+public struct KeybrakeCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "keybrake",
+        abstract: "Spend-capped, audited proxy for AI agents calling Stripe, Twilio and Resend.",
+        subcommands: [Serve.self, Migrate.self, RotateMasterKey.self, TenantCommand.self, GenerateMasterKey.self],
+        defaultSubcommand: Serve.self
+    )
+
+    public init() {}
+}
+
+struct CommonOptions: ParsableArguments {
+    @Option(help: "Postgres URL (overrides DATABASE_URL).")
+    var databaseURL: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (overrides LOG_LEVEL).")
+    var logLevel: String?
+
+    func configuration() throws -> AppConfiguration {
+        var env = ProcessInfo.processInfo.environment
+        if let databaseURL { env["DATABASE_URL"] = databaseURL }
+        do {
+            return try AppConfiguration.fromEnvironment(env)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+    }
+
+    func logger(_ label: String) -> Logger {
+        var logger = Logger(label: label)
+        let level = logLevel ?? ProcessInfo.processInfo.environment["LOG_LEVEL"] ?? "info"
+        logger.logLevel = Logger.Level(rawValue: level.lowercased()) ?? .info
+        return logger
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the admin API and the proxy (applies pending migrations first).")
+
+    @OptionGroup var common: CommonOptions
+    @Option(help: "Address to listen on (overrides KEYBRAKE_HOST).") var host: String?
+    @Option(help: "Port to listen on (overrides KEYBRAKE_PORT).") var port: Int?
+    @Flag(help: "Do not apply migrations at start-up.") var noMigrate = false
+
+    func run() async throws {
+        var config = try common.configuration()
+        if let host { config.host = host }
+        if let port { config.port = port }
+        let logger = common.logger("keybrake")
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let app = try buildApplication(
+            config, logger: logger, migrationsDirectory: noMigrate ? nil : Migrator.defaultDirectory(), metricsRegistry: registry
+        )
+        logger.info("starting", metadata: ["address": "\(config.host):\(config.port)", "database": "\(config.databaseURL.redacted)",
+                                           "master_key": "\(config.masterKeys.active.id)"])
+        try await app.runService()
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Apply pending SQL migrations from Migrations/.")
+
+    @OptionGroup var common: CommonOptions
+    @Option(help: "Migrations directory (default: KEYBRAKE_MIGRATIONS_DIR or ./Migrations).") var directory: String?
+
+    func run() async throws {
+        let env = ProcessInfo.processInfo.environment
+        guard let text = common.databaseURL ?? env["DATABASE_URL"] else { throw ValidationError("DATABASE_URL is not set") }
+        let url = try DatabaseURL(text)
+        let logger = common.logger("keybrake.migrate")
+        let migrator = try Migrator(directory: directory ?? Migrator.defaultDirectory())
+        let applied = try await withPostgresClient(url, logger: logger) { try await migrator.migrate(client: $0, logger: logger) }
+        print(applied.isEmpty ? "migrations: already up to date" : "migrations: applied \(applied.map(String.init).joined(separator: ", "))")
+    }
+}
+
+struct RotateMasterKey: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rotate-master-key",
+        abstract: "Re-encrypt every vendor credential under the active (first) master key.",
+        discussion: """
+            Put the new key first in KEYBRAKE_MASTER_KEYS and keep the old one after it (servers decrypt with any \
+            configured key), run this, then remove the old key from configuration.
+            """
+    )
+
+    @OptionGroup var common: CommonOptions
+
+    func run() async throws {
+        let config = try common.configuration()
+        let logger = common.logger("keybrake.rotate")
+        let sealer = CredentialSealer(ring: config.masterKeys)
+        let count = try await withPostgresClient(config.databaseURL, logger: logger) {
+            try await CredentialStore(client: $0, sealer: sealer).rotateAll(logger: logger)
+        }
+        print("rotate-master-key: re-encrypted \(count) credential(s) under key '\(config.masterKeys.active.id)'")
+    }
+}
+
+struct TenantCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "tenant", abstract: "Operator commands on tenants.",
+                                                    subcommands: [SetPlan.self])
+
+    struct SetPlan: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "set-plan", abstract: "Change a tenant's plan (free or pro).")
+
+        @OptionGroup var common: CommonOptions
+        @Argument(help: "Tenant id (ten_…).") var tenantId: String
+        @Argument(help: "free or pro.") var plan: String
+
+        func run() async throws {
+            guard let plan = Plan(rawValue: plan) else { throw ValidationError("plan must be free or pro") }
+            let env = ProcessInfo.processInfo.environment
+            guard let text = common.databaseURL ?? env["DATABASE_URL"] else { throw ValidationError("DATABASE_URL is not set") }
+            let logger = common.logger("keybrake.tenant")
+            let tenantId = self.tenantId
+            let tenant = try await withPostgresClient(try DatabaseURL(text), logger: logger) {
+                try await PostgresTenantRepository(client: $0).setPlan(tenantId: tenantId, plan: plan, logger: logger)
+            }
+            guard let tenant else { throw ValidationError("no tenant \(tenantId)") }
+            print("tenant \(tenant.id) is now on plan \(tenant.plan.rawValue)")
+        }
+    }
+}
+
+struct GenerateMasterKey: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "generate-master-key",
+                                                    abstract: "Print a new `id:base64` master key for KEYBRAKE_MASTER_KEYS.")
+
+    @Option(help: "Key id.") var id: String = "k" + String(Int(Date().timeIntervalSince1970))
+
+    func run() throws { print(MasterKeyRing.generateConfigLine(id: id)) }
+}

@@ -1,0 +1,80 @@
+import Foundation
+import Storage
+import Tenants
+import Vault
+
+/// Server settings from the environment (DESIGN §3); command-line flags override them.
+public struct AppConfiguration: Sendable {
+    public var host: String = "127.0.0.1"
+    public var port: Int = 8080
+    public var databaseURL: DatabaseURL
+    public var masterKeys: MasterKeyRing
+    public var operatorToken: String?
+    public var freeMonthlyRequests: Int = 1000
+    public var signupsPerMinutePerClient: Int = 10
+    public var upstreams: [String: String] = [
+        "stripe": "https://api.stripe.com", "twilio": "https://api.twilio.com", "resend": "https://api.resend.com",
+    ]
+    public var upstreamTimeoutMs: Int = 30_000
+    public var databaseMaxConnections: Int = 32
+
+    public init(databaseURL: DatabaseURL, masterKeys: MasterKeyRing) {
+        self.databaseURL = databaseURL
+        self.masterKeys = masterKeys
+    }
+
+    public struct ConfigError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Reads DESIGN §3's variables. Secrets' values never appear in errors.
+    public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws -> AppConfiguration {
+        guard let dbText = env["DATABASE_URL"], !dbText.isEmpty else {
+            throw ConfigError(description: "DATABASE_URL is not set (e.g. postgres://keybrake@127.0.0.1:5432/keybrake); `make run` sets up a local one")
+        }
+        let db = try DatabaseURL(dbText)
+        let ring = try masterKeyRing(env)
+        var config = AppConfiguration(databaseURL: db, masterKeys: ring)
+        if let host = env["KEYBRAKE_HOST"], !host.isEmpty { config.host = host }
+        if let port = env["KEYBRAKE_PORT"], !port.isEmpty {
+            guard let p = Int(port), (0...65535).contains(p) else { throw ConfigError(description: "KEYBRAKE_PORT must be a port number") }
+            config.port = p
+        }
+        if let token = env["KEYBRAKE_OPERATOR_TOKEN"], !token.isEmpty { config.operatorToken = token }
+        if let quota = env["KEYBRAKE_FREE_MONTHLY_REQUESTS"], !quota.isEmpty {
+            guard let q = Int(quota), q >= 0 else { throw ConfigError(description: "KEYBRAKE_FREE_MONTHLY_REQUESTS must be a whole number ≥ 0") }
+            config.freeMonthlyRequests = q
+        }
+        if let limit = env["KEYBRAKE_SIGNUPS_PER_MINUTE"], !limit.isEmpty {
+            guard let l = Int(limit), l > 0 else { throw ConfigError(description: "KEYBRAKE_SIGNUPS_PER_MINUTE must be a whole number > 0") }
+            config.signupsPerMinutePerClient = l
+        }
+        for vendor in ["stripe", "twilio", "resend"] {
+            if let url = env["KEYBRAKE_UPSTREAM_\(vendor.uppercased())"], !url.isEmpty {
+                guard let u = URL(string: url), u.scheme == "http" || u.scheme == "https", u.host != nil else {
+                    throw ConfigError(description: "KEYBRAKE_UPSTREAM_\(vendor.uppercased()) must be an http(s) URL")
+                }
+                config.upstreams[vendor] = url.hasSuffix("/") ? String(url.dropLast()) : url
+            }
+        }
+        if let timeout = env["KEYBRAKE_UPSTREAM_TIMEOUT_MS"], !timeout.isEmpty {
+            guard let t = Int(timeout), t > 0 else { throw ConfigError(description: "KEYBRAKE_UPSTREAM_TIMEOUT_MS must be a whole number > 0") }
+            config.upstreamTimeoutMs = t
+        }
+        return config
+    }
+
+    /// `KEYBRAKE_MASTER_KEYS`, or the contents of `KEYBRAKE_MASTER_KEYS_FILE`.
+    public static func masterKeyRing(_ env: [String: String]) throws -> MasterKeyRing {
+        if let inline = env["KEYBRAKE_MASTER_KEYS"], !inline.isEmpty {
+            return try MasterKeyRing(parsing: inline)
+        }
+        if let path = env["KEYBRAKE_MASTER_KEYS_FILE"], !path.isEmpty {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw ConfigError(description: "KEYBRAKE_MASTER_KEYS_FILE \(path) cannot be read")
+            }
+            return try MasterKeyRing(parsing: text)
+        }
+        throw MasterKeyRing.ConfigError.empty
+    }
+}

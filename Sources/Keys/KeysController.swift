@@ -1,0 +1,242 @@
+import Foundation
+import HTTPLayer
+import Hummingbird
+import KeybrakeCore
+import Storage
+import TokenAuth
+
+/// Issue, list, show, edit and revoke vault keys. The token is returned once, at creation.
+public struct KeysController: Sendable {
+    let repository: any KeyRepository
+    let verifier: TokenVerifier
+    let clock: any KeybrakeCore.Clock
+
+    public static let defaultPageSize = 50
+    public static let maxPageSize = 100
+
+    public init(repository: any KeyRepository, verifier: TokenVerifier, clock: any KeybrakeCore.Clock) {
+        self.repository = repository
+        self.verifier = verifier
+        self.clock = clock
+    }
+
+    public func addAdminRoutes(to group: some RouterMethods<KeybrakeRequestContext>) {
+        group.post("/keys") { request, context in try await self.create(request, context) }
+        group.get("/keys") { request, context in try await self.list(request, context) }
+        group.get("/keys/:id") { _, context in try await self.show(context) }
+        group.patch("/keys/:id") { request, context in try await self.update(request, context) }
+        group.post("/keys/:id/revoke") { _, context in try await self.revoke(context) }
+    }
+
+    // MARK: - Request parsing
+
+    static let policyFields: Set<String> = [
+        "label", "allowed_endpoints", "daily_usd_cap", "monthly_usd_cap", "max_request_usd", "expires_at",
+        "rate_limit_per_minute", "auto_idempotency", "duplicate_window_seconds", "timezone", "allowed_stripe_accounts",
+    ]
+    /// Caps are whole cents; a single request's maximum may be finer (an SMS costs $0.0083).
+    static let capDecimals = 2
+    static let maxRequestDecimals = 6
+
+    static func parseCreate(_ json: JSONObjectReader) throws(KeybrakeError) -> Policy {
+        try json.rejectUnknown(allowed: policyFields.union(["vendor"]))
+        let vendorName = try json.string("vendor", required: true, maxLength: 40) ?? ""
+        guard let vendor = Vendor(rawValue: vendorName) else {
+            throw .invalidRequest("vendor must be one of \(Vendor.names).", field: "vendor")
+        }
+        var policy = Policy(vendor: vendor, label: try json.string("label", required: true, maxLength: 1000) ?? "",
+                            allowedEndpoints: try json.stringArray("allowed_endpoints", required: true) ?? [])
+        try apply(json, to: &policy)
+        return policy
+    }
+
+    /// Applies the fields present in `json` (null clears an optional limit).
+    static func apply(_ json: JSONObjectReader, to policy: inout Policy) throws(KeybrakeError) {
+        if json.has("label") {
+            guard let label = try json.string("label", maxLength: 1000) else { throw .invalidRequest("label cannot be null.", field: "label") }
+            policy.label = label
+        }
+        if json.has("allowed_endpoints") {
+            guard let endpoints = try json.stringArray("allowed_endpoints") else {
+                throw .invalidRequest("allowed_endpoints cannot be null.", field: "allowed_endpoints")
+            }
+            policy.allowedEndpoints = endpoints
+        }
+        if json.has("daily_usd_cap") { policy.dailyCap = try json.usd("daily_usd_cap", maxDecimals: capDecimals) }
+        if json.has("monthly_usd_cap") { policy.monthlyCap = try json.usd("monthly_usd_cap", maxDecimals: capDecimals) }
+        if json.has("max_request_usd") { policy.maxRequest = try json.usd("max_request_usd", maxDecimals: maxRequestDecimals) }
+        if json.has("expires_at") { policy.expiresAt = try json.timestamp("expires_at") }
+        if json.has("rate_limit_per_minute") { policy.rateLimitPerMinute = try json.int("rate_limit_per_minute") }
+        if json.has("auto_idempotency") {
+            guard let v = try json.bool("auto_idempotency") else { throw .invalidRequest("auto_idempotency cannot be null.", field: "auto_idempotency") }
+            policy.autoIdempotency = v
+        }
+        if json.has("duplicate_window_seconds") {
+            guard let v = try json.int("duplicate_window_seconds") else {
+                throw .invalidRequest("duplicate_window_seconds cannot be null (0 turns the guard off).", field: "duplicate_window_seconds")
+            }
+            policy.duplicateWindowSeconds = v
+        }
+        if json.has("timezone") {
+            guard let tz = try json.string("timezone", maxLength: 64) else { throw .invalidRequest("timezone cannot be null.", field: "timezone") }
+            policy.timezone = tz
+        }
+        if json.has("allowed_stripe_accounts") {
+            policy.allowedStripeAccounts = try json.stringArray("allowed_stripe_accounts") ?? []
+        }
+    }
+
+    // MARK: - Response shapes
+
+    struct KeyBody: Encodable {
+        let id: String
+        let label: String
+        let vendor: String
+        let status: String
+        let allowedEndpoints: [String]
+        @NullEncoded var dailyUsdCap: USDAmount?
+        @NullEncoded var monthlyUsdCap: USDAmount?
+        @NullEncoded var maxRequestUsd: USDAmount?
+        /// true when the key has no USD limit at all.
+        let uncapped: Bool
+        @NullEncoded var expiresAt: Date?
+        @NullEncoded var rateLimitPerMinute: Int?
+        let autoIdempotency: Bool
+        let duplicateWindowSeconds: Int
+        let timezone: String
+        let allowedStripeAccounts: [String]
+        let createdAt: Date
+        let updatedAt: Date
+        @NullEncoded var revokedAt: Date?
+    }
+
+    func body(_ key: VaultKey) -> KeyBody {
+        let p = key.policy
+        return KeyBody(
+            id: key.id, label: p.label, vendor: p.vendor.rawValue, status: key.effectiveStatus(now: clock.now()),
+            allowedEndpoints: p.allowedEndpoints, dailyUsdCap: USDAmount(p.dailyCap), monthlyUsdCap: USDAmount(p.monthlyCap),
+            maxRequestUsd: USDAmount(p.maxRequest), uncapped: p.isUncapped, expiresAt: p.expiresAt,
+            rateLimitPerMinute: p.rateLimitPerMinute, autoIdempotency: p.autoIdempotency,
+            duplicateWindowSeconds: p.duplicateWindowSeconds, timezone: p.timezone,
+            allowedStripeAccounts: p.allowedStripeAccounts, createdAt: key.createdAt, updatedAt: key.updatedAt,
+            revokedAt: key.revokedAt
+        )
+    }
+
+    struct KeyEnvelope: Encodable { let key: KeyBody }
+
+    // MARK: - Handlers
+
+    func create(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
+        let admin = try context.requireAdmin()
+        var policy = try Self.parseCreate(try await JSONObjectReader.decode(request, context: context))
+        policy.label = policy.label.trimmingCharacters(in: .whitespaces)
+        try policy.validate(now: clock.now())
+        let (token, publicId) = TokenFormat.generate(.vault)
+        let hash = try await verifier.hashForStorage(token)
+        let key = try await db(context) {
+            try await repository.create(id: "key_" + publicId, tenantId: admin.tenantId, tokenHash: hash, policy: policy, logger: context.logger)
+        }
+        struct Created: Encodable { let key: KeyBody; let token: String }
+        return try JSONResponse.make(.created, Created(key: body(key), token: token))
+    }
+
+    func list(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
+        let admin = try context.requireAdmin()
+        let query = request.uri.queryParameters
+        var limit = Self.defaultPageSize
+        if let raw = query["limit"] {
+            guard let n = Int(String(raw)), (1...Self.maxPageSize).contains(n) else {
+                throw KeybrakeError.invalidRequest("limit must be a whole number from 1 to \(Self.maxPageSize).", field: "limit")
+            }
+            limit = n
+        }
+        var after: String?
+        if let raw = query["cursor"], !raw.isEmpty {
+            guard let id = Cursor.decode(String(raw)) else {
+                throw KeybrakeError.invalidRequest("cursor is not a cursor returned by this endpoint.", field: "cursor")
+            }
+            after = id
+        }
+        // One extra row tells whether another page exists.
+        guard let keys = try await db(context, {
+            try await repository.list(tenantId: admin.tenantId, after: after, limit: limit + 1, logger: context.logger)
+        }) else {
+            throw KeybrakeError.invalidRequest("cursor is not a cursor returned by this endpoint.", field: "cursor")
+        }
+        let page = Array(keys.prefix(limit))
+        struct Page: Encodable { let data: [KeyBody]; @NullEncoded var nextCursor: String? }
+        return try JSONResponse.make(.ok, Page(
+            data: page.map(body), nextCursor: keys.count > limit ? page.last.map { Cursor.encode($0.id) } : nil
+        ))
+    }
+
+    func show(_ context: KeybrakeRequestContext) async throws -> Response {
+        let admin = try context.requireAdmin()
+        let id = context.parameters.get("id") ?? ""
+        guard let key = try await db(context, { try await repository.key(id: id, tenantId: admin.tenantId, logger: context.logger) }) else {
+            throw KeybrakeError.notFound("key")
+        }
+        return try JSONResponse.make(.ok, KeyEnvelope(key: body(key)))
+    }
+
+    func update(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
+        let admin = try context.requireAdmin()
+        let id = context.parameters.get("id") ?? ""
+        let json = try await JSONObjectReader.decode(request, context: context)
+        if json.has("vendor") {
+            throw KeybrakeError.invalidRequest("vendor cannot be changed; issue a new key for another vendor.", field: "vendor")
+        }
+        try json.rejectUnknown(allowed: Self.policyFields)
+        let now = clock.now()
+        let updated: VaultKey?
+        do {
+            updated = try await repository.update(id: id, tenantId: admin.tenantId, logger: context.logger) { current in
+                guard current.status == .active else {
+                    throw KeybrakeError(status: 409, code: "key_revoked", message: "This key is revoked; its policy can no longer change.")
+                }
+                var policy = current.policy
+                try Self.apply(json, to: &policy)
+                policy.label = policy.label.trimmingCharacters(in: .whitespaces)
+                // Only an expiry sent in this request must be in the future.
+                try policy.validate(now: json.has("expires_at") ? now : nil)
+                return policy
+            }
+        } catch {
+            throw DatabaseErrors.map(error, logger: context.logger)
+        }
+        guard let updated else { throw KeybrakeError.notFound("key") }
+        return try JSONResponse.make(.ok, KeyEnvelope(key: body(updated)))
+    }
+
+    func revoke(_ context: KeybrakeRequestContext) async throws -> Response {
+        let admin = try context.requireAdmin()
+        let id = context.parameters.get("id") ?? ""
+        guard let key = try await db(context, { try await repository.revoke(id: id, tenantId: admin.tenantId, logger: context.logger) }) else {
+            throw KeybrakeError.notFound("key")
+        }
+        return try JSONResponse.make(.ok, KeyEnvelope(key: body(key)))
+    }
+
+    func db<T>(_ context: KeybrakeRequestContext, _ body: () async throws -> T) async throws(KeybrakeError) -> T {
+        do { return try await body() } catch { throw DatabaseErrors.map(error, logger: context.logger) }
+    }
+}
+
+/// Opaque page cursors: base64url of a versioned position, validated on the way back in.
+enum Cursor {
+    static func encode(_ id: String) -> String {
+        Data("k1:\(id)".utf8).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+    }
+
+    static func decode(_ text: String) -> String? {
+        var b64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while b64.count % 4 != 0 { b64 += "=" }
+        guard text.count <= 200, let data = Data(base64Encoded: b64), let s = String(data: data, encoding: .utf8), s.hasPrefix("k1:key_") else {
+            return nil
+        }
+        let id = s.dropFirst(3)
+        return Identifier.isBase62(id.dropFirst(4)) ? String(id) : nil
+    }
+}

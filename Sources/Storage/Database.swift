@@ -1,0 +1,103 @@
+import Foundation
+import KeybrakeCore
+import Logging
+import PostgresNIO
+
+/// Connection settings parsed from `DATABASE_URL` (`postgres://user:pass@host:port/db?sslmode=disable`).
+public struct DatabaseURL: Sendable, Equatable {
+    public var host: String
+    public var port: Int
+    public var username: String
+    public var password: String?
+    public var database: String
+    public var requireTLS: Bool
+
+    public enum ParseError: Error, CustomStringConvertible {
+        case invalid(String)
+        public var description: String {
+            if case .invalid(let why) = self { return "DATABASE_URL is invalid: \(why) (expected postgres://user:password@host:port/database)" }
+            return ""
+        }
+    }
+
+    public init(_ text: String) throws {
+        guard let components = URLComponents(string: text), let scheme = components.scheme,
+              scheme == "postgres" || scheme == "postgresql"
+        else { throw ParseError.invalid("scheme must be postgres://") }
+        guard let host = components.host, !host.isEmpty else { throw ParseError.invalid("missing host") }
+        self.host = host
+        self.port = components.port ?? 5432
+        self.username = components.percentEncodedUser.flatMap { $0.removingPercentEncoding } ?? "postgres"
+        self.password = components.percentEncodedPassword.flatMap { $0.removingPercentEncoding }
+        let db = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
+        guard !db.isEmpty else { throw ParseError.invalid("missing database name") }
+        self.database = db
+        let sslmode = components.queryItems?.first(where: { $0.name == "sslmode" })?.value
+        self.requireTLS = sslmode == "require" || sslmode == "verify-full"
+    }
+
+    /// The URL without its password, safe to log.
+    public var redacted: String { "postgres://\(username)@\(host):\(port)/\(database)" }
+
+    public func clientConfiguration(maxConnections: Int = 32) -> PostgresClient.Configuration {
+        var config = PostgresClient.Configuration(
+            host: host, port: port, username: username, password: password, database: database,
+            tls: requireTLS ? .require(.makeClientConfiguration()) : .disable
+        )
+        config.options.maximumConnections = maxConnections
+        config.options.connectTimeout = .seconds(5)
+        return config
+    }
+}
+
+extension PostgresClient {
+    /// Runs `body` in one short transaction; any error rolls it back.
+    public func transaction<T: Sendable>(
+        logger: Logger, _ body: (PostgresConnection) async throws -> T
+    ) async throws -> T {
+        try await withTransaction(logger: logger) { connection in try await body(connection) }
+    }
+}
+
+/// Maps database failures to the error clients see: connection problems are 503 `unavailable`
+/// (fail closed), anything else is an internal error whose detail goes only to the log.
+public enum DatabaseErrors {
+    public static func map(_ error: any Error, logger: Logger) -> KeybrakeError {
+        if let kb = error as? KeybrakeError { return kb }
+        if let psql = error as? PSQLError {
+            let sqlState = psql.serverInfo?[.sqlState] ?? "-"
+            // Class 08 = connection exception, 57P0x = server shutting down or starting up.
+            let serverGone = sqlState.hasPrefix("08") || sqlState.hasPrefix("57P")
+            switch psql.code {
+            case .serverClosedConnection, .clientClosedConnection, .connectionError, .poolClosed, .queryCancelled, .uncleanShutdown:
+                logger.warning("database unavailable", metadata: ["error": "\(String(reflecting: psql.code))"])
+                return .unavailable
+            case _ where serverGone:
+                logger.warning("database unavailable", metadata: ["sqlstate": "\(sqlState)"])
+                return .unavailable
+            default:
+                let message = psql.serverInfo?[.message] ?? "\(psql.code)"
+                logger.error("database error", metadata: ["sqlstate": "\(sqlState)", "detail": "\(message)"])
+                return .internalError
+            }
+        }
+        if error is CancellationError { return .unavailable }
+        logger.error("unexpected error", metadata: ["error": "\(String(describing: type(of: error)))"])
+        return .internalError
+    }
+}
+
+/// Runs `body` with a started client and shuts the client down afterwards (for CLI commands and tests).
+public func withPostgresClient<T: Sendable>(
+    _ url: DatabaseURL, logger: Logger, _ body: @Sendable (PostgresClient) async throws -> T
+) async throws -> T {
+    let client = PostgresClient(configuration: url.clientConfiguration(maxConnections: 4), backgroundLogger: logger)
+    return try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask {
+            await client.run()
+            return nil
+        }
+        defer { group.cancelAll() }
+        return try await body(client)
+    }
+}

@@ -1,0 +1,191 @@
+import Crypto
+import Foundation
+import HTTPLayer
+import Hummingbird
+import KeybrakeCore
+import Storage
+import TokenAuth
+
+public struct TenantsConfiguration: Sendable {
+    public var freeMonthlyRequests: Int
+    /// Platform operator's token for plan changes; nil disables the operator routes.
+    public var operatorToken: String?
+    public var signupsPerMinutePerClient: Int
+
+    public init(freeMonthlyRequests: Int = 1000, operatorToken: String? = nil, signupsPerMinutePerClient: Int = 10) {
+        self.freeMonthlyRequests = freeMonthlyRequests
+        self.operatorToken = operatorToken
+        self.signupsPerMinutePerClient = signupsPerMinutePerClient
+    }
+
+    public func monthlyQuota(for plan: Plan) -> Int? { plan == .free ? freeMonthlyRequests : nil }
+}
+
+/// Signup, the tenant's own profile and usage, admin tokens, operator plan changes.
+public struct TenantController: Sendable {
+    let repository: any TenantRepository
+    let verifier: TokenVerifier
+    let configuration: TenantsConfiguration
+    let signupLimiter: WindowRateLimiter
+    let clock: any KeybrakeCore.Clock
+
+    public init(repository: any TenantRepository, verifier: TokenVerifier, configuration: TenantsConfiguration, clock: any KeybrakeCore.Clock) {
+        self.repository = repository
+        self.verifier = verifier
+        self.configuration = configuration
+        self.signupLimiter = WindowRateLimiter(limit: configuration.signupsPerMinutePerClient, window: .seconds(60))
+        self.clock = clock
+    }
+
+    /// Routes that need no admin token.
+    public func addPublicRoutes(to router: some RouterMethods<KeybrakeRequestContext>) {
+        router.post("/v1/tenants") { request, context in try await self.signup(request, context) }
+        router.post("/v1/operator/tenants/:id/plan") { request, context in try await self.setPlan(request, context) }
+    }
+
+    /// Routes behind `AdminAuthMiddleware`.
+    public func addAdminRoutes(to group: some RouterMethods<KeybrakeRequestContext>) {
+        group.get("/tenant") { _, context in try await self.show(context) }
+        group.post("/admin-tokens") { request, context in try await self.createAdminToken(request, context) }
+        group.delete("/admin-tokens/:id") { _, context in try await self.deleteAdminToken(context) }
+    }
+
+    // MARK: - Shapes
+
+    struct TenantBody: Encodable {
+        let id: String
+        let name: String
+        let email: String
+        let plan: String
+        @NullEncoded var monthlyQuota: Int?
+        let createdAt: Date
+    }
+
+    struct UsageBody: Encodable {
+        let month: String
+        let requests: Int64
+        @NullEncoded var quota: Int?
+        @NullEncoded var remaining: Int64?
+    }
+
+    struct AdminTokenBody: Encodable {
+        let id: String
+        @NullEncoded var label: String?
+        let createdAt: Date
+    }
+
+    func body(_ tenant: Tenant) -> TenantBody {
+        TenantBody(id: tenant.id, name: tenant.name, email: tenant.email, plan: tenant.plan.rawValue,
+                   monthlyQuota: configuration.monthlyQuota(for: tenant.plan), createdAt: tenant.createdAt)
+    }
+
+    // MARK: - Handlers
+
+    func signup(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
+        if let retry = signupLimiter.hit(context.clientAddress) {
+            throw KeybrakeError.rateLimited("Too many signups from this address; try again in \(retry) s.", retryAfter: retry)
+        }
+        let json = try await JSONObjectReader.decode(request, context: context)
+        try json.rejectUnknown(allowed: ["name", "email"])
+        let name = (try json.string("name", required: true, maxLength: 200) ?? "").trimmingCharacters(in: .whitespaces)
+        guard !name.isEmpty else { throw KeybrakeError.invalidRequest("name must not be empty.", field: "name") }
+        let email = (try json.string("email", required: true, maxLength: 254) ?? "").trimmingCharacters(in: .whitespaces)
+        guard Self.looksLikeEmail(email) else {
+            throw KeybrakeError.invalidRequest("email must be an address like ops@example.com.", field: "email")
+        }
+        let (token, publicId) = TokenFormat.generate(.admin)
+        let hash = try await verifier.hashForStorage(token)
+        let tenant = try await db(context) {
+            try await repository.createTenant(name: name, email: email, adminTokenId: "atk_" + publicId, adminTokenHash: hash, logger: context.logger)
+        }
+        struct Created: Encodable { let tenant: TenantBody; let adminToken: String; let adminTokenId: String }
+        return try JSONResponse.make(.created, Created(tenant: body(tenant), adminToken: token, adminTokenId: "atk_" + publicId))
+    }
+
+    func show(_ context: KeybrakeRequestContext) async throws -> Response {
+        let admin = try context.requireAdmin()
+        let month = Self.utcMonth(clock.now())
+        let (tenant, requests) = try await db(context) {
+            (try await repository.tenant(id: admin.tenantId, logger: context.logger),
+             try await repository.monthlyRequests(tenantId: admin.tenantId, month: month, logger: context.logger))
+        }
+        guard let tenant else { throw KeybrakeError.adminTokenInvalid }
+        let quota = configuration.monthlyQuota(for: tenant.plan)
+        struct Shown: Encodable { let tenant: TenantBody; let usage: UsageBody }
+        return try JSONResponse.make(.ok, Shown(
+            tenant: body(tenant),
+            usage: UsageBody(month: String(month.prefix(7)), requests: requests, quota: quota,
+                             remaining: quota.map { max(0, Int64($0) - requests) })
+        ))
+    }
+
+    func createAdminToken(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
+        let admin = try context.requireAdmin()
+        var label: String?
+        if request.headers[.contentLength] != "0", request.headers[.contentType] != nil || request.headers[.contentLength] != nil {
+            let json = try await JSONObjectReader.decode(request, context: context)
+            try json.rejectUnknown(allowed: ["label"])
+            label = try json.string("label", maxLength: 100)
+        }
+        let (token, publicId) = TokenFormat.generate(.admin)
+        let hash = try await verifier.hashForStorage(token)
+        let record = try await db(context) {
+            try await repository.addAdminToken(tenantId: admin.tenantId, id: "atk_" + publicId, hash: hash, label: label, logger: context.logger)
+        }
+        struct Created: Encodable { let adminToken: AdminTokenBody; let token: String }
+        return try JSONResponse.make(.created, Created(
+            adminToken: AdminTokenBody(id: record.id, label: record.label, createdAt: record.createdAt), token: token
+        ))
+    }
+
+    func deleteAdminToken(_ context: KeybrakeRequestContext) async throws -> Response {
+        let admin = try context.requireAdmin()
+        let id = context.parameters.get("id") ?? ""
+        let revoked = try await db(context) { try await repository.revokeAdminToken(tenantId: admin.tenantId, id: id, logger: context.logger) }
+        guard revoked else { throw KeybrakeError.notFound("admin token") }
+        if id.hasPrefix("atk_") { verifier.forget(publicId: String(id.dropFirst(4))) }
+        return Response(status: .noContent)
+    }
+
+    func setPlan(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
+        guard let expected = configuration.operatorToken, !expected.isEmpty,
+              let presented = BearerToken.from(request.headers),
+              SHA256.hash(data: Data(presented.utf8)) == SHA256.hash(data: Data(expected.utf8))  // constant-time digest compare
+        else {
+            throw KeybrakeError(status: 401, code: "admin_token_invalid",
+                                message: "Operator routes need `Authorization: Bearer <KEYBRAKE_OPERATOR_TOKEN>`.")
+        }
+        let json = try await JSONObjectReader.decode(request, context: context)
+        try json.rejectUnknown(allowed: ["plan"])
+        let planName = try json.string("plan", required: true, maxLength: 20) ?? ""
+        guard let plan = Plan(rawValue: planName) else {
+            throw KeybrakeError.invalidRequest("plan must be one of: \(Plan.allCases.map(\.rawValue).joined(separator: ", ")).", field: "plan")
+        }
+        let id = context.parameters.get("id") ?? ""
+        guard let tenant = try await db(context, { try await repository.setPlan(tenantId: id, plan: plan, logger: context.logger) }) else {
+            throw KeybrakeError.notFound("tenant")
+        }
+        struct Changed: Encodable { let tenant: TenantBody }
+        return try JSONResponse.make(.ok, Changed(tenant: body(tenant)))
+    }
+
+    // MARK: - Helpers
+
+    func db<T>(_ context: KeybrakeRequestContext, _ body: () async throws -> T) async throws(KeybrakeError) -> T {
+        do { return try await body() } catch { throw DatabaseErrors.map(error, logger: context.logger) }
+    }
+
+    static func looksLikeEmail(_ s: String) -> Bool {
+        let parts = s.split(separator: "@", omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[0].isEmpty, parts[1].contains("."), !parts[1].hasPrefix("."), !parts[1].hasSuffix(".") else { return false }
+        return !s.contains(where: { $0.isWhitespace || $0.isNewline })
+    }
+
+    /// First day of the UTC month, `YYYY-MM-01`.
+    public static func utcMonth(_ date: Date) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let c = calendar.dateComponents([.year, .month], from: date)
+        return String(format: "%04d-%02d-01", c.year ?? 1970, c.month ?? 1)
+    }
+}

@@ -1,0 +1,106 @@
+import Foundation
+import KeybrakeCore
+import Logging
+import PostgresNIO
+import Storage
+
+/// What the API may show about a stored credential.
+public struct CredentialSummary: Sendable {
+    public let vendor: Vendor
+    public let fingerprint: String
+    public let accountSid: String?
+    public let masterKeyId: String
+    public let updatedAt: Date
+}
+
+/// Sealed vendor credentials in Postgres. Plaintext exists only inside this type's methods.
+public struct CredentialStore: Sendable {
+    let client: PostgresClient
+    let sealer: CredentialSealer
+
+    public init(client: PostgresClient, sealer: CredentialSealer) {
+        self.client = client
+        self.sealer = sealer
+    }
+
+    public func put(_ credentials: VendorCredentials, tenantId: String, logger: Logger) async throws -> CredentialSummary {
+        let vendor = credentials.vendor.rawValue
+        let (keyId, sealed) = try sealer.seal(try credentials.serialized(), tenantId: tenantId, vendor: vendor)
+        let fingerprint = credentials.fingerprint + (credentials.accountSid.map { " (\($0))" } ?? "")
+        let rows = try await client.query("""
+            INSERT INTO vendor_credentials (tenant_id, vendor, master_key_id, sealed, fingerprint)
+            VALUES (\(tenantId), \(vendor), \(keyId), \(ByteBuffer(data: sealed)), \(fingerprint))
+            ON CONFLICT (tenant_id, vendor) DO UPDATE
+              SET master_key_id = EXCLUDED.master_key_id, sealed = EXCLUDED.sealed,
+                  fingerprint = EXCLUDED.fingerprint, updated_at = now()
+            RETURNING updated_at
+            """, logger: logger)
+        var updatedAt = Date()
+        for try await d in rows.decode(Date.self) { updatedAt = d }
+        return CredentialSummary(vendor: credentials.vendor, fingerprint: credentials.fingerprint,
+                                 accountSid: credentials.accountSid, masterKeyId: keyId, updatedAt: updatedAt)
+    }
+
+    public func delete(vendor: Vendor, tenantId: String, logger: Logger) async throws -> Bool {
+        let rows = try await client.query(
+            "DELETE FROM vendor_credentials WHERE tenant_id = \(tenantId) AND vendor = \(vendor.rawValue) RETURNING vendor",
+            logger: logger
+        )
+        for try await _ in rows.decode(String.self) { return true }
+        return false
+    }
+
+    public func summary(vendor: Vendor, tenantId: String, logger: Logger) async throws -> CredentialSummary? {
+        let rows = try await client.query("""
+            SELECT fingerprint, master_key_id, updated_at FROM vendor_credentials
+            WHERE tenant_id = \(tenantId) AND vendor = \(vendor.rawValue)
+            """, logger: logger)
+        for try await (fingerprint, keyId, updatedAt) in rows.decode((String, String, Date).self) {
+            // The stored fingerprint carries the Twilio SID in parentheses for display.
+            let parts = fingerprint.split(separator: " ", maxSplits: 1)
+            let sid = parts.count == 2 ? String(parts[1].dropFirst().dropLast()) : nil
+            return CredentialSummary(vendor: vendor, fingerprint: String(parts[0]), accountSid: sid, masterKeyId: keyId, updatedAt: updatedAt)
+        }
+        return nil
+    }
+
+    /// Decrypted credentials for the proxy; nil when the tenant stored none for this vendor.
+    public func credentials(vendor: Vendor, tenantId: String, logger: Logger) async throws -> VendorCredentials? {
+        let rows = try await client.query("""
+            SELECT master_key_id, sealed FROM vendor_credentials WHERE tenant_id = \(tenantId) AND vendor = \(vendor.rawValue)
+            """, logger: logger)
+        for try await (keyId, sealed) in rows.decode((String, ByteBuffer).self) {
+            let plaintext = try sealer.open(Data(buffer: sealed), masterKeyId: keyId, tenantId: tenantId, vendor: vendor.rawValue)
+            return try VendorCredentials.deserialize(plaintext, vendor: vendor)
+        }
+        return nil
+    }
+
+    /// Re-encrypts every row not sealed with the active key, one short transaction per row
+    /// (row lock, decrypt with its old key, seal with the active one). Servers keep serving
+    /// throughout: they hold both keys until the old one is removed from configuration.
+    public func rotateAll(logger: Logger) async throws -> Int {
+        let activeId = sealer.ring.active.id
+        var rotated = 0
+        while true {
+            let moved: Bool = try await client.transaction(logger: logger) { conn in
+                let rows = try await conn.query("""
+                    SELECT tenant_id, vendor, master_key_id, sealed FROM vendor_credentials
+                    WHERE master_key_id <> \(activeId) LIMIT 1 FOR UPDATE SKIP LOCKED
+                    """, logger: logger)
+                var found: (String, String, String, ByteBuffer)?
+                for try await row in rows.decode((String, String, String, ByteBuffer).self) { found = row }
+                guard let (tenantId, vendor, oldKeyId, sealed) = found else { return false }
+                let plaintext = try sealer.open(Data(buffer: sealed), masterKeyId: oldKeyId, tenantId: tenantId, vendor: vendor)
+                let (newKeyId, resealed) = try sealer.seal(plaintext, tenantId: tenantId, vendor: vendor)
+                try await conn.query("""
+                    UPDATE vendor_credentials SET master_key_id = \(newKeyId), sealed = \(ByteBuffer(data: resealed))
+                    WHERE tenant_id = \(tenantId) AND vendor = \(vendor)
+                    """, logger: logger)
+                return true
+            }
+            guard moved else { return rotated }
+            rotated += 1
+        }
+    }
+}
