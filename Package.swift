@@ -103,8 +103,10 @@ let package = Package(
         .testTarget(
             name: "KeybrakeServerTests",
             dependencies: [
-                "KeybrakeServer", "Storage", "Vault", "TokenAuth",
+                "KeybrakeServer", "Storage", "Vault", "TokenAuth", "HTTPLayer",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
             ]
         ),
     ]

@@ -102,10 +102,14 @@ struct RotateMasterKey: AsyncParsableCommand {
         let config = try common.configuration()
         let logger = common.logger("keybrake.rotate")
         let sealer = CredentialSealer(ring: config.masterKeys)
-        let count = try await withPostgresClient(config.databaseURL, logger: logger) {
+        let result = try await withPostgresClient(config.databaseURL, logger: logger) {
             try await CredentialStore(client: $0, sealer: sealer).rotateAll(logger: logger)
         }
-        print("rotate-master-key: re-encrypted \(count) credential(s) under key '\(config.masterKeys.active.id)'")
+        print("rotate-master-key: re-encrypted \(result.rotated) credential(s) under key '\(config.masterKeys.active.id)'")
+        if !result.failed.isEmpty {
+            for (tenant, vendor) in result.failed { print("  could not decrypt: tenant \(tenant) vendor \(vendor)") }
+            throw ExitCode(1)
+        }
     }
 }
 

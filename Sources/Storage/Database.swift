@@ -51,11 +51,17 @@ public struct DatabaseURL: Sendable, Equatable {
 }
 
 extension PostgresClient {
-    /// Runs `body` in one short transaction; any error rolls it back.
+    /// Runs `body` in one short transaction; any error rolls it back. An error thrown by `body`
+    /// reaches the caller as itself (not wrapped in PostgresTransactionError) once rollback is done.
     public func transaction<T: Sendable>(
         logger: Logger, _ body: (PostgresConnection) async throws -> T
     ) async throws -> T {
-        try await withTransaction(logger: logger) { connection in try await body(connection) }
+        do {
+            return try await withTransaction(logger: logger) { connection in try await body(connection) }
+        } catch let error as PostgresTransactionError {
+            if let closureError = error.closureError, error.rollbackError == nil { throw closureError }
+            throw error
+        }
     }
 }
 
@@ -64,6 +70,10 @@ extension PostgresClient {
 public enum DatabaseErrors {
     public static func map(_ error: any Error, logger: Logger) -> KeybrakeError {
         if let kb = error as? KeybrakeError { return kb }
+        if let tx = error as? PostgresTransactionError,
+           let inner = tx.closureError ?? tx.beginError ?? tx.commitError ?? tx.rollbackError {
+            return map(inner, logger: logger)
+        }
         if let psql = error as? PSQLError {
             let sqlState = psql.serverInfo?[.sqlState] ?? "-"
             // Class 08 = connection exception, 57P0x = server shutting down or starting up.

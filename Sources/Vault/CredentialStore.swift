@@ -76,31 +76,50 @@ public struct CredentialStore: Sendable {
         return nil
     }
 
+    public struct RotationResult: Sendable {
+        public var rotated = 0
+        /// Rows that no configured key could open (tampered, or sealed by a key no longer configured).
+        public var failed: [(tenantId: String, vendor: String)] = []
+    }
+
     /// Re-encrypts every row not sealed with the active key, one short transaction per row
     /// (row lock, decrypt with its old key, seal with the active one). Servers keep serving
     /// throughout: they hold both keys until the old one is removed from configuration.
-    public func rotateAll(logger: Logger) async throws -> Int {
+    /// A row that cannot be opened is reported and left as it is; the others still rotate.
+    public func rotateAll(logger: Logger) async throws -> RotationResult {
         let activeId = sealer.ring.active.id
-        var rotated = 0
-        while true {
-            let moved: Bool = try await client.transaction(logger: logger) { conn in
-                let rows = try await conn.query("""
-                    SELECT tenant_id, vendor, master_key_id, sealed FROM vendor_credentials
-                    WHERE master_key_id <> \(activeId) LIMIT 1 FOR UPDATE SKIP LOCKED
-                    """, logger: logger)
-                var found: (String, String, String, ByteBuffer)?
-                for try await row in rows.decode((String, String, String, ByteBuffer).self) { found = row }
-                guard let (tenantId, vendor, oldKeyId, sealed) = found else { return false }
-                let plaintext = try sealer.open(Data(buffer: sealed), masterKeyId: oldKeyId, tenantId: tenantId, vendor: vendor)
-                let (newKeyId, resealed) = try sealer.seal(plaintext, tenantId: tenantId, vendor: vendor)
-                try await conn.query("""
-                    UPDATE vendor_credentials SET master_key_id = \(newKeyId), sealed = \(ByteBuffer(data: resealed))
-                    WHERE tenant_id = \(tenantId) AND vendor = \(vendor)
-                    """, logger: logger)
-                return true
+        var pending: [(String, String)] = []
+        let rows = try await client.query(
+            "SELECT tenant_id, vendor FROM vendor_credentials WHERE master_key_id <> \(activeId) ORDER BY tenant_id, vendor",
+            logger: logger
+        )
+        for try await row in rows.decode((String, String).self) { pending.append(row) }
+        var result = RotationResult()
+        for (tenantId, vendor) in pending {
+            do {
+                let moved: Bool = try await client.transaction(logger: logger) { conn in
+                    let rows = try await conn.query("""
+                        SELECT master_key_id, sealed FROM vendor_credentials
+                        WHERE tenant_id = \(tenantId) AND vendor = \(vendor) AND master_key_id <> \(activeId) FOR UPDATE
+                        """, logger: logger)
+                    var found: (String, ByteBuffer)?
+                    for try await row in rows.decode((String, ByteBuffer).self) { found = row }
+                    // Deleted or already rotated (by a concurrent run) since the scan: nothing to do.
+                    guard let (oldKeyId, sealed) = found else { return false }
+                    let plaintext = try sealer.open(Data(buffer: sealed), masterKeyId: oldKeyId, tenantId: tenantId, vendor: vendor)
+                    let (newKeyId, resealed) = try sealer.seal(plaintext, tenantId: tenantId, vendor: vendor)
+                    try await conn.query("""
+                        UPDATE vendor_credentials SET master_key_id = \(newKeyId), sealed = \(ByteBuffer(data: resealed))
+                        WHERE tenant_id = \(tenantId) AND vendor = \(vendor)
+                        """, logger: logger)
+                    return true
+                }
+                if moved { result.rotated += 1 }
+            } catch is CredentialSealer.SealError {
+                logger.error("credential cannot be decrypted; left unrotated", metadata: ["tenant_id": "\(tenantId)", "vendor": "\(vendor)"])
+                result.failed.append((tenantId, vendor))
             }
-            guard moved else { return rotated }
-            rotated += 1
         }
+        return result
     }
 }
