@@ -99,7 +99,8 @@ let package = Package(
             dependencies: ["KeybrakeServer", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "KeybrakeCoreTests", dependencies: ["KeybrakeCore"]),
-        .testTarget(name: "TokenAuthTests", dependencies: ["TokenAuth"]),
+        .testTarget(name: "TokenAuthTests", dependencies: ["TokenAuth", "KeybrakeCore"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage"]),
         .testTarget(
             name: "KeybrakeServerTests",
             dependencies: [

@@ -1,0 +1,116 @@
+import KeybrakeCore
+@testable import TokenAuth
+import XCTest
+
+final class TokenFormatTests: XCTestCase {
+    func testGeneratedTokensParseAndAreUnique() {
+        let (token, id) = TokenFormat.generate(.vault)
+        XCTAssertTrue(token.hasPrefix("kb_vault_\(id)_"))
+        XCTAssertEqual(token.count, "kb_vault_".count + 16 + 1 + 43)
+        let parsed = TokenFormat.parse(token, as: .vault)
+        XCTAssertEqual(parsed?.publicId, id)
+        XCTAssertNil(TokenFormat.parse(token, as: .admin), "kinds are not interchangeable")
+        XCTAssertNotEqual(TokenFormat.generate(.vault).token, token)
+    }
+
+    func testMalformedTokensAreRejected() {
+        let (token, _) = TokenFormat.generate(.admin)
+        for bad in ["", "kb_admin_", "kb_admin_short_secret", String(token.dropLast()), token + "x",
+                    token.replacingOccurrences(of: "kb_admin_", with: "kb_admin_!"), "sk_live_" + token.dropFirst(9)] {
+            XCTAssertNil(TokenFormat.parse(bad, as: .admin), bad)
+        }
+    }
+}
+
+final class TokenVerifierTests: XCTestCase {
+    // Cheap parameters keep the suite fast; production uses Argon2id.owasp.
+    let fast = Argon2id(iterations: 1, memoryKiB: 1024, parallelism: 1)
+
+    func testArgon2idHashesVerifyAndRejectChangedTokens() throws {
+        let (token, _) = TokenFormat.generate(.vault)
+        let hash = try Argon2id.owasp.hash(token)
+        XCTAssertTrue(hash.hasPrefix("$argon2id$v=19$m=19456,t=2,p=1$"))
+        XCTAssertTrue(Argon2id.verify(token, encoded: hash))
+        XCTAssertFalse(Argon2id.verify(token + "x", encoded: hash))
+        XCTAssertFalse(Argon2id.verify(token, encoded: "$argon2id$garbage"))
+        XCTAssertNotEqual(try Argon2id.owasp.hash(token), hash, "random salt per hash")
+    }
+
+    func testCacheSkipsArgon2AfterOneSuccessfulVerify() async throws {
+        let verifier = TokenVerifier(argon2: fast)
+        let (token, _) = TokenFormat.generate(.vault)
+        let parsed = try XCTUnwrap(TokenFormat.parse(token, as: .vault))
+        let hash = try fast.hash(token)
+        let first = try await verifier.verify(parsed, storedHash: hash)
+        XCTAssertTrue(first)
+        // A garbage hash would fail argon2: success proves the cached digest was used.
+        let cached = try await verifier.verify(parsed, storedHash: "$argon2id$not-a-hash")
+        XCTAssertTrue(cached)
+        // A different token with the same id does not ride on the cache.
+        var chars = Array(token)
+        chars[chars.count - 1] = chars.last == "a" ? "b" : "a"
+        let other = try XCTUnwrap(TokenFormat.parse(String(chars), as: .vault))
+        let forged = try await verifier.verify(other, storedHash: hash)
+        XCTAssertFalse(forged)
+        verifier.forget(publicId: parsed.publicId)
+        let afterForget = try await verifier.verify(parsed, storedHash: "$argon2id$not-a-hash")
+        XCTAssertFalse(afterForget)
+    }
+
+    func testRepeatedFailuresAreLimitedWithoutHashing() async throws {
+        var config = TokenVerifier.Configuration()
+        config.maxFailures = 3
+        let verifier = TokenVerifier(configuration: config, argon2: fast)
+        let (token, _) = TokenFormat.generate(.admin)
+        let hash = try fast.hash(token)
+        var chars = Array(token)
+        chars[chars.count - 1] = chars.last == "a" ? "b" : "a"
+        let wrong = try XCTUnwrap(TokenFormat.parse(String(chars), as: .admin))
+        for _ in 0..<3 {
+            let ok = try await verifier.verify(wrong, storedHash: hash)
+            XCTAssertFalse(ok)
+        }
+        do {
+            _ = try await verifier.verify(wrong, storedHash: hash)
+            XCTFail("fourth failure should be refused")
+        } catch {
+            XCTAssertEqual(error.code, "rate_limited")
+            XCTAssertEqual(error.status, 429)
+            XCTAssertNotNil(error.retryAfterSeconds)
+        }
+        // Even the right token is refused while the id is locked out (no hashing happens).
+        let right = try XCTUnwrap(TokenFormat.parse(token, as: .admin))
+        do {
+            _ = try await verifier.verify(right, storedHash: hash)
+            XCTFail("locked id should not be verified")
+        } catch {
+            XCTAssertEqual(error.code, "rate_limited")
+        }
+    }
+
+    func testSemaphoreBoundsConcurrency() async throws {
+        let semaphore = AsyncSemaphore(permits: 2)
+        let counter = Counter()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<10 {
+                group.addTask {
+                    try await semaphore.withPermit {
+                        await counter.enter()
+                        try await Task.sleep(for: .milliseconds(5))
+                        await counter.leave()
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let peak = await counter.peak
+        XCTAssertEqual(peak, 2)
+    }
+
+    actor Counter {
+        var current = 0
+        var peak = 0
+        func enter() { current += 1; peak = max(peak, current) }
+        func leave() { current -= 1 }
+    }
+}
