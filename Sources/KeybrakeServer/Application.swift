@@ -1,11 +1,13 @@
 import Foundation
 import HTTPLayer
 import Hummingbird
+import ServiceLifecycle
 import KeybrakeCore
 import Keys
 import Logging
 import PostgresNIO
 import Prometheus
+import Proxy
 import Storage
 import Tenants
 import TokenAuth
@@ -18,6 +20,7 @@ public struct AppDependencies: Sendable {
     public let verifier: TokenVerifier
     public let clock: any KeybrakeCore.Clock
     public let metricsRegistry: PrometheusCollectorRegistry
+    public let forwarder: Forwarder
 
     public init(configuration: AppConfiguration, postgres: PostgresClient, verifier: TokenVerifier = TokenVerifier(),
                 clock: any KeybrakeCore.Clock = SystemClock(), metricsRegistry: PrometheusCollectorRegistry = .init()) {
@@ -26,6 +29,8 @@ public struct AppDependencies: Sendable {
         self.verifier = verifier
         self.clock = clock
         self.metricsRegistry = metricsRegistry
+        self.forwarder = Forwarder(timeout: configuration.proxy.upstreamTimeout, connectionsPerHost: configuration.proxy.connectionsPerHost,
+                                   maxResponseBody: configuration.proxy.maxResponseBody)
     }
 }
 
@@ -39,15 +44,24 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
                                             signupsPerMinutePerClient: config.signupsPerMinutePerClient),
         clock: deps.clock
     )
-    let vault = VaultController(store: CredentialStore(client: deps.postgres, sealer: CredentialSealer(ring: config.masterKeys)))
+    let credentialStore = CredentialStore(client: deps.postgres, sealer: CredentialSealer(ring: config.masterKeys))
+    let vault = VaultController(store: credentialStore)
+    let proxy = ProxyController(pipeline: ProxyPipeline(
+        config: config.proxy,
+        authenticator: VaultKeyAuthenticator(client: deps.postgres, verifier: deps.verifier),
+        credentials: credentialStore, ledger: SpendLedger(client: deps.postgres),
+        idempotency: IdempotencyStore(client: deps.postgres), forwarder: deps.forwarder, clock: deps.clock
+    ))
     let keys = KeysController(repository: PostgresKeyRepository(client: deps.postgres), verifier: deps.verifier, clock: deps.clock)
 
     let router = Router(context: KeybrakeRequestContext.self)
     router.add(middleware: RequestEnvelopeMiddleware())
     router.add(middleware: MetricsMiddleware())
+    router.add(middleware: proxy.hostRouting)
 
     HealthController(postgres: deps.postgres, registry: deps.metricsRegistry).addRoutes(to: router)
     tenants.addPublicRoutes(to: router)
+    proxy.addRoutes(to: router)
 
     let admin = router.group("/v1").add(middleware: AdminAuthMiddleware(
         authenticator: AdminTokenAuthenticator(repository: tenantRepository, verifier: deps.verifier)
@@ -71,7 +85,7 @@ public func buildApplication(
         configuration: .init(address: .hostname(config.host, port: config.port), serverName: "keybrake"),
         logger: logger
     )
-    app.addServices(postgres)
+    app.addServices(postgres, ForwarderService(forwarder: deps.forwarder))
     if let migrationsDirectory {
         let migrator = try Migrator(directory: migrationsDirectory)
         app.beforeServerStarts {
@@ -116,5 +130,14 @@ struct HealthController: Sendable {
             group.cancelAll()
             return first
         }
+    }
+}
+
+/// Shuts the shared HTTP client down with the application.
+struct ForwarderService: Service {
+    let forwarder: Forwarder
+    func run() async throws {
+        try? await gracefulShutdown()
+        try await forwarder.shutdown()
     }
 }

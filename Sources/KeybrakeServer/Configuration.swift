@@ -1,4 +1,6 @@
 import Foundation
+import KeybrakeCore
+import Proxy
 import Storage
 import Tenants
 import Vault
@@ -12,10 +14,10 @@ public struct AppConfiguration: Sendable {
     public var operatorToken: String?
     public var freeMonthlyRequests: Int = 1000
     public var signupsPerMinutePerClient: Int = 10
-    public var upstreams: [String: String] = [
-        "stripe": "https://api.stripe.com", "twilio": "https://api.twilio.com", "resend": "https://api.resend.com",
-    ]
-    public var upstreamTimeoutMs: Int = 30_000
+    public var proxy = ProxyConfiguration(upstreams: [
+        .stripe: "https://api.stripe.com", .twilio: "https://api.twilio.com", .resend: "https://api.resend.com",
+    ])
+    public var freeMonthlyRequestsForProxy: Int { proxy.freeMonthlyRequests }
     public var databaseMaxConnections: Int = 32
 
     public init(databaseURL: DatabaseURL, masterKeys: MasterKeyRing) {
@@ -44,22 +46,45 @@ public struct AppConfiguration: Sendable {
         if let quota = env["KEYBRAKE_FREE_MONTHLY_REQUESTS"], !quota.isEmpty {
             guard let q = Int(quota), q >= 0 else { throw ConfigError(description: "KEYBRAKE_FREE_MONTHLY_REQUESTS must be a whole number ≥ 0") }
             config.freeMonthlyRequests = q
+            config.proxy.freeMonthlyRequests = q
         }
         if let limit = env["KEYBRAKE_SIGNUPS_PER_MINUTE"], !limit.isEmpty {
             guard let l = Int(limit), l > 0 else { throw ConfigError(description: "KEYBRAKE_SIGNUPS_PER_MINUTE must be a whole number > 0") }
             config.signupsPerMinutePerClient = l
         }
-        for vendor in ["stripe", "twilio", "resend"] {
-            if let url = env["KEYBRAKE_UPSTREAM_\(vendor.uppercased())"], !url.isEmpty {
+        for vendor in Vendor.allCases {
+            let name = "KEYBRAKE_UPSTREAM_\(vendor.rawValue.uppercased())"
+            if let url = env[name], !url.isEmpty {
                 guard let u = URL(string: url), u.scheme == "http" || u.scheme == "https", u.host != nil else {
-                    throw ConfigError(description: "KEYBRAKE_UPSTREAM_\(vendor.uppercased()) must be an http(s) URL")
+                    throw ConfigError(description: "\(name) must be an http(s) URL")
                 }
-                config.upstreams[vendor] = url.hasSuffix("/") ? String(url.dropLast()) : url
+                config.proxy.upstreams[vendor] = url.hasSuffix("/") ? String(url.dropLast()) : url
             }
         }
         if let timeout = env["KEYBRAKE_UPSTREAM_TIMEOUT_MS"], !timeout.isEmpty {
             guard let t = Int(timeout), t > 0 else { throw ConfigError(description: "KEYBRAKE_UPSTREAM_TIMEOUT_MS must be a whole number > 0") }
-            config.upstreamTimeoutMs = t
+            config.proxy.upstreamTimeout = .milliseconds(t)
+        }
+        if let wait = env["KEYBRAKE_IN_FLIGHT_WAIT_MS"], !wait.isEmpty {
+            guard let t = Int(wait), t >= 0 else { throw ConfigError(description: "KEYBRAKE_IN_FLIGHT_WAIT_MS must be a whole number ≥ 0") }
+            config.proxy.inFlightWait = .milliseconds(t)
+        }
+        if let rates = env["KEYBRAKE_FX_RATES"], !rates.isEmpty {
+            do { config.proxy.fx = try FXTable(parsing: rates) } catch {
+                throw ConfigError(description: "KEYBRAKE_FX_RATES is invalid (expected eur=1.08,gbp=1.27: USD per unit): \(error)")
+            }
+        }
+        if let price = env["KEYBRAKE_TWILIO_SEGMENT_USD"], !price.isEmpty {
+            guard let p = MicroUSD.parse(dollars: price) else { throw ConfigError(description: "KEYBRAKE_TWILIO_SEGMENT_USD must be a dollar amount") }
+            config.proxy.twilio.pricePerSegment = p
+        }
+        if let price = env["KEYBRAKE_TWILIO_CARRIER_FEE_USD"], !price.isEmpty {
+            guard let p = MicroUSD.parse(dollars: price) else { throw ConfigError(description: "KEYBRAKE_TWILIO_CARRIER_FEE_USD must be a dollar amount") }
+            config.proxy.twilio.carrierFeePerSegment = p
+        }
+        if let price = env["KEYBRAKE_RESEND_EMAIL_USD"], !price.isEmpty {
+            guard let p = MicroUSD.parse(dollars: price) else { throw ConfigError(description: "KEYBRAKE_RESEND_EMAIL_USD must be a dollar amount") }
+            config.proxy.resend.pricePerEmail = p
         }
         return config
     }

@@ -32,18 +32,19 @@ public struct PostgresKeyRepository: KeyRepository {
 
     static func decode(_ rows: PostgresRowSequence) async throws -> [VaultKey] {
         var keys: [VaultKey] = []
-        for try await row in rows {
-            let r = try row.decode(Row.self)
+        for try await row in rows { keys.append(makeKey(try row.decode(Row.self))) }
+        return keys
+    }
+
+    static func makeKey(_ r: Row) -> VaultKey {
             let policy = Policy(
                 vendor: Vendor(rawValue: r.2) ?? .stripe, label: r.3, allowedEndpoints: r.5,
                 dailyCap: r.6.map(MicroUSD.init), monthlyCap: r.7.map(MicroUSD.init), maxRequest: r.8.map(MicroUSD.init),
                 expiresAt: r.9, rateLimitPerMinute: r.10, autoIdempotency: r.11, duplicateWindowSeconds: r.12,
                 timezone: r.13, allowedStripeAccounts: r.14
             )
-            keys.append(VaultKey(id: r.0, tenantId: r.1, status: VaultKey.Status(rawValue: r.4) ?? .revoked, policy: policy,
-                                 createdAt: r.15, updatedAt: r.16, revokedAt: r.17))
-        }
-        return keys
+            return VaultKey(id: r.0, tenantId: r.1, status: VaultKey.Status(rawValue: r.4) ?? .revoked, policy: policy,
+                            createdAt: r.15, updatedAt: r.16, revokedAt: r.17)
     }
 
     public func create(id: String, tenantId: String, tokenHash: String, policy p: Policy, logger: Logger) async throws -> VaultKey {

@@ -1,0 +1,21 @@
+import Foundation
+import KeybrakeCore
+
+/// Data-plane settings (DESIGN §3, §7).
+public struct ProxyConfiguration: Sendable {
+    /// Base URL per vendor, without trailing slash.
+    public var upstreams: [Vendor: String]
+    public var upstreamTimeout: Duration = .seconds(30)
+    public var freeMonthlyRequests: Int = 1000
+    /// How long an identical request waits for one in flight before 409 (DESIGN §7: 10 s).
+    public var inFlightWait: Duration = .seconds(10)
+    public var idempotencyTTL: Duration = .seconds(86_400)
+    public var maxRequestBody: Int = 1 << 20
+    public var maxResponseBody: Int = 16 << 20
+    public var fx: FXTable = .default
+    public var twilio = TwilioPricer()
+    public var resend = ResendPricer()
+    public var connectionsPerHost: Int = 64
+
+    public init(upstreams: [Vendor: String]) { self.upstreams = upstreams }
+}

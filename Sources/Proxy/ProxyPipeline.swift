@@ -1,0 +1,599 @@
+import Audit
+import Crypto
+import Foundation
+import HTTPLayer
+import Hummingbird
+import KeybrakeCore
+import Keys
+import Logging
+import NIOCore
+import Storage
+import Vault
+
+/// The data plane: one code path for every vendor and route (DESIGN §7).
+///
+/// authenticate → vendor → credentials → allowlist → rate limit → body → price → idempotency / duplicate guard
+/// → reserve (quota + caps, one statement) → forward → settle + audit (one statement). The audit step runs for
+/// every request that can be attributed to a key, denials included.
+public struct ProxyPipeline: Sendable {
+    let config: ProxyConfiguration
+    let authenticator: VaultKeyAuthenticator
+    let credentials: CredentialStore
+    let ledger: SpendLedger
+    let idempotency: IdempotencyStore
+    let forwarder: Forwarder
+    let rateLimiter = KeyRateLimiter()
+    let clock: any KeybrakeCore.Clock
+    let stripePricer: StripePricer
+
+    public init(config: ProxyConfiguration, authenticator: VaultKeyAuthenticator, credentials: CredentialStore,
+                ledger: SpendLedger, idempotency: IdempotencyStore, forwarder: Forwarder, clock: any KeybrakeCore.Clock) {
+        self.config = config
+        self.authenticator = authenticator
+        self.credentials = credentials
+        self.ledger = ledger
+        self.idempotency = idempotency
+        self.forwarder = forwarder
+        self.clock = clock
+        self.stripePricer = StripePricer(fx: config.fx)
+    }
+
+    /// A request stopped before (or instead of) going upstream.
+    struct Denial: Error {
+        var error: KeybrakeError
+    }
+
+    /// Per-request working state.
+    struct Flight {
+        let vendor: Vendor
+        let method: String
+        let started: ContinuousClock.Instant
+        let logger: Logger
+        var key: VaultKey
+        var audit: AuditEvent
+        var owned: [String] = []
+        var reservationId: String?
+        var amount: MicroUSD = .zero
+        var upstreamKey: String?
+        var autoKey = false
+        var dupScope: String?
+        var heldFromEarlier = false
+    }
+
+    // MARK: - Entry point
+
+    /// Handles one proxied request. `path` is the vendor path (prefix already removed), raw, with no query.
+    public func handle(vendor: Vendor, path rawPath: String, request: Request, context: KeybrakeRequestContext) async -> Response {
+        let started = ContinuousClock.now
+        let logger = context.logger
+        let method = request.method.rawValue
+
+        // 1. authenticate
+        guard let token = Self.vaultToken(request.headers) else {
+            ProxyMetrics.request(vendor: vendor.rawValue, decision: "denied", code: "vault_key_invalid")
+            return VendorErrorRenderer.response(VaultKeyAuthenticator.invalidError, vendor: vendor)
+        }
+        let key: VaultKey
+        do {
+            switch try await authenticator.authenticate(token: token, now: clock.now(), logger: logger) {
+            case .success(let k):
+                key = k
+            case .failure(.invalid):
+                ProxyMetrics.request(vendor: vendor.rawValue, decision: "denied", code: "vault_key_invalid")
+                logger.info("proxy request with an invalid vault key", metadata: ["vendor": "\(vendor.rawValue)"])
+                return VendorErrorRenderer.response(VaultKeyAuthenticator.invalidError, vendor: vendor)
+            case .failure(.denied(let k, let error)):
+                var flight = Flight(vendor: vendor, method: method, started: started, logger: logger, key: k,
+                                    audit: Self.audit(for: k, vendor: vendor, method: method, path: rawPath, request: request))
+                return await deny(error, &flight)
+            }
+        } catch {
+            return VendorErrorRenderer.response(DatabaseErrors.map(error, logger: logger), vendor: vendor)
+        }
+
+        var flight = Flight(vendor: vendor, method: method, started: started, logger: logger, key: key,
+                            audit: Self.audit(for: key, vendor: vendor, method: method, path: rawPath, request: request))
+        do {
+            return try await run(&flight, rawPath: rawPath, request: request)
+        } catch let denial as Denial {
+            return await deny(denial.error, &flight)
+        } catch {
+            return await deny(DatabaseErrors.map(error, logger: logger), &flight)
+        }
+    }
+
+    // MARK: - Phases
+
+    func run(_ f: inout Flight, rawPath: String, request: Request) async throws -> Response {
+        let policy = f.key.policy
+        // 2. vendor
+        guard policy.vendor == f.vendor else {
+            throw Denial(error: KeybrakeError(status: 403, code: "vendor_not_allowed",
+                message: "This vault key (\(f.key.id)) is for \(policy.vendor.rawValue); it cannot call \(f.vendor.rawValue)."))
+        }
+        // 3. credentials (needed to route Twilio paths, and to forward)
+        guard let creds = try await credentials.credentials(vendor: f.vendor, tenantId: f.key.tenantId, logger: f.logger) else {
+            throw Denial(error: KeybrakeError(status: 403, code: "vendor_credentials_missing",
+                message: "No \(f.vendor.rawValue) credentials are stored for this tenant. Store them with PUT /v1/vendors/\(f.vendor.rawValue)/credentials."))
+        }
+        // 4. allowlist on the normalized path
+        let path: String
+        switch PathNormalizer.normalize(rawPath) {
+        case .success(let normalized): path = Self.substituteAccount(normalized, creds: creds)
+        case .failure(let rejection):
+            throw Denial(error: KeybrakeError(status: 403, code: "endpoint_not_allowed",
+                message: "Request refused: \(rejection.reason). Send a plain path without encoded slashes or dot segments."))
+        }
+        f.audit.path = path
+        f.audit.operation = f.vendor == .stripe ? StripeOperations.operationName(method: f.method, normalizedPath: path) : nil
+        guard policy.endpointPatterns.allows(method: f.method, normalizedPath: path) else {
+            let what = f.audit.operation.map { "\($0) (\(f.method) \(path))" } ?? "\(f.method) \(path)"
+            throw Denial(error: KeybrakeError(status: 403, code: "endpoint_not_allowed",
+                message: "\(what) is not allowed for key '\(policy.label)' (\(f.key.id)); it allows: \(policy.allowedEndpoints.joined(separator: ", "))."))
+        }
+        if f.vendor == .stripe, let account = request.headers[.stripeAccount], !policy.allowedStripeAccounts.contains(account) {
+            throw Denial(error: KeybrakeError(status: 403, code: "stripe_account_not_allowed",
+                message: "Stripe-Account \(account.prefix(64)) is not in this key's allowed_stripe_accounts."))
+        }
+        // 5. rate limit
+        if let limit = policy.rateLimitPerMinute, let retry = rateLimiter.hit(f.key.id, limit: limit, now: clock.now()) {
+            throw Denial(error: .rateLimited("Key '\(policy.label)' is limited to \(limit) requests a minute; retry in \(retry) s.", retryAfter: retry))
+        }
+        // 6. body
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: config.maxRequestBody)
+        } catch {
+            throw Denial(error: KeybrakeError(status: 413, code: "body_too_large", message: "Request bodies are limited to \(config.maxRequestBody / 1024) KiB."))
+        }
+        let bodyData = Data(body.readableBytesView)
+        let contentType = request.headers[.contentType]
+
+        // 7. price (without upstream lookups yet)
+        var decision = try price(f.vendor, method: f.method, path: path, body: bodyData)
+        if case .priced(let quote) = decision { note(quote, &f) }
+
+        // 8. idempotency and duplicate guard (POST only)
+        if f.method == "POST" {
+            if let replay = try await claimIdempotency(&f, path: path, request: request, body: bodyData, contentType: contentType, priced: decision != .free) {
+                return replay
+            }
+        }
+
+        // Lookups price requests whose body carries no amount; done after the claim so parallel duplicates don't repeat them.
+        if case .lookup(let lookup) = decision, !f.heldFromEarlier {
+            decision = try await resolveLookup(lookup, &f, creds: creds)
+        }
+
+        // 9. reserve: caps + quota, all or nothing (a retry of an unknown outcome reuses its reservation)
+        let periods = Self.periods(now: clock.now(), timezone: policy.timezone)
+        let amount = f.heldFromEarlier ? MicroUSD.zero : f.amount
+        let reserveId = f.audit.id
+        let result = try await ledger.reserve(
+            keyId: f.key.id, tenantId: f.key.tenantId, amount: amount, day: periods.day, month: periods.month,
+            usageMonth: periods.utcMonth, freeQuota: config.freeMonthlyRequests, reservationId: reserveId, logger: f.logger
+        )
+        if case .denied(let code, let used, let cap) = result {
+            throw Denial(error: reserveDenial(code: code, used: used, cap: cap, f, periods: periods))
+        }
+        if !f.heldFromEarlier && amount > .zero {
+            f.reservationId = reserveId
+            ProxyMetrics.reservationsHeld(delta: 1)
+        }
+
+        // 10. forward
+        return try await forward(&f, path: path, request: request, body: body, creds: creds)
+    }
+
+    // MARK: - Pricing
+
+    func price(_ vendor: Vendor, method: String, path: String, body: Data) throws -> PricingDecision {
+        do {
+            switch vendor {
+            case .stripe: return try stripePricer.price(method: method, normalizedPath: path, form: FormBody(parsing: body))
+            case .twilio: return config.twilio.price(method: method, normalizedPath: path, form: FormBody(parsing: body))
+            case .resend: return try config.resend.price(method: method, normalizedPath: path, jsonBody: body)
+            }
+        } catch {
+            throw Denial(error: error)
+        }
+    }
+
+    func note(_ quote: PriceQuote, _ f: inout Flight) {
+        f.amount = quote.micros
+        f.audit.amountMicros = quote.micros.micros
+        f.audit.amountMinor = quote.amountMinor
+        f.audit.currency = quote.currency
+    }
+
+    func resolveLookup(_ lookup: StripeLookup, _ f: inout Flight, creds: VendorCredentials) async throws -> PricingDecision {
+        // A PaymentIntent created (and priced) through Keybrake is not counted again when confirmed.
+        if lookup.kind == .paymentIntentAmount, let objectId = lookup.path.split(separator: "/").last,
+           try await ledger.isPriced(tenantId: f.key.tenantId, vendor: f.vendor.rawValue, objectId: String(objectId), logger: f.logger) {
+            return .free
+        }
+        let upstream: Forwarder.UpstreamResponse
+        do {
+            upstream = try await forwarder.send(method: "GET", url: baseURL(f.vendor) + lookup.path,
+                                                headers: Self.credentialHeaders(creds), body: nil, logger: f.logger)
+        } catch {
+            throw Denial(error: KeybrakeError(status: 502, code: "upstream_error",
+                message: "Could not look up \(lookup.path) at \(f.vendor.rawValue) to price this request; nothing was sent. Retry shortly."))
+        }
+        guard (200..<300).contains(upstream.status) else {
+            throw Denial(error: KeybrakeError(status: upstream.status == 404 ? 404 : 400, code: "amount_required",
+                message: "Could not price this request: looking up \(lookup.path) returned \(upstream.status). Nothing was sent."))
+        }
+        do {
+            let quote = try stripePricer.priceLookup(lookup, objectJSON: Data(upstream.body.readableBytesView))
+            note(quote, &f)
+            return .priced(quote)
+        } catch {
+            throw Denial(error: error)
+        }
+    }
+
+    // MARK: - Idempotency
+
+    /// Claims the request's idempotency records. Returns a replay response when an identical request already
+    /// succeeded (or finishes while we wait); throws a Denial for reuse, in-flight timeouts and unknown outcomes.
+    func claimIdempotency(_ f: inout Flight, path: String, request: Request, body: Data, contentType: String?, priced: Bool) async throws -> Response? {
+        let canonical = CanonicalBody.canonical(contentType: contentType, body: body)
+        let bodyHash = Self.sha256Hex(canonical)
+        var claims: [IdempotencyStore.Claim] = []
+        let agentKey = AuditEvent.sanitize(request.headers[.idempotencyKey])
+        var idemKey = agentKey
+        if idemKey == nil, f.key.policy.autoIdempotency {
+            idemKey = "kb_\(f.key.id.dropFirst(4))_" + Self.sha256Hex(Data("\(f.method)\n\(path)\n".utf8) + canonical)
+            f.autoKey = true
+        }
+        if let idemKey {
+            f.upstreamKey = idemKey
+            f.audit.idempotencyKey = idemKey
+            f.audit.idempotencyAuto = f.autoKey
+            claims.append(.init(scope: "idem:\(f.vendor.rawValue):\(f.method):\(path):\(idemKey)", requestHash: bodyHash,
+                                ttl: config.idempotencyTTL, upstreamKey: idemKey))
+        }
+        if priced, f.key.policy.duplicateWindowSeconds > 0 {
+            let fingerprint = Self.sha256Hex(CanonicalBody.fingerprintInput(
+                parts: [f.key.tenantId, f.vendor.rawValue, f.method, path], canonicalBody: canonical))
+            let scope = "dup:\(fingerprint)"
+            f.dupScope = scope
+            claims.append(.init(scope: scope, requestHash: fingerprint, ttl: .seconds(f.key.policy.duplicateWindowSeconds), upstreamKey: idemKey))
+        }
+        guard !claims.isEmpty else { return nil }
+
+        let deadline = ContinuousClock.now + config.inFlightWait
+        attempts: for _ in 0..<50 {
+            let claimed = try await idempotency.claim(claims, tenantId: f.key.tenantId, ownerId: f.audit.id, reservationId: f.audit.id, logger: f.logger)
+            f.owned = Array(claimed)
+            for claim in claims where !claimed.contains(claim.scope) {
+                guard let record = try await idempotency.record(tenantId: f.key.tenantId, scope: claim.scope, logger: f.logger) else {
+                    try await idempotency.release(tenantId: f.key.tenantId, scopes: f.owned, ownerId: f.audit.id, logger: f.logger)
+                    continue attempts  // expired or dropped meanwhile: claim again
+                }
+                let isDup = claim.scope.hasPrefix("dup:")
+                if !isDup, record.requestHash != claim.requestHash {
+                    throw Denial(error: KeybrakeError(status: 400, code: "idempotency_key_reused",
+                        message: "Idempotency-Key \(idemKey ?? "") was already used with a different request body. Use a new key for a different request."))
+                }
+                switch record.state {
+                case "completed":
+                    guard let response = record.response else { continue attempts }
+                    return try await replay(response, of: record.ownerId, isDuplicate: isDup, &f)
+                case "unknown":
+                    if f.vendor == .twilio {
+                        throw Denial(error: KeybrakeError(status: 409, code: "outcome_unknown",
+                            message: "An identical request (audit \(record.ownerId)) has an unknown outcome: Twilio may have sent it. Check Twilio, then resolve that audit row before retrying."))
+                    }
+                    // Stripe and Resend dedupe upstream: resend with the same Idempotency-Key and settle the held reservation.
+                    if let taken = try await idempotency.takeOverUnknown(tenantId: f.key.tenantId, scope: claim.scope, newOwner: f.audit.id, logger: f.logger) {
+                        f.owned.append(claim.scope)
+                        f.heldFromEarlier = true
+                        f.reservationId = taken.reservationId
+                        if let key = taken.upstreamKey { f.upstreamKey = key; f.audit.idempotencyKey = key }
+                        f.audit.duplicateOf = record.ownerId
+                        continue
+                    }
+                    continue attempts
+                default:  // in_flight: wait for it, on whichever replica it runs
+                    if ContinuousClock.now >= deadline {
+                        throw Denial(error: KeybrakeError(status: 409, code: isDup ? "duplicate_in_flight" : "idempotency_key_in_use",
+                            message: isDup
+                                ? "An identical request (audit \(record.ownerId)) is still in flight; retry to receive its result."
+                                : "A request with this Idempotency-Key (audit \(record.ownerId)) is still in flight; retry to receive its result."))
+                    }
+                    try await idempotency.release(tenantId: f.key.tenantId, scopes: f.owned, ownerId: f.audit.id, logger: f.logger)
+                    f.owned = []
+                    try await Task.sleep(for: .milliseconds(20))
+                    continue attempts
+                }
+            }
+            return nil
+        }
+        throw Denial(error: KeybrakeError(status: 409, code: "idempotency_key_in_use", message: "This request's idempotency record is contended; retry."))
+    }
+
+    func replay(_ stored: StoredResponse, of ownerId: String, isDuplicate: Bool, _ f: inout Flight) async throws -> Response {
+        // A replay moves no money, but is a proxied request: it counts against the quota.
+        try await idempotency.release(tenantId: f.key.tenantId, scopes: f.owned, ownerId: f.audit.id, logger: f.logger)
+        f.owned = []
+        f.amount = .zero
+        f.audit.amountMicros = 0
+        let periods = Self.periods(now: clock.now(), timezone: f.key.policy.timezone)
+        let result = try await ledger.reserve(
+            keyId: f.key.id, tenantId: f.key.tenantId, amount: .zero, day: periods.day, month: periods.month,
+            usageMonth: periods.utcMonth, freeQuota: config.freeMonthlyRequests, reservationId: f.audit.id, logger: f.logger
+        )
+        if case .denied(let code, let used, let cap) = result {
+            throw Denial(error: reserveDenial(code: code, used: used, cap: cap, f, periods: periods))
+        }
+        f.audit.decision = .replayed
+        f.audit.upstreamStatus = stored.status
+        f.audit.duplicateOf = ownerId
+        f.audit.overheadUs = Self.micros(ContinuousClock.now - f.started)
+        var finish = SpendLedger.Finish(audit: f.audit)
+        finish.outcome = nil
+        try await ledger.finish(finish, logger: f.logger)
+        ProxyMetrics.request(vendor: f.vendor.rawValue, decision: "replayed", code: nil)
+
+        var headers = HTTPFields()
+        for (name, value) in stored.headers { if let n = HTTPField.Name(name) { headers[n] = value } }
+        headers[.idempotentReplayed] = "true"
+        if isDuplicate { headers[.keybrakeDuplicateOf] = ownerId }
+        if f.autoKey, let key = f.upstreamKey { headers[.keybrakeIdempotencyKey] = key }
+        return Response(status: HTTPResponse.Status(code: stored.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: stored.body)))
+    }
+
+    // MARK: - Forward, settle, audit
+
+    func forward(_ f: inout Flight, path: String, request: Request, body: ByteBuffer, creds: VendorCredentials) async throws -> Response {
+        var headers: [(String, String)] = []
+        for field in request.headers {
+            let name = field.name.canonicalName
+            if Forwarder.hopByHop.contains(name) || name == "authorization" || name.hasPrefix("x-keybrake-") || name == "idempotency-key" { continue }
+            headers.append((field.name.rawName, field.value))
+        }
+        headers += Self.credentialHeaders(creds)
+        if f.vendor != .twilio, let key = f.upstreamKey { headers.append(("Idempotency-Key", key)) }
+        let query = request.uri.query.map { "?" + $0 } ?? ""
+        let url = baseURL(f.vendor) + path + query
+
+        let upstreamStart = ContinuousClock.now
+        let sent: Result<Forwarder.UpstreamResponse, Forwarder.Failure>
+        do {
+            sent = .success(try await forwarder.send(method: f.method, url: url, headers: headers, body: body, logger: f.logger))
+        } catch {
+            sent = .failure(error)
+        }
+        let upstreamElapsed = ContinuousClock.now - upstreamStart
+        ProxyMetrics.upstreamLatency(vendor: f.vendor.rawValue, nanoseconds: Self.nanos(upstreamElapsed))
+        f.audit.upstreamUs = Self.micros(upstreamElapsed)
+        f.audit.decision = .allowed
+
+        var finish = SpendLedger.Finish(audit: f.audit)
+        finish.reservationId = f.reservationId
+        let response: Response
+        switch sent {
+        case .failure(let failure):
+            // Nothing came back: the vendor may have acted. Keep the money counted; a retry resolves it.
+            let timedOut = if case .timeout = failure { true } else { false }
+            let error = timedOut
+                ? KeybrakeError(status: 504, code: "upstream_timeout", message: "\(f.vendor.rawValue) did not answer in time; the outcome is unknown and the amount stays counted. Retry with the same request to settle it.")
+                : KeybrakeError(status: 502, code: "upstream_error", message: "The connection to \(f.vendor.rawValue) failed; the outcome is unknown and the amount stays counted. Retry with the same request to settle it.")
+            finish.outcome = "unknown"
+            finish.audit.outcome = f.reservationId != nil ? .outcomeUnknown : nil
+            finish.audit.errorCode = error.code
+            finish.completeScopes = f.owned
+            finish.recordState = "unknown"
+            response = VendorErrorRenderer.response(error, vendor: f.vendor)
+        case .success(let upstream):
+            finish.audit.upstreamStatus = upstream.status
+            finish.audit.upstreamRequestId = upstream.header("request-id") ?? upstream.header("twilio-request-id") ?? upstream.header("x-request-id")
+            let stored = StoredResponse(status: upstream.status, headers: Self.replayableHeaders(upstream), body: Array(upstream.body.readableBytesView))
+            finish.response = stored
+            switch upstream.status {
+            case 200..<300:
+                finish.outcome = "settled"
+                finish.actual = actualAmount(f, upstream: upstream)
+                finish.audit.outcome = f.reservationId != nil ? .settled : nil
+                if let actual = finish.actual { finish.audit.amountMicros = actual.micros }
+                finish.completeScopes = f.owned
+                finish.pricedObject = pricedObject(f, path: path, upstream: upstream)
+            case 500...:
+                finish.outcome = "unknown"
+                finish.audit.outcome = f.reservationId != nil ? .outcomeUnknown : nil
+                finish.completeScopes = f.owned
+                finish.recordState = "unknown"
+            default:
+                // 4xx: the vendor refused; nothing moved. Stripe semantics: the same key replays the refusal,
+                // but a fingerprint only ever replays successes.
+                finish.outcome = "released"
+                finish.audit.outcome = f.reservationId != nil ? .released : nil
+                finish.completeScopes = f.owned.filter { !$0.hasPrefix("dup:") }
+                finish.dropScopes = f.owned.filter { $0.hasPrefix("dup:") }
+            }
+            var headers = HTTPFields()
+            for (name, value) in upstream.headers {
+                guard let n = HTTPField.Name(name), !Forwarder.hopByHop.contains(n.canonicalName) else { continue }
+                headers.append(HTTPField(name: n, value: value))
+            }
+            if f.autoKey, let key = f.upstreamKey { headers[.keybrakeIdempotencyKey] = key }
+            if f.heldFromEarlier { headers[.keybrakeDuplicateOf] = f.audit.duplicateOf }
+            response = Response(status: HTTPResponse.Status(code: upstream.status), headers: headers, body: .init(byteBuffer: upstream.body))
+        }
+        if f.reservationId != nil, !f.heldFromEarlier, finish.outcome != "unknown" { ProxyMetrics.reservationsHeld(delta: -1) }
+        finish.audit.overheadUs = Self.micros(ContinuousClock.now - f.started - upstreamElapsed)
+        ProxyMetrics.overhead(vendor: f.vendor.rawValue, nanoseconds: Self.nanos(ContinuousClock.now - f.started - upstreamElapsed))
+        ProxyMetrics.request(vendor: f.vendor.rawValue, decision: "allowed", code: finish.audit.errorCode)
+        do {
+            try await ledger.finish(finish, logger: f.logger)
+        } catch {
+            // The vendor answered; the agent must see it. The reservation stays held (still counted against caps).
+            f.logger.error("could not record settlement and audit", metadata: ["audit_id": "\(f.audit.id)", "error": "\(DatabaseErrors.map(error, logger: f.logger).code)"])
+        }
+        return response
+    }
+
+    /// The amount that really moved: Twilio reports its price; otherwise what was reserved.
+    func actualAmount(_ f: Flight, upstream: Forwarder.UpstreamResponse) -> MicroUSD? {
+        guard f.reservationId != nil else { return nil }
+        if f.vendor == .twilio, let price = TwilioPricer.settledPrice(responseJSON: Data(upstream.body.readableBytesView)) {
+            return min(price, f.amount)
+        }
+        return f.heldFromEarlier ? nil : f.amount
+    }
+
+    /// A PaymentIntent created (and priced) here, so its later confirm is not counted twice.
+    func pricedObject(_ f: Flight, path: String, upstream: Forwarder.UpstreamResponse) -> String? {
+        guard f.vendor == .stripe, f.method == "POST", path == "/v1/payment_intents", f.amount > .zero,
+              let json = try? JSONSerialization.jsonObject(with: Data(upstream.body.readableBytesView)) as? [String: Any],
+              let id = json["id"] as? String else { return nil }
+        return id
+    }
+
+    // MARK: - Denials
+
+    func deny(_ error: KeybrakeError, _ f: inout Flight) async -> Response {
+        f.audit.decision = .denied
+        f.audit.errorCode = error.code
+        f.audit.amountMicros = f.heldFromEarlier ? f.audit.amountMicros : 0
+        f.audit.overheadUs = Self.micros(ContinuousClock.now - f.started)
+        var finish = SpendLedger.Finish(audit: f.audit)
+        finish.dropScopes = f.owned
+        do {
+            try await ledger.finish(finish, logger: f.logger)
+        } catch {
+            f.logger.error("could not audit a denial", metadata: ["audit_id": "\(f.audit.id)", "code": "\(error)"])
+        }
+        ProxyMetrics.request(vendor: f.vendor.rawValue, decision: "denied", code: error.code)
+        return VendorErrorRenderer.response(error, vendor: f.vendor)
+    }
+
+    func reserveDenial(code: String, used: Int64, cap: Int64, _ f: Flight, periods: Periods) -> KeybrakeError {
+        let label = "'\(f.key.policy.label)' (\(f.key.id))"
+        let what = f.audit.operation ?? "\(f.method) \(f.audit.path)"
+        let need = f.amount
+        switch code {
+        case "vault_key_revoked":
+            return KeybrakeError(status: 401, code: code, message: "Vault key \(label) was revoked. Ask its owner for a new key.")
+        case "vault_key_expired":
+            return KeybrakeError(status: 401, code: code, message: "Vault key \(label) has expired.")
+        case "request_cap_exceeded":
+            return KeybrakeError(status: 403, code: code,
+                message: "\(what) would move \(MicroUSD(used)), above key \(label)'s max_request_usd of \(MicroUSD(cap)).")
+        case "daily_usd_cap_exceeded":
+            let retry = Self.seconds(until: periods.dayEnd, from: clock.now())
+            return KeybrakeError(status: 429, code: code,
+                message: "Daily cap of \(MicroUSD(cap)) reached for key \(label): \(MicroUSD(used)) already spent or reserved today (\(f.key.policy.timezone)), \(what) needs \(need). Resets at \(RFC3339.format(periods.dayEnd)) (in \(retry) s).",
+                retryAfterSeconds: retry)
+        case "monthly_usd_cap_exceeded":
+            let retry = Self.seconds(until: periods.monthEnd, from: clock.now())
+            return KeybrakeError(status: 429, code: code,
+                message: "Monthly cap of \(MicroUSD(cap)) reached for key \(label): \(MicroUSD(used)) already spent or reserved this month, \(what) needs \(need). Resets at \(RFC3339.format(periods.monthEnd)) (in \(retry) s).",
+                retryAfterSeconds: retry)
+        case "monthly_quota_exceeded":
+            let retry = Self.seconds(until: periods.utcMonthEnd, from: clock.now())
+            return KeybrakeError(status: 429, code: code,
+                message: "Free-plan quota of \(cap) proxied requests this month is used up (\(used) made). Resets at \(RFC3339.format(periods.utcMonthEnd)); the pro plan has no quota.",
+                retryAfterSeconds: retry)
+        default:
+            return .internalError
+        }
+    }
+
+    // MARK: - Helpers
+
+    func baseURL(_ vendor: Vendor) -> String { config.upstreams[vendor] ?? "" }
+
+    static func audit(for key: VaultKey, vendor: Vendor, method: String, path: String, request: Request) -> AuditEvent {
+        var audit = AuditEvent(tenantId: key.tenantId, vendor: vendor.rawValue, method: method, path: String(path.prefix(512)))
+        audit.keyId = key.id
+        audit.keyLabel = key.policy.label
+        audit.runId = AuditEvent.sanitize(request.headers[.keybrakeRunId], maxLength: 200)
+        return audit
+    }
+
+    /// The vault key from `X-Keybrake-Key`, `Authorization: Bearer`, or HTTP Basic (the password; Twilio's SDK).
+    static func vaultToken(_ headers: HTTPFields) -> String? {
+        if let explicit = headers[.keybrakeKey], !explicit.isEmpty { return explicit.trimmingCharacters(in: .whitespaces) }
+        guard let auth = headers[.authorization] else { return nil }
+        let parts = auth.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2 else { return nil }
+        switch parts[0].lowercased() {
+        case "bearer": return String(parts[1]).trimmingCharacters(in: .whitespaces)
+        case "basic":
+            guard let data = Data(base64Encoded: String(parts[1]).trimmingCharacters(in: .whitespaces)),
+                  let text = String(data: data, encoding: .utf8), let colon = text.firstIndex(of: ":") else { return nil }
+            return String(text[text.index(after: colon)...])
+        default: return nil
+        }
+    }
+
+    static func credentialHeaders(_ creds: VendorCredentials) -> [(String, String)] {
+        switch creds {
+        case .stripe(let key): [("Authorization", "Bearer \(key)")]
+        case .resend(let key): [("Authorization", "Bearer \(key)")]
+        case .twilio(let sid, let token): [("Authorization", "Basic " + Data("\(sid):\(token)".utf8).base64EncodedString())]
+        }
+    }
+
+    /// Twilio paths carry an account SID; whatever the agent's SDK put there, the tenant's real one is used.
+    static func substituteAccount(_ path: String, creds: VendorCredentials) -> String {
+        guard case .twilio(let sid, _) = creds else { return path }
+        var parts = path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        if let i = parts.firstIndex(of: "Accounts"), i + 1 < parts.count {
+            let segment = parts[i + 1]
+            // Keep an extension such as `AC….json` on the account resource itself.
+            if let dot = segment.firstIndex(of: ".") { parts[i + 1] = sid + segment[dot...] } else { parts[i + 1] = sid }
+        }
+        return parts.joined(separator: "/")
+    }
+
+    static let replayedHeaderNames: Set<String> = ["content-type", "request-id", "stripe-version", "twilio-request-id", "x-request-id"]
+
+    static func replayableHeaders(_ upstream: Forwarder.UpstreamResponse) -> [(String, String)] {
+        upstream.headers.filter { replayedHeaderNames.contains($0.0.lowercased()) }.map { ($0.0.lowercased(), $0.1) }
+    }
+
+    struct Periods {
+        var day: String
+        var month: String
+        var dayEnd: Date
+        var monthEnd: Date
+        var utcMonth: String
+        var utcMonthEnd: Date
+    }
+
+    /// The key's current day and month in its own time zone, and the UTC month for metering.
+    static func periods(now: Date, timezone: String) -> Periods {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: timezone) ?? TimeZone(identifier: "UTC")!
+        let dayStart = calendar.startOfDay(for: now)
+        let monthStart = calendar.date(from: calendar.dateComponents([.year, .month], from: now)) ?? dayStart
+        var utc = Calendar(identifier: .gregorian)
+        utc.timeZone = TimeZone(identifier: "UTC")!
+        let utcMonthStart = utc.date(from: utc.dateComponents([.year, .month], from: now)) ?? now
+        return Periods(
+            day: dateString(dayStart, calendar), month: dateString(monthStart, calendar),
+            dayEnd: calendar.date(byAdding: .day, value: 1, to: dayStart) ?? now,
+            monthEnd: calendar.date(byAdding: .month, value: 1, to: monthStart) ?? now,
+            utcMonth: dateString(utcMonthStart, utc),
+            utcMonthEnd: utc.date(byAdding: .month, value: 1, to: utcMonthStart) ?? now
+        )
+    }
+
+    static func dateString(_ date: Date, _ calendar: Calendar) -> String {
+        let c = calendar.dateComponents([.year, .month, .day], from: date)
+        return String(format: "%04d-%02d-%02d", c.year ?? 1970, c.month ?? 1, c.day ?? 1)
+    }
+
+    static func seconds(until end: Date, from now: Date) -> Int { max(1, Int(end.timeIntervalSince(now).rounded(.up))) }
+
+    static func sha256Hex(_ data: Data) -> String {
+        SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+    }
+
+    static func micros(_ d: Duration) -> Int64 { d.components.seconds * 1_000_000 + d.components.attoseconds / 1_000_000_000_000 }
+    static func nanos(_ d: Duration) -> Int64 { d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000 }
+}
