@@ -32,11 +32,14 @@ public struct HostRoutingMiddleware: RouterMiddleware {
     let pipeline: ProxyPipeline
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        if let vendor = Self.vendor(forHost: request.head.authority) {
+        if let vendor = Self.vendor(forHost: request.headers[Self.hostField] ?? request.head.authority) {
             return await pipeline.handle(vendor: vendor, path: request.uri.path, request: request, context: context)
         }
         return try await next(request, context)
     }
+
+    /// HTTP/1 servers turn `Host` into the authority; in-process requests may still carry it as a field.
+    static let hostField = HTTPField.Name("Host")!
 
     /// `stripe.keybrake.example:8080` → stripe. A bare `stripe` (no domain) is not a vendor host.
     static func vendor(forHost host: String?) -> Vendor? {

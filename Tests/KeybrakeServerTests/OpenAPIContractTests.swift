@@ -29,11 +29,18 @@ final class OpenAPIContractTests: XCTestCase {
         return routes
     }
 
-    func testSpecListsExactlyTheRegisteredRoutes() throws {
+    func testSpecListsExactlyTheRegisteredRoutes() async throws {
         let config = try TestApp.configuration()
         let postgres = PostgresClient(configuration: config.databaseURL.clientConfiguration(), backgroundLogger: Logger(label: "t"))
-        let router = buildRouter(AppDependencies(configuration: config, postgres: postgres))
-        let served = Set(router.routes.map { route -> String in
+        let deps = AppDependencies(configuration: config, postgres: postgres)
+        let router = buildRouter(deps)
+        try await deps.forwarder.shutdown()
+        // The proxy mounts the vendors' own APIs (/stripe/**, /twilio/**, /resend/**); those are the vendors'
+        // contracts, not ours, so the spec describes them in prose and the comparison leaves them out.
+        let proxyPrefixes = ["/stripe/", "/twilio/", "/resend/", "stripe/", "twilio/", "resend/"]
+        let adminRoutes = router.routes.filter { route in !proxyPrefixes.contains { route.path.description.hasPrefix($0) } }
+        XCTAssertEqual(router.routes.count - adminRoutes.count, 18, "three vendors × six methods")
+        let served = Set(adminRoutes.map { route -> String in
             // Hummingbird writes parameters as {name}, the same as OpenAPI.
             let path = route.path.description.hasPrefix("/") ? route.path.description : "/" + route.path.description
             return "\(route.method.rawValue) \(path)"

@@ -1,0 +1,99 @@
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import KeybrakeServer
+import XCTest
+
+/// The promise of the product: money never moves past a cap, and never twice.
+final class ProxyConcurrencyTests: XCTestCase {
+    /// 50 parallel $10 charges (distinct bodies) against a $100 daily cap, split across two server
+    /// instances sharing one database: exactly 10 reach the vendor and exactly $100.00 is spent.
+    func testParallelChargesAcrossTwoInstancesNeverOvershootTheCap() async throws {
+        let h = try await ProxyHarness.start()
+        defer { h.fake.stop() }
+        h.fake.latency.withLockedValue { $0 = .milliseconds(20) }
+        let (tenant, keyId, token) = try await h.run { client in
+            let t = try await client.tenantWithCredentials()
+            let (keyId, token) = try await client.vaultKey(t, ["daily_usd_cap": 100])
+            return (t, keyId, token)
+        }
+        _ = tenant
+        let statuses = try await h.run { first in
+            try await h.run { second in
+                try await withThrowingTaskGroup(of: Int.self) { group in
+                    for i in 0..<50 {
+                        let client = i % 2 == 0 ? first : second
+                        group.addTask {
+                            let r = try await client.proxy(.post, "/stripe/v1/charges", key: token,
+                                                           form: [("amount", "1000"), ("currency", "usd"), ("description", "order \(i)")])
+                            return Int(r.status.code)
+                        }
+                    }
+                    var all: [Int] = []
+                    for try await s in group { all.append(s) }
+                    return all
+                }
+            }
+        }
+        XCTAssertEqual(statuses.filter { $0 == 200 }.count, 10, "\(statuses)")
+        XCTAssertEqual(statuses.filter { $0 == 429 }.count, 40, "\(statuses)")
+        XCTAssertEqual(h.fake.requests(path: "/v1/charges").count, 10, "exactly ten charges reached the vendor")
+        do { let v = try await Ledger.day(keyId); XCTAssertEqual(v, .init(settled: 100_000_000, reserved: 0, unknown: 0)) }
+        let audit = try await Ledger.audit(keyId)
+        XCTAssertEqual(audit.count, 50)
+        XCTAssertEqual(audit.filter { $0.decision == "allowed" && $0.outcome == "settled" }.count, 10)
+        XCTAssertEqual(audit.filter { $0.errorCode == "daily_usd_cap_exceeded" }.count, 40)
+        XCTAssertEqual(audit.filter { $0.decision == "allowed" }.map(\.amount).reduce(0, +), 100_000_000)
+    }
+
+    func testDeclineReleasesAndServerErrorsHoldTheReservation() async throws {
+        let h = try await ProxyHarness.start()
+        defer { h.fake.stop() }
+        try await h.run { client in
+            let t = try await client.tenantWithCredentials()
+            let (keyId, token) = try await client.vaultKey(t, ["daily_usd_cap": 30])
+
+            h.fake.setFault(.status(402))
+            let declined = try await client.proxy(.post, "/stripe/v1/charges", key: token, form: [("amount", "1000"), ("currency", "usd"), ("description", "a")])
+            expectStatus(declined, .init(code: 402), "the vendor's own decline passes through")
+            XCTAssertEqual((declined.json["error"] as? [String: Any])?["code"] as? String, "card_declined")
+            do { let v = try await Ledger.day(keyId); XCTAssertEqual(v, .init(settled: 0, reserved: 0, unknown: 0), "decline released the reservation") }
+
+            h.fake.setFault(.status(500))
+            let failed = try await client.proxy(.post, "/stripe/v1/charges", key: token, form: [("amount", "1000"), ("currency", "usd"), ("description", "b")])
+            expectStatus(failed, .internalServerError)
+            do { let v = try await Ledger.day(keyId); XCTAssertEqual(v, .init(settled: 0, reserved: 0, unknown: 10_000_000), "5xx: outcome unknown, still counted") }
+
+            h.fake.setFault(.delay(.seconds(2)))
+            let slow = try await client.proxy(.post, "/stripe/v1/charges", key: token, form: [("amount", "1000"), ("currency", "usd"), ("description", "c")])
+            expectStatus(slow, .gatewayTimeout)
+            XCTAssertEqual((slow.json["error"] as? [String: Any])?["code"] as? String, "upstream_timeout")
+            do { let v = try await Ledger.day(keyId); XCTAssertEqual(v.unknown, 20_000_000) }
+
+            h.fake.setFault(.none)
+            expectStatus(try await client.proxy(.post, "/stripe/v1/charges", key: token, form: [("amount", "1000"), ("currency", "usd"), ("description", "d")]), .ok)
+            let capped = try await client.proxy(.post, "/stripe/v1/charges", key: token, form: [("amount", "1000"), ("currency", "usd"), ("description", "e")])
+            expectStatus(capped, .tooManyRequests, "unknown outcomes still count against the cap")
+            do { let v = try await Ledger.day(keyId); XCTAssertEqual(v, .init(settled: 10_000_000, reserved: 0, unknown: 20_000_000)) }
+
+            let audit = try await Ledger.audit(keyId)
+            XCTAssertEqual(audit.map { $0.outcome ?? $0.errorCode ?? "-" },
+                           ["released", "outcome_unknown", "outcome_unknown", "settled", "daily_usd_cap_exceeded"])
+        }
+    }
+
+    func testDroppedConnectionIsAnUnknownOutcome() async throws {
+        let h = try await ProxyHarness.start()
+        defer { h.fake.stop() }
+        // Nothing listens on port 9: the connection fails after the reservation was made.
+        try await h.run({ $0.proxy.upstreams[.stripe] = "http://127.0.0.1:9" }) { client in
+            let t = try await client.tenantWithCredentials()
+            let (keyId, token) = try await client.vaultKey(t, ["daily_usd_cap": 30])
+            let r = try await client.proxy(.post, "/stripe/v1/charges", key: token, form: [("amount", "1000"), ("currency", "usd")])
+            expectStatus(r, .badGateway)
+            XCTAssertEqual((r.json["error"] as? [String: Any])?["code"] as? String, "upstream_error")
+            do { let v = try await Ledger.day(keyId); XCTAssertEqual(v.unknown, 10_000_000) }
+            do { let a = try await Ledger.audit(keyId); XCTAssertEqual(a.first?.outcome, "outcome_unknown") }
+        }
+    }
+}
