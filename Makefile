@@ -13,7 +13,7 @@ DEV_DB_URL := postgres://postgres@127.0.0.1:$(DEV_PORT)/keybrake
 TEST_DB_URL := postgres://postgres@127.0.0.1:$(TEST_PORT)/keybrake_test
 MASTER_KEYS_FILE := $(STATE)/master.keys
 
-.PHONY: help deps build run test test-swift dev-db test-db stop clean
+.PHONY: help deps build run test test-swift dev-db dev-key test-db stop clean
 
 help:
 	@echo "make run    set up everything (packages, local Postgres under $(STATE)/, dev master key, migrations) and serve on 127.0.0.1:$(KEYBRAKE_PORT)"
@@ -26,16 +26,17 @@ deps:
 build: deps
 	swift build --product keybrake
 
-$(MASTER_KEYS_FILE): | build
-	@mkdir -p $(STATE)
-	@umask 077; .build/debug/keybrake generate-master-key --id dev1 > $(MASTER_KEYS_FILE)
-	@echo "make run: generated a development master key in $(MASTER_KEYS_FILE) (set KEYBRAKE_MASTER_KEYS to use your own)"
+# A development master key, only when none is configured.
+dev-key: build
+	@if [ -z "$$KEYBRAKE_MASTER_KEYS" ] && [ -z "$$KEYBRAKE_MASTER_KEYS_FILE" ] && [ ! -s $(MASTER_KEYS_FILE) ]; then \
+	  mkdir -p $(STATE); (umask 077; .build/debug/keybrake generate-master-key --id dev1 > $(MASTER_KEYS_FILE)); \
+	  echo "make run: generated a development master key in $(MASTER_KEYS_FILE) (set KEYBRAKE_MASTER_KEYS to use your own)"; fi
 
 dev-db: deps
 	@scripts/postgres.sh start $(DEV_PG) $(DEV_PORT)
 	@scripts/postgres.sh createdb $(DEV_PORT) keybrake
 
-run: build dev-db $(MASTER_KEYS_FILE)
+run: build dev-db dev-key
 	@export DATABASE_URL="$${DATABASE_URL:-$(DEV_DB_URL)}"; \
 	if [ -z "$$KEYBRAKE_MASTER_KEYS" ]; then export KEYBRAKE_MASTER_KEYS_FILE="$${KEYBRAKE_MASTER_KEYS_FILE:-$(MASTER_KEYS_FILE)}"; fi; \
 	.build/debug/keybrake migrate && \

@@ -48,6 +48,9 @@ final class ProxyRoutingTests: XCTestCase {
             XCTAssertEqual(audit.compactMap(\.errorCode), ["body_too_large", "rate_limited"])
             let metrics = try await client.call(.get, "/metrics")
             expectStatus(metrics, .ok)
+            XCTAssertTrue(metrics.text.contains("keybrake_proxy_requests_total{"), metrics.text.prefix(500).description)
+            XCTAssertTrue(metrics.text.contains("code=\"rate_limited\""))
+            XCTAssertTrue(metrics.text.contains("keybrake_upstream_duration_seconds"))
         }
     }
 

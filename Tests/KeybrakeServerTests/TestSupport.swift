@@ -4,6 +4,8 @@ import Hummingbird
 import HummingbirdTesting
 import KeybrakeServer
 import Logging
+import Metrics
+import Prometheus
 import NIOConcurrencyHelpers
 import PostgresNIO
 import Storage
@@ -81,6 +83,13 @@ final class LogCapture: Sendable {
 struct TestApp {
     static let masterKeys = MasterKeyRing.generateConfigLine(id: "test1")
 
+    /// swift-metrics can be bootstrapped once per process: every test app exports this one registry.
+    static let metrics: PrometheusCollectorRegistry = {
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        return registry
+    }()
+
     static func configuration(_ tweak: (inout AppConfiguration) -> Void = { _ in }) throws -> AppConfiguration {
         var config = AppConfiguration(databaseURL: try TestDatabase.url, masterKeys: try MasterKeyRing(parsing: masterKeys))
         config.signupsPerMinutePerClient = 10_000
@@ -96,7 +105,7 @@ struct TestApp {
         _ body: @escaping @Sendable (any TestClientProtocol) async throws -> T
     ) async throws -> T {
         try await TestDatabase.migrate()
-        let app = try buildApplication(try configuration(tweak), logger: logs.logger)
+        let app = try buildApplication(try configuration(tweak), logger: logs.logger, metricsRegistry: metrics)
         return try await app.test(.router, body)
     }
 }
