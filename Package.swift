@@ -72,7 +72,11 @@ let package = Package(
         ),
         .target(
             name: "Audit",
-            dependencies: ["KeybrakeCore", "Storage", "HTTPLayer"]
+            dependencies: [
+                "KeybrakeCore", "Storage", "HTTPLayer",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ]
         ),
         .target(
             name: "Proxy",

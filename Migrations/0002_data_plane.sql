@@ -57,17 +57,18 @@ CREATE TABLE priced_objects (
     PRIMARY KEY (tenant_id, vendor, object_id)
 );
 
--- Append-only: one row per proxied request, allowed, denied or replayed. Never secrets or bodies.
+-- Append-only: one row per proxied request, allowed, denied or replayed, plus one per resolution of an
+-- unknown outcome. Never secrets or bodies. Partitioned by month so old months are dropped, not deleted.
 CREATE TABLE audit_events (
-    id                   TEXT PRIMARY KEY,            -- aud_…
-    tenant_id            TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    id                   TEXT NOT NULL,               -- aud_…
+    tenant_id            TEXT NOT NULL,
     key_id               TEXT,
     key_label            TEXT,
     vendor               TEXT NOT NULL,
     method               TEXT NOT NULL,
     path                 TEXT NOT NULL,               -- normalized
     operation            TEXT,                        -- e.g. charges.create
-    decision             TEXT NOT NULL CHECK (decision IN ('allowed', 'denied', 'replayed')),
+    decision             TEXT NOT NULL CHECK (decision IN ('allowed', 'denied', 'replayed', 'resolved')),
     error_code           TEXT,
     upstream_status      INTEGER,
     amount_minor         BIGINT,
@@ -78,12 +79,48 @@ CREATE TABLE audit_events (
     upstream_request_id  TEXT,
     run_id               TEXT,
     outcome              TEXT CHECK (outcome IN ('settled', 'released', 'outcome_unknown')),
-    duplicate_of         TEXT,
+    duplicate_of         TEXT,                        -- a replay: the request whose response it repeats
+    resolves             TEXT,                        -- settles an earlier outcome_unknown request (retry or tenant)
     overhead_us          BIGINT,
     upstream_us          BIGINT,
-    created_at           TIMESTAMPTZ NOT NULL DEFAULT now()
-);
+    created_at           TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (id, created_at)
+) PARTITION BY RANGE (created_at);
+CREATE TABLE audit_events_default PARTITION OF audit_events DEFAULT;
+-- Newest-first keyset pagination per tenant, and the common filters.
 CREATE INDEX audit_events_tenant_created ON audit_events (tenant_id, created_at DESC, id DESC);
+CREATE INDEX audit_events_tenant_key_created ON audit_events (tenant_id, key_id, created_at DESC, id DESC);
+CREATE INDEX audit_events_tenant_idempotency ON audit_events (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX audit_events_tenant_run ON audit_events (tenant_id, run_id) WHERE run_id IS NOT NULL;
+CREATE INDEX audit_events_resolves ON audit_events (resolves) WHERE resolves IS NOT NULL;
+
+-- Monthly partitions from `p_from`'s month through `p_months` months ahead (idempotent).
+-- Called at start-up and by `keybrake audit prune`; rows outside any month land in the default partition.
+CREATE FUNCTION kb_ensure_audit_partitions(p_from DATE, p_months INTEGER) RETURNS INTEGER LANGUAGE plpgsql AS $fn$
+DECLARE
+    m DATE := date_trunc('month', p_from)::date;
+    created INTEGER := 0;
+    name TEXT;
+BEGIN
+    FOR i IN 0..p_months LOOP
+        name := format('audit_events_%s', to_char(m, 'YYYY_MM'));
+        IF to_regclass(name) IS NULL THEN
+            -- Move any rows of that month out of the default partition first (attach would fail otherwise).
+            EXECUTE format('CREATE TABLE %I (LIKE audit_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', name);
+            EXECUTE format('INSERT INTO %I SELECT * FROM audit_events_default WHERE created_at >= %L AND created_at < %L',
+                           name, m::timestamp AT TIME ZONE 'UTC', (m + interval '1 month')::timestamp AT TIME ZONE 'UTC');
+            EXECUTE format('DELETE FROM audit_events_default WHERE created_at >= %L AND created_at < %L',
+                           m::timestamp AT TIME ZONE 'UTC', (m + interval '1 month')::timestamp AT TIME ZONE 'UTC');
+            EXECUTE format('ALTER TABLE audit_events ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)',
+                           name, m::timestamp AT TIME ZONE 'UTC', (m + interval '1 month')::timestamp AT TIME ZONE 'UTC');
+            created := created + 1;
+        END IF;
+        m := (m + interval '1 month')::date;
+    END LOOP;
+    RETURN created;
+END;
+$fn$;
+SELECT kb_ensure_audit_partitions((now() AT TIME ZONE 'UTC')::date, 2);
 
 -- Reserve everything a request needs, all or nothing, in one statement:
 -- key still active and unexpired, per-request max, daily and monthly caps, tenant monthly quota.
@@ -206,5 +243,29 @@ BEGIN
         INSERT INTO priced_objects (tenant_id, vendor, object_id, audit_id)
         VALUES (v_tenant, p_audit->>'vendor', p_priced_object, v_owner) ON CONFLICT DO NOTHING;
     END IF;
+END;
+$fn$;
+
+-- The tenant declares what happened to a request whose outcome was unknown: 'settled' (with the amount that
+-- moved, at most what was reserved) or 'released'. Moves the reservation once and appends the resolution event.
+CREATE FUNCTION kb_resolve(p_tenant_id TEXT, p_audit_id TEXT, p_outcome TEXT, p_amount BIGINT, p_event JSONB)
+RETURNS TABLE (result TEXT, reserved BIGINT) LANGUAGE plpgsql AS $fn$
+DECLARE
+    r RECORD;
+BEGIN
+    SELECT * INTO r FROM reservations WHERE id = p_audit_id AND tenant_id = p_tenant_id FOR UPDATE;
+    IF NOT FOUND THEN RETURN QUERY SELECT 'no_reservation'::TEXT, 0::BIGINT; RETURN; END IF;
+    IF r.state <> 'unknown' THEN RETURN QUERY SELECT ('already_' || r.state)::TEXT, r.amount_micros; RETURN; END IF;
+    IF p_outcome = 'settled' AND (p_amount IS NULL OR p_amount > r.amount_micros) THEN
+        RETURN QUERY SELECT 'amount_too_large'::TEXT, r.amount_micros; RETURN;
+    END IF;
+    PERFORM kb_settle(p_audit_id, p_outcome, p_amount);
+    INSERT INTO audit_events
+    SELECT * FROM jsonb_populate_record(NULL::audit_events, jsonb_build_object('created_at', now()) || p_event);
+    -- Released: nothing was sent, so an identical retry may go through now.
+    IF p_outcome = 'released' THEN
+        DELETE FROM idempotency_records WHERE tenant_id = p_tenant_id AND owner_id = p_audit_id AND state = 'unknown';
+    END IF;
+    RETURN QUERY SELECT 'ok'::TEXT, r.amount_micros;
 END;
 $fn$;

@@ -4,7 +4,7 @@ import KeybrakeCore
 /// One proxied request as the audit trail records it (DESIGN §10). Built up by the proxy as the
 /// request moves through the pipeline; never holds secrets, tokens or bodies.
 public struct AuditEvent: Sendable, Encodable, Equatable {
-    public enum Decision: String, Sendable, Encodable { case allowed, denied, replayed }
+    public enum Decision: String, Sendable, Encodable { case allowed, denied, replayed, resolved }
     public enum Outcome: String, Sendable, Encodable { case settled, released, outcomeUnknown = "outcome_unknown" }
 
     public var id: String
@@ -27,6 +27,7 @@ public struct AuditEvent: Sendable, Encodable, Equatable {
     public var runId: String?
     public var outcome: Outcome?
     public var duplicateOf: String?
+    public var resolves: String?
     public var overheadUs: Int64?
     public var upstreamUs: Int64?
 

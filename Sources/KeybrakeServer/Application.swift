@@ -3,6 +3,7 @@ import HTTPLayer
 import Hummingbird
 import ServiceLifecycle
 import KeybrakeCore
+import Audit
 import Keys
 import Logging
 import PostgresNIO
@@ -52,7 +53,14 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
         credentials: credentialStore, ledger: SpendLedger(client: deps.postgres),
         idempotency: IdempotencyStore(client: deps.postgres), forwarder: deps.forwarder, clock: deps.clock
     ))
-    let keys = KeysController(repository: PostgresKeyRepository(client: deps.postgres), verifier: deps.verifier, clock: deps.clock)
+    let spendRepository = SpendRepository(client: deps.postgres)
+    let keys = KeysController(repository: PostgresKeyRepository(client: deps.postgres), verifier: deps.verifier, clock: deps.clock,
+                              spendReader: LedgerKeySpendReader(spend: spendRepository))
+    let tenantsConfig = TenantsConfiguration(freeMonthlyRequests: config.freeMonthlyRequests)
+    let audit = AuditController(audit: AuditRepository(client: deps.postgres), spend: spendRepository, clock: deps.clock) { tenantId, context in
+        guard let tenant = try await tenantRepository.tenant(id: tenantId, logger: context.logger) else { throw KeybrakeError.adminTokenInvalid }
+        return (tenant.plan.rawValue, tenantsConfig.monthlyQuota(for: tenant.plan))
+    }
 
     let router = Router(context: KeybrakeRequestContext.self)
     router.add(middleware: RequestEnvelopeMiddleware())
@@ -69,6 +77,7 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
     tenants.addAdminRoutes(to: admin)
     vault.addAdminRoutes(to: admin)
     keys.addAdminRoutes(to: admin)
+    audit.addAdminRoutes(to: admin)
     return router
 }
 
@@ -86,11 +95,15 @@ public func buildApplication(
         logger: logger
     )
     app.addServices(postgres, ForwarderService(forwarder: deps.forwarder))
-    if let migrationsDirectory {
-        let migrator = try Migrator(directory: migrationsDirectory)
-        app.beforeServerStarts {
+    let migrator = try migrationsDirectory.map { try Migrator(directory: $0) }
+    app.beforeServerStarts {
+        if let migrator {
             let applied = try await migrator.migrate(client: postgres, logger: logger)
             logger.info("migrations up to date", metadata: ["applied": "\(applied)"])
+        }
+        // Next months' audit partitions exist before their first row arrives.
+        do { try await AuditRepository(client: postgres).ensurePartitions(logger: logger) } catch {
+            logger.warning("could not create audit partitions", metadata: ["error": "\(DatabaseErrors.map(error, logger: logger).code)"])
         }
     }
     return app
@@ -139,5 +152,23 @@ struct ForwarderService: Service {
     func run() async throws {
         try? await gracefulShutdown()
         try await forwarder.shutdown()
+    }
+}
+
+/// GET /v1/keys/{id} spend, read from the ledger in the key's own time zone.
+struct LedgerKeySpendReader: KeySpendReader {
+    let spend: SpendRepository
+
+    func spend(of key: VaultKey, now: Date, context: KeybrakeRequestContext) async throws -> KeySpend {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: key.policy.timezone) ?? TimeZone(identifier: "UTC")!
+        let c = calendar.dateComponents([.year, .month, .day], from: now)
+        let day = String(format: "%04d-%02d-%02d", c.year ?? 1970, c.month ?? 1, c.day ?? 1)
+        let month = String(format: "%04d-%02d-01", c.year ?? 1970, c.month ?? 1)
+        let (d, m) = try await spend.key(keyId: key.id, day: day, month: month, logger: context.logger)
+        return KeySpend(
+            today: .init(start: day, settled: d.settled, reserved: d.reserved, unknown: d.unknown, cap: key.policy.dailyCap),
+            month: .init(start: month, settled: m.settled, reserved: m.reserved, unknown: m.unknown, cap: key.policy.monthlyCap)
+        )
     }
 }

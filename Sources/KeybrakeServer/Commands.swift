@@ -7,13 +7,14 @@ import Prometheus
 import Storage
 import Tenants
 import Vault
+import Audit
 
 /// `keybrake` — the server and its maintenance commands.
 public struct KeybrakeCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "keybrake",
         abstract: "Spend-capped, audited proxy for AI agents calling Stripe, Twilio and Resend.",
-        subcommands: [Serve.self, Migrate.self, RotateMasterKey.self, TenantCommand.self, GenerateMasterKey.self],
+        subcommands: [Serve.self, Migrate.self, RotateMasterKey.self, TenantCommand.self, AuditCommand.self, GenerateMasterKey.self],
         defaultSubcommand: Serve.self
     )
 
@@ -146,4 +147,38 @@ struct GenerateMasterKey: AsyncParsableCommand {
     @Option(help: "Key id.") var id: String = "k" + String(Int(Date().timeIntervalSince1970))
 
     func run() throws { print(MasterKeyRing.generateConfigLine(id: id)) }
+}
+
+struct AuditCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "audit", abstract: "Audit trail maintenance.",
+                                                    subcommands: [Prune.self])
+
+    struct Prune: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Drop audit rows older than a date.",
+            discussion: "Whole months before the date are dropped as partitions (instant, no vacuum); older rows left in the default partition are deleted."
+        )
+
+        @OptionGroup var common: CommonOptions
+        @Option(help: "First day to keep, YYYY-MM-DD (UTC). Rows created before it are removed.") var before: String
+
+        func run() async throws {
+            var utc = Calendar(identifier: .gregorian)
+            utc.timeZone = TimeZone(identifier: "UTC")!
+            let parts = before.split(separator: "-").compactMap { Int($0) }
+            guard parts.count == 3, let date = utc.date(from: DateComponents(year: parts[0], month: parts[1], day: parts[2])) else {
+                throw ValidationError("--before must be YYYY-MM-DD")
+            }
+            let env = ProcessInfo.processInfo.environment
+            guard let text = common.databaseURL ?? env["DATABASE_URL"] else { throw ValidationError("DATABASE_URL is not set") }
+            let logger = common.logger("keybrake.audit")
+            let result = try await withPostgresClient(try DatabaseURL(text), logger: logger) { client in
+                let repository = AuditRepository(client: client)
+                let pruned = try await repository.prune(before: date, logger: logger)
+                try await repository.ensurePartitions(logger: logger)
+                return pruned
+            }
+            print("audit prune: dropped \(result.partitions.count) partition(s)\(result.partitions.isEmpty ? "" : " (" + result.partitions.joined(separator: ", ") + ")"), deleted \(result.rows) row(s) before \(before)")
+        }
+    }
 }

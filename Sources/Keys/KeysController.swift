@@ -5,19 +5,49 @@ import KeybrakeCore
 import Storage
 import TokenAuth
 
+/// Today's and this month's spend of one key, in its own time zone (implemented over the proxy's ledger).
+public protocol KeySpendReader: Sendable {
+    func spend(of key: VaultKey, now: Date, context: KeybrakeRequestContext) async throws -> KeySpend
+}
+
+public struct KeySpend: Sendable {
+    public struct Period: Sendable {
+        public var start: String
+        public var settled: MicroUSD
+        public var reserved: MicroUSD
+        public var unknown: MicroUSD
+        public var cap: MicroUSD?
+        public init(start: String, settled: MicroUSD, reserved: MicroUSD, unknown: MicroUSD, cap: MicroUSD?) {
+            self.start = start
+            self.settled = settled
+            self.reserved = reserved
+            self.unknown = unknown
+            self.cap = cap
+        }
+    }
+    public var today: Period
+    public var month: Period
+    public init(today: Period, month: Period) {
+        self.today = today
+        self.month = month
+    }
+}
+
 /// Issue, list, show, edit and revoke vault keys. The token is returned once, at creation.
 public struct KeysController: Sendable {
     let repository: any KeyRepository
     let verifier: TokenVerifier
     let clock: any KeybrakeCore.Clock
+    let spendReader: (any KeySpendReader)?
 
     public static let defaultPageSize = 50
     public static let maxPageSize = 100
 
-    public init(repository: any KeyRepository, verifier: TokenVerifier, clock: any KeybrakeCore.Clock) {
+    public init(repository: any KeyRepository, verifier: TokenVerifier, clock: any KeybrakeCore.Clock, spendReader: (any KeySpendReader)? = nil) {
         self.repository = repository
         self.verifier = verifier
         self.clock = clock
+        self.spendReader = spendReader
     }
 
     public func addAdminRoutes(to group: some RouterMethods<KeybrakeRequestContext>) {
@@ -153,7 +183,7 @@ public struct KeysController: Sendable {
         }
         var after: String?
         if let raw = query["cursor"], !raw.isEmpty {
-            guard let id = Cursor.decode(String(raw)) else {
+            guard let id = PageCursor.decode(String(raw), kind: "k1", idPrefix: "key_") else {
                 throw KeybrakeError.invalidRequest("cursor is not a cursor returned by this endpoint.", field: "cursor")
             }
             after = id
@@ -167,7 +197,7 @@ public struct KeysController: Sendable {
         let page = Array(keys.prefix(limit))
         struct Page: Encodable { let data: [KeyBody]; @NullEncoded var nextCursor: String? }
         return try JSONResponse.make(.ok, Page(
-            data: page.map(body), nextCursor: keys.count > limit ? page.last.map { Cursor.encode($0.id) } : nil
+            data: page.map(body), nextCursor: keys.count > limit ? page.last.map { PageCursor.encode($0.id, kind: "k1") } : nil
         ))
     }
 
@@ -177,7 +207,27 @@ public struct KeysController: Sendable {
         guard let key = try await db(context, { try await repository.key(id: id, tenantId: admin.tenantId, logger: context.logger) }) else {
             throw KeybrakeError.notFound("key")
         }
-        return try JSONResponse.make(.ok, KeyEnvelope(key: body(key)))
+        guard let spendReader else { return try JSONResponse.make(.ok, KeyEnvelope(key: body(key))) }
+        let spend = try await db(context) { try await spendReader.spend(of: key, now: clock.now(), context: context) }
+        struct PeriodBody: Encodable {
+            let start: String
+            let settledUsd: USDAmount
+            let reservedUsd: USDAmount
+            let outcomeUnknownUsd: USDAmount
+            @NullEncoded var capUsd: USDAmount?
+            @NullEncoded var remainingUsd: USDAmount?
+            init(_ p: KeySpend.Period) {
+                start = p.start
+                settledUsd = USDAmount(p.settled)
+                reservedUsd = USDAmount(p.reserved)
+                outcomeUnknownUsd = USDAmount(p.unknown)
+                capUsd = USDAmount(p.cap)
+                remainingUsd = p.cap.map { USDAmount(max(.zero, $0 - p.settled - p.reserved - p.unknown)) }
+            }
+        }
+        struct SpendBody: Encodable { let today: PeriodBody; let month: PeriodBody }
+        struct Shown: Encodable { let key: KeyBody; let spend: SpendBody }
+        return try JSONResponse.make(.ok, Shown(key: body(key), spend: SpendBody(today: PeriodBody(spend.today), month: PeriodBody(spend.month))))
     }
 
     func update(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
@@ -220,23 +270,5 @@ public struct KeysController: Sendable {
 
     func db<T>(_ context: KeybrakeRequestContext, _ body: () async throws -> T) async throws(KeybrakeError) -> T {
         do { return try await body() } catch { throw DatabaseErrors.map(error, logger: context.logger) }
-    }
-}
-
-/// Opaque page cursors: base64url of a versioned position, validated on the way back in.
-enum Cursor {
-    static func encode(_ id: String) -> String {
-        Data("k1:\(id)".utf8).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
-    }
-
-    static func decode(_ text: String) -> String? {
-        var b64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        while b64.count % 4 != 0 { b64 += "=" }
-        guard text.count <= 200, let data = Data(base64Encoded: b64), let s = String(data: data, encoding: .utf8), s.hasPrefix("k1:key_") else {
-            return nil
-        }
-        let id = s.dropFirst(3)
-        return Identifier.isBase62(id.dropFirst(4)) ? String(id) : nil
     }
 }

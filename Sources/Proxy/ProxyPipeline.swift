@@ -292,7 +292,7 @@ public struct ProxyPipeline: Sendable {
                         f.heldFromEarlier = true
                         f.reservationId = taken.reservationId
                         if let key = taken.upstreamKey { f.upstreamKey = key; f.audit.idempotencyKey = key }
-                        f.audit.duplicateOf = record.ownerId
+                        f.audit.resolves = record.ownerId
                         continue
                     }
                     continue attempts
@@ -419,7 +419,7 @@ public struct ProxyPipeline: Sendable {
                 headers.append(HTTPField(name: n, value: value))
             }
             if f.autoKey, let key = f.upstreamKey { headers[.keybrakeIdempotencyKey] = key }
-            if f.heldFromEarlier { headers[.keybrakeDuplicateOf] = f.audit.duplicateOf }
+            if f.heldFromEarlier, let original = f.audit.resolves { headers[.keybrakeDuplicateOf] = original }
             response = Response(status: HTTPResponse.Status(code: upstream.status), headers: headers, body: .init(byteBuffer: upstream.body))
         }
         if f.reservationId != nil, !f.heldFromEarlier, finish.outcome != "unknown" { ProxyMetrics.reservationsHeld(delta: -1) }

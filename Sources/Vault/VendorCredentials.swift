@@ -56,7 +56,7 @@ public enum VendorCredentials: Sendable, Equatable, CustomStringConvertible {
             return .stripe(secretKey: key)
         case .twilio:
             let sid = try json.string("account_sid", required: true, maxLength: 64) ?? ""
-            guard sid.count == 34, sid.hasPrefix("AC"), sid.dropFirst(2).allSatisfy { $0.isASCII && $0.isHexDigit } else {
+            guard sid.count == 34, sid.hasPrefix("AC"), sid.dropFirst(2).allSatisfy({ $0.isASCII && $0.isHexDigit }) else {
                 throw .invalidRequest("account_sid must be a Twilio Account SID (AC followed by 32 hex digits).", field: "account_sid")
             }
             let token = try json.string("auth_token", required: true, maxLength: 256) ?? ""

@@ -1,0 +1,356 @@
+import Foundation
+import HTTPLayer
+import Hummingbird
+import KeybrakeCore
+import Storage
+
+/// GET /v1/audit (JSON or CSV), GET /v1/audit/{id}, POST /v1/audit/{id}/resolve, GET /v1/spend, GET /v1/usage.
+public struct AuditController: Sendable {
+    let audit: AuditRepository
+    let spend: SpendRepository
+    let clock: any KeybrakeCore.Clock
+    /// The tenant's plan and monthly quota (nil = unlimited), from Tenants via the composition root.
+    let planQuota: @Sendable (String, KeybrakeRequestContext) async throws -> (plan: String, quota: Int?)
+
+    public static let defaultPageSize = 100
+    public static let maxPageSize = 500
+
+    public init(audit: AuditRepository, spend: SpendRepository, clock: any KeybrakeCore.Clock,
+                planQuota: @escaping @Sendable (String, KeybrakeRequestContext) async throws -> (plan: String, quota: Int?)) {
+        self.audit = audit
+        self.spend = spend
+        self.clock = clock
+        self.planQuota = planQuota
+    }
+
+    public func addAdminRoutes(to group: some RouterMethods<KeybrakeRequestContext>) {
+        group.get("/audit") { request, context in try await self.list(request, context) }
+        group.get("/audit/:id") { _, context in try await self.show(context) }
+        group.post("/audit/:id/resolve") { request, context in try await self.resolve(request, context) }
+        group.get("/spend") { request, context in try await self.daySpend(request, context) }
+        group.get("/usage") { request, context in try await self.usage(request, context) }
+    }
+
+    // MARK: - Shapes
+
+    struct EventBody: Encodable {
+        let id: String
+        @NullEncoded var keyId: String?
+        @NullEncoded var keyLabel: String?
+        let vendor: String
+        let method: String
+        let path: String
+        @NullEncoded var operation: String?
+        let decision: String
+        @NullEncoded var errorCode: String?
+        @NullEncoded var upstreamStatus: Int?
+        let amountUsd: USDAmount
+        @NullEncoded var amountMinor: Int64?
+        @NullEncoded var currency: String?
+        @NullEncoded var idempotencyKey: String?
+        let idempotencyAuto: Bool
+        @NullEncoded var upstreamRequestId: String?
+        @NullEncoded var runId: String?
+        @NullEncoded var outcome: String?
+        @NullEncoded var duplicateOf: String?
+        @NullEncoded var resolves: String?
+        @NullEncoded var overheadUs: Int64?
+        @NullEncoded var upstreamUs: Int64?
+        let createdAt: Date
+    }
+
+    static func body(_ r: AuditRecord) -> EventBody {
+        EventBody(id: r.id, keyId: r.keyId, keyLabel: r.keyLabel, vendor: r.vendor, method: r.method, path: r.path,
+                  operation: r.operation, decision: r.decision, errorCode: r.errorCode, upstreamStatus: r.upstreamStatus,
+                  amountUsd: USDAmount(MicroUSD(r.amountMicros)), amountMinor: r.amountMinor, currency: r.currency,
+                  idempotencyKey: r.idempotencyKey, idempotencyAuto: r.idempotencyAuto, upstreamRequestId: r.upstreamRequestId,
+                  runId: r.runId, outcome: r.outcome, duplicateOf: r.duplicateOf, resolves: r.resolves,
+                  overheadUs: r.overheadUs, upstreamUs: r.upstreamUs, createdAt: r.createdAt)
+    }
+
+    // MARK: - Audit
+
+    static let decisions: Set<String> = ["allowed", "denied", "replayed", "resolved"]
+    static let outcomes: Set<String> = ["settled", "released", "outcome_unknown"]
+
+    static func filter(_ query: [String: String]) throws(KeybrakeError) -> AuditFilter {
+        var f = AuditFilter()
+        func text(_ name: String, max: Int = 255) throws(KeybrakeError) -> String? {
+            guard let v = query[name], !v.isEmpty else { return nil }
+            guard v.count <= max else { throw .invalidRequest("\(name) is too long.", field: name) }
+            return v
+        }
+        f.keyId = try text("key_id", max: 64)
+        if let v = try text("vendor", max: 20) {
+            guard Vendor(rawValue: v) != nil else { throw .invalidRequest("vendor must be one of \(Vendor.names).", field: "vendor") }
+            f.vendor = v
+        }
+        if let v = try text("decision", max: 20) {
+            guard decisions.contains(v) else { throw .invalidRequest("decision must be one of \(decisions.sorted().joined(separator: ", ")).", field: "decision") }
+            f.decision = v
+        }
+        if let v = try text("outcome", max: 20) {
+            guard outcomes.contains(v) else { throw .invalidRequest("outcome must be one of \(outcomes.sorted().joined(separator: ", ")).", field: "outcome") }
+            f.outcome = v
+        }
+        if let v = try text("status", max: 3) {
+            guard let s = Int(v), (100...599).contains(s) else { throw .invalidRequest("status must be an HTTP status code.", field: "status") }
+            f.status = s
+        }
+        f.errorCode = try text("error_code", max: 64)
+        for name in ["from", "to"] {
+            if let v = try text(name, max: 64) {
+                guard let d = RFC3339.parse(v) else { throw .invalidRequest("\(name) must be an RFC 3339 timestamp.", field: name) }
+                if name == "from" { f.from = d } else { f.to = d }
+            }
+        }
+        f.idempotencyKey = try text("idempotency_key")
+        f.runId = try text("run_id", max: 200)
+        return f
+    }
+
+    static func queryDictionary(_ request: Request) -> [String: String] {
+        var out: [String: String] = [:]
+        for (k, v) in request.uri.queryParameters { out[String(k)] = String(v) }
+        return out
+    }
+
+    func list(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
+        let admin = try context.requireAdmin()
+        let query = Self.queryDictionary(request)
+        let filter = try Self.filter(query)
+        var limit = Self.defaultPageSize
+        if let raw = query["limit"] {
+            guard let n = Int(raw), (1...Self.maxPageSize).contains(n) else {
+                throw KeybrakeError.invalidRequest("limit must be a whole number from 1 to \(Self.maxPageSize).", field: "limit")
+            }
+            limit = n
+        }
+        var after: String?
+        if let raw = query["cursor"], !raw.isEmpty {
+            guard let id = PageCursor.decode(raw, kind: "a1", idPrefix: "aud_") else {
+                throw KeybrakeError.invalidRequest("cursor is not a cursor returned by this endpoint.", field: "cursor")
+            }
+            after = id
+        }
+        guard let rows = try await db(context, {
+            try await audit.list(tenantId: admin.tenantId, filter: filter, after: after, limit: limit + 1, logger: context.logger)
+        }) else {
+            throw KeybrakeError.invalidRequest("cursor is not a cursor returned by this endpoint.", field: "cursor")
+        }
+        let page = Array(rows.prefix(limit))
+        let next = rows.count > limit ? page.last.map { PageCursor.encode($0.id, kind: "a1") } : nil
+        if let accept = request.headers[.accept], accept.contains("text/csv") {
+            var headers: HTTPFields = [.contentType: "text/csv; charset=utf-8",
+                                       .contentDisposition: "attachment; filename=\"keybrake-audit.csv\""]
+            if let next { headers[HTTPField.Name("Keybrake-Next-Cursor")!] = next }
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: CSV.render(page))))
+        }
+        struct Page: Encodable { let data: [EventBody]; @NullEncoded var nextCursor: String? }
+        return try JSONResponse.make(.ok, Page(data: page.map(Self.body), nextCursor: next))
+    }
+
+    func show(_ context: KeybrakeRequestContext) async throws -> Response {
+        let admin = try context.requireAdmin()
+        let id = context.parameters.get("id") ?? ""
+        guard let record = try await db(context, { try await audit.record(tenantId: admin.tenantId, id: id, logger: context.logger) }) else {
+            throw KeybrakeError.notFound("audit event")
+        }
+        let resolution = try await db(context) { try await audit.resolution(tenantId: admin.tenantId, of: id, logger: context.logger) }
+        struct Shown: Encodable { let event: EventBody; @NullEncoded var resolvedBy: String? }
+        return try JSONResponse.make(.ok, Shown(event: Self.body(record), resolvedBy: resolution?.id))
+    }
+
+    func resolve(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
+        let admin = try context.requireAdmin()
+        let id = context.parameters.get("id") ?? ""
+        let json = try await JSONObjectReader.decode(request, context: context)
+        try json.rejectUnknown(allowed: ["outcome", "amount_usd"])
+        let outcome = try json.string("outcome", required: true, maxLength: 20) ?? ""
+        guard outcome == "settled" || outcome == "released" else {
+            throw KeybrakeError.invalidRequest("outcome must be settled (the vendor acted) or released (it did not).", field: "outcome")
+        }
+        let amount = try json.usd("amount_usd", maxDecimals: 6)
+        if outcome == "settled", amount == nil {
+            throw KeybrakeError.invalidRequest("amount_usd is required when outcome is settled: say how much actually moved.", field: "amount_usd")
+        }
+        if outcome == "released", amount != nil {
+            throw KeybrakeError.invalidRequest("amount_usd applies only to a settled outcome.", field: "amount_usd")
+        }
+        guard let original = try await db(context, { try await audit.record(tenantId: admin.tenantId, id: id, logger: context.logger) }) else {
+            throw KeybrakeError.notFound("audit event")
+        }
+        var event = AuditEvent(tenantId: admin.tenantId, vendor: original.vendor, method: original.method, path: original.path)
+        event.keyId = original.keyId
+        event.keyLabel = original.keyLabel
+        event.operation = original.operation
+        event.decision = .resolved
+        event.outcome = outcome == "settled" ? .settled : .released
+        event.amountMicros = outcome == "settled" ? (amount?.micros ?? 0) : 0
+        event.resolves = original.id
+        event.runId = original.runId
+        let result = try await db(context) {
+            try await audit.resolve(tenantId: admin.tenantId, auditId: id, outcome: outcome, amount: amount, event: event, logger: context.logger)
+        }
+        switch result {
+        case .ok: break
+        case .refused("amount_too_large", let reserved):
+            throw KeybrakeError.invalidRequest("amount_usd cannot exceed the \(MicroUSD(reserved)) that was reserved for this request.", field: "amount_usd")
+        case .refused(let code, _) where code.hasPrefix("already_"):
+            throw KeybrakeError(status: 409, code: "outcome_already_resolved",
+                                message: "This request's outcome is already \(code.dropFirst("already_".count)); it can be resolved only once.")
+        case .refused:
+            throw KeybrakeError(status: 409, code: "outcome_not_unknown", message: "Only a request whose outcome is unknown (outcome_unknown) can be resolved.")
+        }
+        guard let created = try await db(context, { try await audit.record(tenantId: admin.tenantId, id: event.id, logger: context.logger) }) else {
+            throw KeybrakeError.internalError
+        }
+        struct Resolved: Encodable { let event: EventBody }
+        return try JSONResponse.make(.created, Resolved(event: Self.body(created)))
+    }
+
+    // MARK: - Spend and usage
+
+    struct SpendRow: Encodable {
+        @NullEncoded var keyId: String?
+        let label: String
+        @NullEncoded var vendor: String?
+        @NullEncoded var timezone: String?
+        let keys: Int
+        let settledUsd: USDAmount
+        let reservedUsd: USDAmount
+        let outcomeUnknownUsd: USDAmount
+        let spentUsd: USDAmount
+        @NullEncoded var dailyUsdCap: USDAmount?
+        @NullEncoded var remainingUsd: USDAmount?
+    }
+
+    func daySpend(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
+        let admin = try context.requireAdmin()
+        let query = Self.queryDictionary(request)
+        let date: String
+        if let raw = query["date"], !raw.isEmpty {
+            guard Self.isDate(raw) else { throw KeybrakeError.invalidRequest("date must be YYYY-MM-DD.", field: "date") }
+            date = raw
+        } else {
+            date = Self.utcDate(clock.now())
+        }
+        let groupBy = query["group_by"] ?? "key"
+        guard groupBy == "key" || groupBy == "label" else {
+            throw KeybrakeError.invalidRequest("group_by must be key or label.", field: "group_by")
+        }
+        let keys = try await db(context) { try await spend.day(tenantId: admin.tenantId, date: date, logger: context.logger) }
+        var rows: [SpendRow] = []
+        if groupBy == "key" {
+            rows = keys.map { k in
+                let spent = k.settled + k.reserved + k.unknown
+                return SpendRow(keyId: k.keyId, label: k.label, vendor: k.vendor, timezone: k.timezone, keys: 1,
+                                settledUsd: USDAmount(k.settled), reservedUsd: USDAmount(k.reserved), outcomeUnknownUsd: USDAmount(k.unknown),
+                                spentUsd: USDAmount(spent), dailyUsdCap: USDAmount(k.dailyCap),
+                                remainingUsd: k.dailyCap.map { USDAmount(max(.zero, $0 - spent)) })
+            }
+        } else {
+            var order: [String] = []
+            var groups: [String: [SpendRepository.KeyDay]] = [:]
+            for k in keys {
+                if groups[k.label] == nil { order.append(k.label) }
+                groups[k.label, default: []].append(k)
+            }
+            rows = order.map { label in
+                let g = groups[label] ?? []
+                let settled = g.reduce(MicroUSD.zero) { $0 + $1.settled }
+                let reserved = g.reduce(MicroUSD.zero) { $0 + $1.reserved }
+                let unknown = g.reduce(MicroUSD.zero) { $0 + $1.unknown }
+                let spent = settled + reserved + unknown
+                // A label's cap is the sum of its keys' caps; one uncapped key makes the whole label uncapped.
+                let cap: MicroUSD? = g.allSatisfy({ $0.dailyCap != nil }) ? g.reduce(MicroUSD.zero) { $0 + ($1.dailyCap ?? .zero) } : nil
+                return SpendRow(keyId: nil, label: label, vendor: Set(g.map(\.vendor)).count == 1 ? g.first?.vendor : nil, timezone: nil,
+                                keys: g.count, settledUsd: USDAmount(settled), reservedUsd: USDAmount(reserved),
+                                outcomeUnknownUsd: USDAmount(unknown), spentUsd: USDAmount(spent), dailyUsdCap: USDAmount(cap),
+                                remainingUsd: cap.map { USDAmount(max(.zero, $0 - spent)) })
+            }
+        }
+        struct Body: Encodable { let date: String; let groupBy: String; let data: [SpendRow] }
+        return try JSONResponse.make(.ok, Body(date: date, groupBy: groupBy, data: rows))
+    }
+
+    func usage(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
+        let admin = try context.requireAdmin()
+        let query = Self.queryDictionary(request)
+        var utc = Calendar(identifier: .gregorian)
+        utc.timeZone = TimeZone(identifier: "UTC")!
+        var monthStart = utc.date(from: utc.dateComponents([.year, .month], from: clock.now()))!
+        if let raw = query["month"], !raw.isEmpty {
+            let parts = raw.split(separator: "-")
+            guard parts.count == 2, parts[0].count == 4, parts[1].count == 2, let y = Int(parts[0]), let m = Int(parts[1]), (1...12).contains(m),
+                  let start = utc.date(from: DateComponents(year: y, month: m, day: 1)) else {
+                throw KeybrakeError.invalidRequest("month must be YYYY-MM.", field: "month")
+            }
+            monthStart = start
+        }
+        let monthEnd = utc.date(byAdding: .month, value: 1, to: monthStart)!
+        let month = Self.utcDate(monthStart)
+        let (plan, quota) = try await db(context) { try await planQuota(admin.tenantId, context) }
+        let (total, days) = try await db(context) {
+            try await spend.usage(tenantId: admin.tenantId, monthStart: monthStart, monthEnd: monthEnd, month: month, logger: context.logger)
+        }
+        struct Day: Encodable { let date: String; let requests: Int64 }
+        struct Body: Encodable {
+            let month: String
+            let plan: String
+            let requests: Int64
+            @NullEncoded var quota: Int?
+            @NullEncoded var remaining: Int64?
+            let days: [Day]
+        }
+        return try JSONResponse.make(.ok, Body(month: String(month.prefix(7)), plan: plan, requests: total, quota: quota,
+                                               remaining: quota.map { max(0, Int64($0) - total) },
+                                               days: days.map { Day(date: $0.0, requests: $0.1) }))
+    }
+
+    // MARK: - Helpers
+
+    static func isDate(_ s: String) -> Bool {
+        let p = s.split(separator: "-")
+        guard p.count == 3, p[0].count == 4, p[1].count == 2, p[2].count == 2, let m = Int(p[1]), let d = Int(p[2]), Int(p[0]) != nil else { return false }
+        return (1...12).contains(m) && (1...31).contains(d)
+    }
+
+    static func utcDate(_ date: Date) -> String {
+        var utc = Calendar(identifier: .gregorian)
+        utc.timeZone = TimeZone(identifier: "UTC")!
+        let c = utc.dateComponents([.year, .month, .day], from: date)
+        return String(format: "%04d-%02d-%02d", c.year ?? 1970, c.month ?? 1, c.day ?? 1)
+    }
+
+    func db<T>(_ context: KeybrakeRequestContext, _ body: () async throws -> T) async throws(KeybrakeError) -> T {
+        do { return try await body() } catch { throw DatabaseErrors.map(error, logger: context.logger) }
+    }
+}
+
+/// Audit rows as CSV, one line per event, cells guarded against spreadsheet formula injection.
+enum CSV {
+    static let header = ["id", "created_at", "key_id", "key_label", "vendor", "method", "path", "operation", "decision", "error_code",
+                         "upstream_status", "amount_usd", "amount_minor", "currency", "idempotency_key", "idempotency_auto",
+                         "upstream_request_id", "run_id", "outcome", "duplicate_of", "resolves", "overhead_us", "upstream_us"]
+
+    static func render(_ rows: [AuditRecord]) -> String {
+        var out = header.joined(separator: ",") + "\r\n"
+        for r in rows {
+            let cells: [String?] = [r.id, RFC3339.format(r.createdAt), r.keyId, r.keyLabel, r.vendor, r.method, r.path, r.operation, r.decision,
+                                    r.errorCode, r.upstreamStatus.map(String.init), MicroUSD(r.amountMicros).dollarString,
+                                    r.amountMinor.map(String.init), r.currency, r.idempotencyKey, String(r.idempotencyAuto),
+                                    r.upstreamRequestId, r.runId, r.outcome, r.duplicateOf, r.resolves,
+                                    r.overheadUs.map(String.init), r.upstreamUs.map(String.init)]
+            out += cells.map { escape($0 ?? "") }.joined(separator: ",") + "\r\n"
+        }
+        return out
+    }
+
+    static func escape(_ value: String) -> String {
+        var v = value
+        if let first = v.first, "=+-@\t\r".contains(first), Double(v) == nil { v = "'" + v }
+        guard v.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return v }
+        return "\"" + v.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+}

@@ -1,0 +1,174 @@
+import Foundation
+import KeybrakeCore
+import Logging
+import PostgresNIO
+import Storage
+
+/// One audit row as the API shows it.
+public struct AuditRecord: Sendable {
+    public var id: String
+    public var keyId: String?
+    public var keyLabel: String?
+    public var vendor: String
+    public var method: String
+    public var path: String
+    public var operation: String?
+    public var decision: String
+    public var errorCode: String?
+    public var upstreamStatus: Int?
+    public var amountMinor: Int64?
+    public var currency: String?
+    public var amountMicros: Int64
+    public var idempotencyKey: String?
+    public var idempotencyAuto: Bool
+    public var upstreamRequestId: String?
+    public var runId: String?
+    public var outcome: String?
+    public var duplicateOf: String?
+    public var resolves: String?
+    public var overheadUs: Int64?
+    public var upstreamUs: Int64?
+    public var createdAt: Date
+}
+
+/// Filters of GET /v1/audit; every one optional, all combined with AND.
+public struct AuditFilter: Sendable {
+    public var keyId: String?
+    public var vendor: String?
+    public var decision: String?
+    public var status: Int?
+    public var errorCode: String?
+    public var from: Date?
+    public var to: Date?
+    public var idempotencyKey: String?
+    public var runId: String?
+    public var outcome: String?
+    public init() {}
+}
+
+/// Reads the audit trail. Every query is scoped by tenant, including cursor positioning.
+public struct AuditRepository: Sendable {
+    let client: PostgresClient
+
+    public init(client: PostgresClient) { self.client = client }
+
+    static let columns = """
+        id, key_id, key_label, vendor, method, path, operation, decision, error_code, upstream_status, amount_minor,
+        currency, amount_micros, idempotency_key, idempotency_auto, upstream_request_id, run_id, outcome, duplicate_of,
+        resolves, overhead_us, upstream_us, created_at
+        """
+
+    static func decode(_ rows: PostgresRowSequence) async throws -> [AuditRecord] {
+        var out: [AuditRecord] = []
+        for try await row in rows {
+            var cells = row.makeIterator()
+            func next<T: PostgresDecodable>(_: T.Type) throws -> T {
+                guard let cell = cells.next() else { throw KeybrakeError.internalError }
+                return try cell.decode(T.self)
+            }
+            out.append(AuditRecord(
+                id: try next(String.self), keyId: try next(String?.self), keyLabel: try next(String?.self),
+                vendor: try next(String.self), method: try next(String.self), path: try next(String.self),
+                operation: try next(String?.self), decision: try next(String.self), errorCode: try next(String?.self),
+                upstreamStatus: try next(Int?.self), amountMinor: try next(Int64?.self), currency: try next(String?.self),
+                amountMicros: try next(Int64.self), idempotencyKey: try next(String?.self), idempotencyAuto: try next(Bool.self),
+                upstreamRequestId: try next(String?.self), runId: try next(String?.self), outcome: try next(String?.self),
+                duplicateOf: try next(String?.self), resolves: try next(String?.self), overheadUs: try next(Int64?.self),
+                upstreamUs: try next(Int64?.self), createdAt: try next(Date.self)
+            ))
+        }
+        return out
+    }
+
+    /// Newest first. `after` is the id of the last row of the previous page; nil result = cursor not this tenant's.
+    public func list(tenantId: String, filter: AuditFilter, after: String?, limit: Int, logger: Logger) async throws -> [AuditRecord]? {
+        var binds = PostgresBindings()
+        var conditions: [String] = []
+        func bind<T: PostgresNonThrowingEncodable & Sendable>(_ value: T) -> String {
+            binds.append(value)
+            return "$\(binds.count)"
+        }
+        conditions.append("tenant_id = \(bind(tenantId))")
+        if let v = filter.keyId { conditions.append("key_id = \(bind(v))") }
+        if let v = filter.vendor { conditions.append("vendor = \(bind(v))") }
+        if let v = filter.decision { conditions.append("decision = \(bind(v))") }
+        if let v = filter.status { conditions.append("upstream_status = \(bind(v))") }
+        if let v = filter.errorCode { conditions.append("error_code = \(bind(v))") }
+        if let v = filter.from { conditions.append("created_at >= \(bind(v))") }
+        if let v = filter.to { conditions.append("created_at < \(bind(v))") }
+        if let v = filter.idempotencyKey { conditions.append("idempotency_key = \(bind(v))") }
+        if let v = filter.runId { conditions.append("run_id = \(bind(v))") }
+        if let v = filter.outcome { conditions.append("outcome = \(bind(v))") }
+        if let after {
+            let t = bind(tenantId)
+            let a = bind(after)
+            conditions.append("(created_at, id) < (SELECT created_at, id FROM audit_events WHERE tenant_id = \(t) AND id = \(a))")
+        }
+        let sql = "SELECT \(Self.columns) FROM audit_events WHERE \(conditions.joined(separator: " AND ")) ORDER BY created_at DESC, id DESC LIMIT \(bind(limit))"
+        let rows = try await Self.decode(try await client.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger))
+        if rows.isEmpty, let after, try await record(tenantId: tenantId, id: after, logger: logger) == nil { return nil }
+        return rows
+    }
+
+    public func record(tenantId: String, id: String, logger: Logger) async throws -> AuditRecord? {
+        try await Self.decode(try await client.query(
+            "SELECT \(unescaped: Self.columns) FROM audit_events WHERE tenant_id = \(tenantId) AND id = \(id)", logger: logger
+        )).first
+    }
+
+    /// How an earlier request with an unknown outcome was resolved, if it was.
+    public func resolution(tenantId: String, of id: String, logger: Logger) async throws -> AuditRecord? {
+        try await Self.decode(try await client.query(
+            "SELECT \(unescaped: Self.columns) FROM audit_events WHERE tenant_id = \(tenantId) AND resolves = \(id) ORDER BY created_at LIMIT 1",
+            logger: logger
+        )).first
+    }
+
+    public enum ResolveResult: Sendable, Equatable {
+        case ok
+        case refused(String, reserved: Int64)
+    }
+
+    public func resolve(tenantId: String, auditId: String, outcome: String, amount: MicroUSD?, event: AuditEvent, logger: Logger) async throws -> ResolveResult {
+        let rows = try await client.query("""
+            SELECT result, reserved FROM kb_resolve(\(tenantId), \(auditId), \(outcome), \(amount?.micros)::bigint, \(try event.columnsJSON())::jsonb)
+            """, logger: logger)
+        for try await (result, reserved) in rows.decode((String, Int64).self) {
+            return result == "ok" ? .ok : .refused(result, reserved: reserved)
+        }
+        throw KeybrakeError.internalError
+    }
+
+    /// Drops whole monthly partitions that end on or before `before` and deletes older rows left in the
+    /// default partition. Returns (partitions dropped, rows deleted).
+    public func prune(before: Date, logger: Logger) async throws -> (partitions: [String], rows: Int) {
+        var dropped: [String] = []
+        let parts = try await client.query("""
+            SELECT c.relname, pg_get_expr(c.relpartbound, c.oid)
+            FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
+            WHERE p.relname = 'audit_events' AND c.relname <> 'audit_events_default'
+            """, logger: logger)
+        var candidates: [(String, String)] = []
+        for try await row in parts.decode((String, String).self) { candidates.append(row) }
+        for (name, bound) in candidates {
+            // bound: FOR VALUES FROM ('…') TO ('…')
+            guard let toRange = bound.range(of: "TO ('"), let end = bound[toRange.upperBound...].firstIndex(of: "'") else { continue }
+            let upper = String(bound[toRange.upperBound..<end])
+            let rows = try await client.query("SELECT \(upper)::timestamptz <= \(before)", logger: logger)
+            var old = false
+            for try await b in rows.decode(Bool.self) { old = b }
+            guard old, name.hasPrefix("audit_events_"), name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else { continue }
+            try await client.query(PostgresQuery(unsafeSQL: "DROP TABLE \(name)"), logger: logger)
+            dropped.append(name)
+        }
+        var deleted = 0
+        let rows = try await client.query("WITH d AS (DELETE FROM audit_events_default WHERE created_at < \(before) RETURNING 1) SELECT count(*) FROM d", logger: logger)
+        for try await n in rows.decode(Int.self) { deleted = n }
+        return (dropped.sorted(), deleted)
+    }
+
+    /// Creates this month's and the next months' partitions (idempotent; run at start-up).
+    public func ensurePartitions(monthsAhead: Int = 2, logger: Logger) async throws {
+        try await client.query("SELECT kb_ensure_audit_partitions((now() AT TIME ZONE 'UTC')::date, \(monthsAhead))", logger: logger)
+    }
+}

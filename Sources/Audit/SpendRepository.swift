@@ -1,0 +1,83 @@
+import Foundation
+import KeybrakeCore
+import Logging
+import PostgresNIO
+import Storage
+
+/// Spend per key read from the ledger the proxy writes (settled, reserved, outcome unknown).
+public struct SpendRepository: Sendable {
+    let client: PostgresClient
+
+    public init(client: PostgresClient) { self.client = client }
+
+    public struct KeyDay: Sendable {
+        public var keyId: String
+        public var label: String
+        public var vendor: String
+        public var status: String
+        public var timezone: String
+        public var dailyCap: MicroUSD?
+        public var settled: MicroUSD
+        public var reserved: MicroUSD
+        public var unknown: MicroUSD
+    }
+
+    /// Every key of the tenant with its spend on `date`, where `date` is each key's own calendar day.
+    public func day(tenantId: String, date: String, logger: Logger) async throws -> [KeyDay] {
+        let rows = try await client.query("""
+            SELECT k.id, k.label, k.vendor, k.status, k.timezone, k.daily_cap_micros,
+                   COALESCE(l.settled_micros, 0), COALESCE(l.reserved_micros, 0), COALESCE(l.unknown_micros, 0)
+            FROM vault_keys k
+            LEFT JOIN spend_ledger l ON l.key_id = k.id AND l.period = 'day' AND l.period_start = \(date)::date
+            WHERE k.tenant_id = \(tenantId)
+            ORDER BY k.created_at, k.id
+            """, logger: logger)
+        var out: [KeyDay] = []
+        for try await r in rows.decode((String, String, String, String, String, Int64?, Int64, Int64, Int64).self) {
+            out.append(KeyDay(keyId: r.0, label: r.1, vendor: r.2, status: r.3, timezone: r.4, dailyCap: r.5.map(MicroUSD.init),
+                              settled: MicroUSD(r.6), reserved: MicroUSD(r.7), unknown: MicroUSD(r.8)))
+        }
+        return out
+    }
+
+    public struct Period: Sendable, Equatable {
+        public var settled: MicroUSD = .zero
+        public var reserved: MicroUSD = .zero
+        public var unknown: MicroUSD = .zero
+        public init() {}
+    }
+
+    /// One key's spend for its current day and month (dates computed in the key's time zone by the caller).
+    public func key(keyId: String, day: String, month: String, logger: Logger) async throws -> (day: Period, month: Period) {
+        let rows = try await client.query("""
+            SELECT period, settled_micros, reserved_micros, unknown_micros FROM spend_ledger
+            WHERE key_id = \(keyId) AND ((period = 'day' AND period_start = \(day)::date) OR (period = 'month' AND period_start = \(month)::date))
+            """, logger: logger)
+        var d = Period()
+        var m = Period()
+        for try await (period, s, r, u) in rows.decode((String, Int64, Int64, Int64).self) {
+            var p = Period()
+            p.settled = MicroUSD(s); p.reserved = MicroUSD(r); p.unknown = MicroUSD(u)
+            if period == "day" { d = p } else { m = p }
+        }
+        return (d, m)
+    }
+
+    /// Proxied requests per UTC day of a month (allowed and replayed count; denials do not), and the month's total.
+    public func usage(tenantId: String, monthStart: Date, monthEnd: Date, month: String, logger: Logger) async throws -> (total: Int64, days: [(String, Int64)]) {
+        var total: Int64 = 0
+        for try await n in try await client.query(
+            "SELECT requests FROM tenant_monthly_usage WHERE tenant_id = \(tenantId) AND month = \(month)::date", logger: logger
+        ).decode(Int64.self) { total = n }
+        var days: [(String, Int64)] = []
+        let rows = try await client.query("""
+            SELECT to_char((created_at AT TIME ZONE 'UTC')::date, 'YYYY-MM-DD') AS day, count(*)
+            FROM audit_events
+            WHERE tenant_id = \(tenantId) AND created_at >= \(monthStart) AND created_at < \(monthEnd)
+              AND decision IN ('allowed', 'replayed')
+            GROUP BY day ORDER BY day
+            """, logger: logger)
+        for try await (day, n) in rows.decode((String, Int64).self) { days.append((day, n)) }
+        return (total, days)
+    }
+}
