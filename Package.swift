@@ -116,7 +116,7 @@ let package = Package(
         .testTarget(
             name: "KeybrakeServerTests",
             dependencies: [
-                "KeybrakeServer", "Storage", "Vault", "TokenAuth", "HTTPLayer", "Proxy", "KeybrakeCore",
+                "KeybrakeServer", "Storage", "Vault", "TokenAuth", "HTTPLayer", "Proxy", "KeybrakeCore", "Audit",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),

@@ -1,0 +1,167 @@
+"""Scenario 7: faults. An upstream that dies mid-request or answers 500 leaves an unknown outcome that still counts
+against the cap; a Postgres restart makes Keybrake fail closed and then recover without a restart of its own.
+
+This file runs last: it restarts the Stripe-side fake and Postgres."""
+import threading
+import time
+
+import pytest
+import requests
+import stripe
+from twilio.base.exceptions import TwilioRestException
+
+from test_6_twilio_resend import SMS_ENDPOINTS, twilio_client
+
+
+def wait_for(check, timeout=15, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_stripe_upstream_killed_mid_request(stack, tag, card):
+    key = stack.new_key("stripe", ["charges.create"], daily_usd_cap=30)
+    client = stack.stripe(key.token, replica=1)
+    params = {"amount": 2000, "currency": "usd", "source": card, "description": f"{tag} killed"}
+    # The request reaches Stripe (the charge is made), then the process in front of it dies before answering.
+    stack.chaos.faults({"path": "/v1/charges", "method": "POST", "mode": "hang"})
+    outcome = {}
+
+    def call():
+        try:
+            outcome["charge"] = client.v1.charges.create(params=params)
+        except stripe.StripeError as e:
+            outcome["error"] = e
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    wait_for(lambda: len(stack.charges(f"{tag} killed")) == 1, what="the charge to exist at localstripe")
+    stack.chaos_proc.kill()
+    worker.join(15)
+    stack.restart_chaos()
+
+    e = outcome.get("error")
+    assert isinstance(e, stripe.APIError), f"expected an APIError, got {outcome!r}"
+    assert e.http_status == 502 and e.error.code == "upstream_error"
+    assert "outcome is unknown" in e.user_message
+    rows = stack.audit(key.id)
+    assert [(r["decision"], r["outcome"], r["error_code"], r["amount_micros"]) for r in rows] == [
+        ("allowed", "outcome_unknown", "upstream_error", 20_000_000)]
+    assert stack.ledger(key.id) == {"settled": 0, "reserved": 0, "unknown": 20_000_000}
+
+    # The unknown $20 still counts: another $15 charge would pass the $30 cap.
+    with pytest.raises(stripe.RateLimitError) as err:
+        client.v1.charges.create(params={**params, "amount": 1500, "description": f"{tag} next"})
+    assert err.value.error.code == "daily_usd_cap_exceeded" and "$20.00" in err.value.user_message
+
+    # The agent retries the same charge (a fresh SDK call, so a new random key): Keybrake resends it with the
+    # original Idempotency-Key, so that Stripe itself answers with the first charge, and settles the held
+    # reservation instead of taking a second one. (localstripe has no idempotency, so it makes a second object.)
+    retry = client.v1.charges.create(params=params)
+    assert retry.amount == 2000
+    resent = [r for r in stack.chaos.requests("/v1/charges", "POST") if f"{tag} killed" in r["body"]]
+    assert [r["headers"].get("idempotency-key") for r in resent] == [rows[0]["idempotency_key"]]
+    assert stack.ledger(key.id) == {"settled": 20_000_000, "reserved": 0, "unknown": 0}
+
+
+def test_stripe_upstream_500_is_an_unknown_outcome_that_counts(stack, tag, card):
+    key = stack.new_key("stripe", ["charges.create"], daily_usd_cap=30)
+    client = stack.stripe(key.token)
+    stack.chaos.faults({"path": "/v1/charges", "method": "POST", "mode": "status", "status": 500, "times": 1})
+    with pytest.raises(stripe.APIError) as err:
+        client.v1.charges.create(params={"amount": 2000, "currency": "usd", "source": card, "description": f"{tag} a"})
+    assert err.value.http_status == 500
+    rows = stack.audit(key.id)
+    assert [(r["outcome"], r["upstream_status"], r["amount_micros"]) for r in rows] == [("outcome_unknown", 500, 20_000_000)]
+    assert stack.ledger(key.id)["unknown"] == 20_000_000
+    with pytest.raises(stripe.RateLimitError):
+        client.v1.charges.create(params={"amount": 1500, "currency": "usd", "source": card, "description": f"{tag} b"})
+
+    # With SDK retries on, its own retry (same Idempotency-Key) settles the held reservation: one charge, once.
+    key2 = stack.new_key("stripe", ["charges.create"], daily_usd_cap=30)
+    stack.chaos.faults({"path": "/v1/charges", "method": "POST", "mode": "status", "status": 500, "times": 1})
+    charge = stack.stripe(key2.token, max_network_retries=2).v1.charges.create(
+        params={"amount": 2000, "currency": "usd", "source": card, "description": f"{tag} c"})
+    assert charge.status == "succeeded"
+    assert len(stack.charges(f"{tag} c")) == 1
+    assert [r["outcome"] for r in stack.audit(key2.id)] == ["outcome_unknown", "settled"]
+    assert stack.ledger(key2.id) == {"settled": 20_000_000, "reserved": 0, "unknown": 0}
+
+
+def test_twilio_unknown_outcome_is_never_resent(stack, tag):
+    key = stack.new_key("twilio", SMS_ENDPOINTS, daily_usd_cap=1)
+    client = twilio_client(stack, key.token)
+    sms = {"to": "+15550001111", "from_": "+15550002222"}
+    for n, fault in enumerate([{"mode": "status", "status": 500}, {"mode": "drop"}]):
+        stack.twilio.faults({"path": "/Messages.json", "times": 1, **fault})
+        body = f"{tag} message {n}"
+        with pytest.raises(TwilioRestException) as err:
+            client.messages.create(body=body, **sms)
+        assert err.value.status in (500, 502)
+        # An identical retry is refused: a duplicate SMS is worse than a failed retry.
+        with pytest.raises(TwilioRestException) as err:
+            client.messages.create(body=body, **sms)
+        assert err.value.status == 409 and "[outcome_unknown]" in err.value.msg and "aud_" in err.value.msg
+        assert len([r for r in stack.twilio.requests("/Messages.json", "POST") if body in r["body"]]) == 1
+    rows = stack.audit(key.id)
+    assert [r["outcome"] or r["error_code"] for r in rows] == ["outcome_unknown", "outcome_unknown",
+                                                               "outcome_unknown", "outcome_unknown"]
+    assert stack.ledger(key.id)["unknown"] == 2 * 11_300
+
+
+def test_postgres_restart_fails_closed_then_recovers(stack, tag, card):
+    key = stack.new_key("stripe", ["charges.create"], daily_usd_cap=1000)
+    clients = [stack.stripe(key.token, replica=r) for r in (0, 1)]
+    results = []  # (started, finished, replica, "ok" | exception)
+    stop = threading.Event()
+
+    def traffic(replica):
+        i = 0
+        while not stop.is_set() and i < 2000:
+            started = time.time()
+            try:
+                clients[replica].v1.charges.create(params={"amount": 100, "currency": "usd", "source": card,
+                                                           "description": f"{tag} r{replica} #{i}"})
+                results.append((started, time.time(), replica, "ok"))
+            except stripe.StripeError as e:
+                results.append((started, time.time(), replica, e))
+                time.sleep(0.05)
+            i += 1
+
+    workers = [threading.Thread(target=traffic, args=(r,)) for r in (0, 1)]
+    for w in workers:
+        w.start()
+    try:
+        wait_for(lambda: sum(1 for r in results if r[3] == "ok") >= 10, what="traffic before the outage")
+        stack.stop_postgres()
+        down_from = time.time()
+        time.sleep(3)
+        ready = [requests.get(r.url + "/ready", timeout=10).status_code for r in stack.replicas]
+        down_until = time.time()
+        stack.start_postgres()
+        up_at = time.time()
+        wait_for(lambda: sum(1 for r in results if r[3] == "ok" and r[0] > up_at) >= 10, timeout=60,
+                 what="traffic to succeed again after the restart")
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(30)
+
+    assert ready == [503, 503], f"/ready while Postgres is down: {ready}"
+    during = [r for r in results if r[0] >= down_from and r[1] <= down_until]
+    assert during, "requests were made while Postgres was down"
+    for started, finished, replica, outcome in during:
+        assert isinstance(outcome, stripe.StripeError), "a request succeeded with the database down"
+        assert outcome.http_status == 503 and outcome.error.code == "unavailable", repr(outcome)
+        assert finished - started < 10, f"a request hung {finished - started:.1f}s instead of failing fast"
+    forwarded = [r for r in stack.chaos.requests("/v1/charges", "POST")
+                 if tag in r["body"] and down_from + 0.5 < r["t"] < down_until]
+    assert forwarded == [], "nothing is forwarded while the database is down"
+    assert all(r.proc.alive() for r in stack.replicas), "no replica restarted"
+    for replica in (0, 1):
+        assert any(r[3] == "ok" and r[2] == replica and r[0] > up_at for r in results), f"replica {replica + 1} recovered"
+    # Every charge at localstripe is one the agent was told succeeded.
+    assert len(stack.charges(tag)) == sum(1 for r in results if r[3] == "ok")
