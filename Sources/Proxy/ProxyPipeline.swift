@@ -264,7 +264,8 @@ public struct ProxyPipeline: Sendable {
         guard !claims.isEmpty else { return nil }
 
         let deadline = ContinuousClock.now + config.inFlightWait
-        attempts: for _ in 0..<50 {
+        // Bounded by the deadline (in-flight waits) and by a generous attempt count (records vanishing under us).
+        attempts: for _ in 0..<2_000 {
             let claimed = try await idempotency.claim(claims, tenantId: f.key.tenantId, ownerId: f.audit.id, reservationId: f.audit.id, logger: f.logger)
             f.owned = Array(claimed)
             for claim in claims where !claimed.contains(claim.scope) {
@@ -305,7 +306,7 @@ public struct ProxyPipeline: Sendable {
                     }
                     try await idempotency.release(tenantId: f.key.tenantId, scopes: f.owned, ownerId: f.audit.id, logger: f.logger)
                     f.owned = []
-                    try await Task.sleep(for: .milliseconds(20))
+                    try await Task.sleep(for: .milliseconds(15))
                     continue attempts
                 }
             }

@@ -184,4 +184,27 @@ final class ProxyIdempotencyTests: XCTestCase {
         }
         XCTAssertEqual(h.fake.requests(method: "POST").count, 2, "a duplicate SMS never reaches Twilio")
     }
+
+    func testWaitingPastTheBoundGets409ThatSDKsRetry() async throws {
+        let h = try await ProxyHarness.start()
+        defer { h.fake.stop() }
+        h.fake.latency.withLockedValue { $0 = .milliseconds(1500) }
+        let charge = self.charge
+        try await h.run({ $0.proxy.inFlightWait = .milliseconds(300); $0.proxy.upstreamTimeout = .seconds(5) }) { client in
+            let t = try await client.tenantWithCredentials()
+            let (_, token) = try await client.vaultKey(t, ["daily_usd_cap": 100])
+            async let first = client.proxy(.post, "/stripe/v1/charges", key: token, form: charge, headers: ["Idempotency-Key": "slow-1"])
+            try await Task.sleep(for: .milliseconds(400))
+            let second = try await client.proxy(.post, "/stripe/v1/charges", key: token, form: charge, headers: ["Idempotency-Key": "slow-1"])
+            expectStatus(second, .conflict)
+            XCTAssertEqual((second.json["error"] as? [String: Any])?["code"] as? String, "idempotency_key_in_use")
+            XCTAssertNil(second.headers[HTTPField.Name("Stripe-Should-Retry")!], "SDKs may retry this 409 and then get the replay")
+            let third = try await client.proxy(.post, "/stripe/v1/charges", key: token, form: charge, headers: ["Idempotency-Key": "other-random"])
+            XCTAssertEqual((third.json["error"] as? [String: Any])?["code"] as? String, "duplicate_in_flight")
+            expectStatus(try await first, .ok)
+            let retried = try await client.proxy(.post, "/stripe/v1/charges", key: token, form: charge, headers: ["Idempotency-Key": "slow-1"])
+            XCTAssertEqual(retried.headers[HTTPField.Name("Idempotent-Replayed")!], "true")
+        }
+        XCTAssertEqual(h.fake.requests(path: "/v1/charges").count, 1)
+    }
 }

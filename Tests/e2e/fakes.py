@@ -132,7 +132,9 @@ class Handler(BaseHTTPRequestHandler):
             return self._control(method, path, body)
         self.state.record({"method": method, "path": path, "query": query, "t": time.time(),
                            "headers": {k.lower(): v for k, v in self.headers.items()},
-                           "body": body.decode("utf-8", "replace")})
+                           "body": body.decode("utf-8", "replace"),
+                           # form bodies decoded, so tests can search for the words they sent
+                           "text": urllib.parse.unquote_plus(body.decode("utf-8", "replace"))})
         fault = self.state.take_fault(method, path)
         if fault:
             mode = fault.get("mode")

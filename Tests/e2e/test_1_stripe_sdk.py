@@ -78,7 +78,7 @@ def test_sdk_flow_succeeds_and_is_audited_in_usd(stack, tag, style):
     assert stack.ledger(key.id) == {"settled": 38_000_000, "reserved": 0, "unknown": 0}
 
     # The vault key went to Keybrake only: localstripe saw the tenant's real secret.
-    sent = [r for r in stack.chaos.requests(method="POST") if tag in r["body"]]
+    sent = [r for r in stack.chaos.requests(method="POST") if tag in r["text"]]
     assert sent and all(r["headers"]["authorization"] == f"Bearer {stack.stripe_secret}" for r in sent)
     assert key.token not in stack.sql(f"SELECT string_agg(row_to_json(a)::text, '') FROM audit_events a "
                                       f"WHERE tenant_id = '{stack.tenant_id}'")[0]

@@ -20,7 +20,7 @@ def test_flow_retry_with_a_fresh_sdk_call_charges_once(stack, tag, card):
     assert retry.last_response.headers.get("Keybrake-Duplicate-Of", "").startswith("aud_")
 
     sent = stack.chaos.requests("/v1/charges", "POST")
-    sent = [r for r in sent if tag in r["body"]]
+    sent = [r for r in sent if tag in r["text"]]
     assert len(sent) == 1, "the retry never reached the vendor"
     assert len(stack.charges(tag)) == 1
     rows = stack.audit(key.id)

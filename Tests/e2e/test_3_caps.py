@@ -45,7 +45,7 @@ def test_daily_cap_holds_under_concurrency_across_two_replicas(stack, tag, card)
     assert {r["decision"] for r in rows} == {"allowed", "denied"}
     assert sum(r["amount_micros"] for r in rows if r["decision"] == "allowed") == 100_000_000
     assert stack.ledger(key.id) == {"settled": 100_000_000, "reserved": 0, "unknown": 0}
-    assert len([r for r in stack.chaos.requests("/v1/charges", "POST") if tag in r["body"]]) == 10
+    assert len([r for r in stack.chaos.requests("/v1/charges", "POST") if tag in r["text"]]) == 10
 
 
 def header(headers, name):
@@ -61,7 +61,7 @@ def test_over_cap_requests_are_answered_once_even_with_sdk_retries(stack, tag, c
     assert err.value.error.code == "daily_usd_cap_exceeded"
     assert "$5.00" in err.value.user_message and "$6.00" in err.value.user_message
     assert len(stack.audit(key.id)) == 1, "exactly one attempt reached Keybrake"
-    assert not any(tag in r["body"] for r in stack.chaos.requests("/v1/charges", "POST"))
+    assert not any(tag in r["text"] for r in stack.chaos.requests("/v1/charges", "POST"))
 
     # A per-request cap is a PermissionError (403), also never retried and never a CardError.
     key2 = stack.new_key("stripe", ["charges.create"], max_request_usd=25)

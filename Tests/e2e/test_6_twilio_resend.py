@@ -40,7 +40,7 @@ def test_twilio_sms_is_sent_once_and_audited(stack, tag):
     # The same SMS again (an agent retry on another replica): Twilio has no idempotency, Keybrake dedupes it.
     again = twilio_client(stack, key.token, replica=1).messages.create(to="+15550001111", from_="+15550002222", body=body)
     assert again.sid == first.sid
-    sent = [r for r in stack.twilio.requests("/Messages.json", "POST") if tag in r["body"]]
+    sent = [r for r in stack.twilio.requests("/Messages.json", "POST") if tag in r["text"]]
     assert len(sent) == 1, "one SMS reached Twilio"
     assert sent[0]["path"] == f"/2010-04-01/Accounts/{stack.twilio_sid}/Messages.json"
     assert key.token not in str(sent[0]["headers"])
@@ -74,7 +74,7 @@ def test_twilio_errors_raise_twilio_rest_exception_with_our_messages(stack, tag)
     with pytest.raises(TwilioRestException) as err:
         client.messages.create(to="+15550001111", from_="+15550002222", body=f"third {tag}")
     assert err.value.status == 401 and "[vault_key_revoked]" in err.value.msg
-    assert len([r for r in stack.twilio.requests("/Messages.json", "POST") if tag in r["body"]]) == 2
+    assert len([r for r in stack.twilio.requests("/Messages.json", "POST") if tag in r["text"]]) == 2
     assert stack.ledger(key.id) == {"settled": SMS_MICROS, "reserved": 0, "unknown": 0}
 
 
@@ -90,7 +90,7 @@ def test_resend_email_and_batch(stack, tag, resend_sdk):
     # The same email again: replayed, not sent twice.
     assert sdk.Emails.send(email)["id"] == sent["id"]
 
-    assert len([r for r in stack.resend.requests("/emails", "POST") if tag in r["body"]]) == 2
+    assert len([r for r in stack.resend.requests("/emails", "POST") if tag in r["text"]]) == 2
     upstream = stack.resend.requests("/emails", "POST")[-1]
     assert upstream["headers"]["authorization"] == f"Bearer {stack.resend_key}"
     rows = stack.audit(key.id)

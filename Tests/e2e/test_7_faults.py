@@ -62,7 +62,7 @@ def test_stripe_upstream_killed_mid_request(stack, tag, card):
     # reservation instead of taking a second one. (localstripe has no idempotency, so it makes a second object.)
     retry = client.v1.charges.create(params=params)
     assert retry.amount == 2000
-    resent = [r for r in stack.chaos.requests("/v1/charges", "POST") if f"{tag} killed" in r["body"]]
+    resent = [r for r in stack.chaos.requests("/v1/charges", "POST") if f"{tag} killed" in r["text"]]
     assert [r["headers"].get("idempotency-key") for r in resent] == [rows[0]["idempotency_key"]]
     assert stack.ledger(key.id) == {"settled": 20_000_000, "reserved": 0, "unknown": 0}
 
@@ -105,7 +105,7 @@ def test_twilio_unknown_outcome_is_never_resent(stack, tag):
         with pytest.raises(TwilioRestException) as err:
             client.messages.create(body=body, **sms)
         assert err.value.status == 409 and "[outcome_unknown]" in err.value.msg and "aud_" in err.value.msg
-        assert len([r for r in stack.twilio.requests("/Messages.json", "POST") if body in r["body"]]) == 1
+        assert len([r for r in stack.twilio.requests("/Messages.json", "POST") if body in r["text"]]) == 1
     rows = stack.audit(key.id)
     assert [r["outcome"] or r["error_code"] for r in rows] == ["outcome_unknown", "outcome_unknown",
                                                                "outcome_unknown", "outcome_unknown"]
@@ -150,15 +150,21 @@ def test_postgres_restart_fails_closed_then_recovers(stack, tag, card):
         for w in workers:
             w.join(30)
 
+    def show(o):
+        return o if o == "ok" else f"{o.http_status} {getattr(o.error, 'code', None)}"
+
+    timeline = "\n".join(f"{s - down_from:+7.2f}s → {f - down_from:+7.2f}s replica{rep + 1}: {show(o)}"
+                         for s, f, rep, o in sorted(results, key=lambda r: r[0]) if down_from - 1 < f and s < up_at + 2)
+    print(f"outage {down_from:.2f}..{down_until:.2f} (restarted at +{up_at - down_from:.2f}s)\n{timeline}")
     assert ready == [503, 503], f"/ready while Postgres is down: {ready}"
     during = [r for r in results if r[0] >= down_from and r[1] <= down_until]
-    assert during, "requests were made while Postgres was down"
+    assert during, f"no request both started and finished while Postgres was down:\n{timeline}"
     for started, finished, replica, outcome in during:
         assert isinstance(outcome, stripe.StripeError), "a request succeeded with the database down"
         assert outcome.http_status == 503 and outcome.error.code == "unavailable", repr(outcome)
         assert finished - started < 10, f"a request hung {finished - started:.1f}s instead of failing fast"
     forwarded = [r for r in stack.chaos.requests("/v1/charges", "POST")
-                 if tag in r["body"] and down_from + 0.5 < r["t"] < down_until]
+                 if tag in r["text"] and down_from + 0.5 < r["t"] < down_until]
     assert forwarded == [], "nothing is forwarded while the database is down"
     assert all(r.proc.alive() for r in stack.replicas), "no replica restarted"
     for replica in (0, 1):
