@@ -217,7 +217,8 @@ $fn$;
 CREATE FUNCTION kb_finish(
     p_audit JSONB, p_reservation_id TEXT, p_outcome TEXT, p_actual BIGINT,
     p_complete_scopes TEXT[], p_record_state TEXT, p_drop_scopes TEXT[],
-    p_status INTEGER, p_headers JSONB, p_body BYTEA, p_priced_object TEXT
+    p_status INTEGER, p_headers JSONB, p_body BYTEA, p_priced_object TEXT,
+    p_count_usage_month DATE
 ) RETURNS VOID LANGUAGE plpgsql AS $fn$
 DECLARE
     v_tenant TEXT := p_audit->>'tenant_id';
@@ -242,6 +243,11 @@ BEGIN
     IF p_priced_object IS NOT NULL THEN
         INSERT INTO priced_objects (tenant_id, vendor, object_id, audit_id)
         VALUES (v_tenant, p_audit->>'vendor', p_priced_object, v_owner) ON CONFLICT DO NOTHING;
+    END IF;
+    -- A request with no quota to check (a pro tenant's unpriced call) is counted here, one round trip saved.
+    IF p_count_usage_month IS NOT NULL THEN
+        INSERT INTO tenant_monthly_usage (tenant_id, month, requests) VALUES (v_tenant, p_count_usage_month, 1)
+        ON CONFLICT (tenant_id, month) DO UPDATE SET requests = tenant_monthly_usage.requests + 1;
     END IF;
 END;
 $fn$;

@@ -51,7 +51,8 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
         config: config.proxy,
         authenticator: VaultKeyAuthenticator(client: deps.postgres, verifier: deps.verifier),
         credentials: credentialStore, ledger: SpendLedger(client: deps.postgres),
-        idempotency: IdempotencyStore(client: deps.postgres), forwarder: deps.forwarder, clock: deps.clock
+        idempotency: IdempotencyStore(client: deps.postgres), forwarder: deps.forwarder, clock: deps.clock,
+        tenants: tenantRepository
     ))
     let spendRepository = SpendRepository(client: deps.postgres)
     let keys = KeysController(repository: PostgresKeyRepository(client: deps.postgres), verifier: deps.verifier, clock: deps.clock,

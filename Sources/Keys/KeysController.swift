@@ -68,7 +68,7 @@ public struct KeysController: Sendable {
     static let capDecimals = 2
     static let maxRequestDecimals = 6
 
-    static func parseCreate(_ json: JSONObjectReader) throws(KeybrakeError) -> Policy {
+    public static func parseCreate(_ json: JSONObjectReader) throws(KeybrakeError) -> Policy {
         try json.rejectUnknown(allowed: policyFields.union(["vendor"]))
         let vendorName = try json.string("vendor", required: true, maxLength: 40) ?? ""
         guard let vendor = Vendor(rawValue: vendorName) else {
@@ -81,7 +81,7 @@ public struct KeysController: Sendable {
     }
 
     /// Applies the fields present in `json` (null clears an optional limit).
-    static func apply(_ json: JSONObjectReader, to policy: inout Policy) throws(KeybrakeError) {
+    public static func apply(_ json: JSONObjectReader, to policy: inout Policy) throws(KeybrakeError) {
         if json.has("label") {
             guard let label = try json.string("label", maxLength: 1000) else { throw .invalidRequest("label cannot be null.", field: "label") }
             policy.label = label

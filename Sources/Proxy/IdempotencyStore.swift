@@ -32,22 +32,30 @@ public struct IdempotencyStore: Sendable {
     /// Claims every scope for `ownerId` in one statement; returns the scopes actually claimed
     /// (new, or expired and taken over). The others are live records owned by someone else.
     public func claim(_ claims: [Claim], tenantId: String, ownerId: String, reservationId: String, logger: Logger) async throws -> Set<String> {
+        guard !claims.isEmpty else { return [] }
+        var binds = PostgresBindings()
+        func bind(_ value: String?) -> String {
+            binds.append(value)
+            return "$\(binds.count)"
+        }
+        let owner = bind(ownerId), tenant = bind(tenantId), reservation = bind(reservationId)
+        let rows = claims.map { c in
+            "(\(tenant), \(bind(c.scope)), \(bind(c.requestHash)), 'in_flight', \(owner), \(reservation), \(bind(c.upstreamKey)), now() + make_interval(secs => \(Int64(c.ttl.components.seconds))))"
+        }
+        let sql = """
+            INSERT INTO idempotency_records (tenant_id, scope, request_hash, state, owner_id, reservation_id, upstream_key, expires_at)
+            VALUES \(rows.joined(separator: ", "))
+            ON CONFLICT (tenant_id, scope) DO UPDATE SET
+                request_hash = EXCLUDED.request_hash, state = 'in_flight', owner_id = EXCLUDED.owner_id,
+                reservation_id = EXCLUDED.reservation_id, upstream_key = EXCLUDED.upstream_key,
+                response_status = NULL, response_headers = NULL, response_body = NULL,
+                created_at = now(), expires_at = EXCLUDED.expires_at
+            WHERE idempotency_records.expires_at <= now()
+            RETURNING scope
+            """
         var claimed = Set<String>()
-        for c in claims {
-            let seconds = Int64(c.ttl.components.seconds)
-            let rows = try await client.query("""
-                INSERT INTO idempotency_records (tenant_id, scope, request_hash, state, owner_id, reservation_id, upstream_key, expires_at)
-                VALUES (\(tenantId), \(c.scope), \(c.requestHash), 'in_flight', \(ownerId), \(reservationId), \(c.upstreamKey),
-                        now() + make_interval(secs => \(seconds)))
-                ON CONFLICT (tenant_id, scope) DO UPDATE SET
-                    request_hash = EXCLUDED.request_hash, state = 'in_flight', owner_id = EXCLUDED.owner_id,
-                    reservation_id = EXCLUDED.reservation_id, upstream_key = EXCLUDED.upstream_key,
-                    response_status = NULL, response_headers = NULL, response_body = NULL,
-                    created_at = now(), expires_at = EXCLUDED.expires_at
-                WHERE idempotency_records.expires_at <= now()
-                RETURNING scope
-                """, logger: logger)
-            for try await scope in rows.decode(String.self) { claimed.insert(scope) }
+        for try await scope in try await client.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger).decode(String.self) {
+            claimed.insert(scope)
         }
         return claimed
     }

@@ -8,6 +8,7 @@ import Keys
 import Logging
 import NIOCore
 import Storage
+import Tenants
 import Vault
 
 /// The data plane: one code path for every vendor and route (DESIGN §7).
@@ -25,9 +26,14 @@ public struct ProxyPipeline: Sendable {
     let rateLimiter = KeyRateLimiter()
     let clock: any KeybrakeCore.Clock
     let stripePricer: StripePricer
+    let tenants: (any TenantRepository)?
+    /// Tenant plan, a couple of seconds at most: only used to skip the quota round trip for pro tenants.
+    let plans = ExpiringCache<String, Plan>(ttl: .seconds(2))
 
     public init(config: ProxyConfiguration, authenticator: VaultKeyAuthenticator, credentials: CredentialStore,
-                ledger: SpendLedger, idempotency: IdempotencyStore, forwarder: Forwarder, clock: any KeybrakeCore.Clock) {
+                ledger: SpendLedger, idempotency: IdempotencyStore, forwarder: Forwarder, clock: any KeybrakeCore.Clock,
+                tenants: (any TenantRepository)? = nil) {
+        self.tenants = tenants
         self.config = config
         self.authenticator = authenticator
         self.credentials = credentials
@@ -58,6 +64,7 @@ public struct ProxyPipeline: Sendable {
         var autoKey = false
         var dupScope: String?
         var heldFromEarlier = false
+        var countUsageMonth: String?
     }
 
     // MARK: - Entry point
@@ -112,7 +119,7 @@ public struct ProxyPipeline: Sendable {
                 message: "This vault key (\(f.key.id)) is for \(policy.vendor.rawValue); it cannot call \(f.vendor.rawValue)."))
         }
         // 3. credentials (needed to route Twilio paths, and to forward)
-        guard let creds = try await credentials.credentials(vendor: f.vendor, tenantId: f.key.tenantId, logger: f.logger) else {
+        guard let creds = try await credentials.cachedCredentials(vendor: f.vendor, tenantId: f.key.tenantId, logger: f.logger) else {
             throw Denial(error: KeybrakeError(status: 403, code: "vendor_credentials_missing",
                 message: "No \(f.vendor.rawValue) credentials are stored for this tenant. Store them with PUT /v1/vendors/\(f.vendor.rawValue)/credentials."))
         }
@@ -168,6 +175,11 @@ public struct ProxyPipeline: Sendable {
         // 9. reserve: caps + quota, all or nothing (a retry of an unknown outcome reuses its reservation)
         let periods = Self.periods(now: clock.now(), timezone: policy.timezone)
         let amount = f.heldFromEarlier ? MicroUSD.zero : f.amount
+        if amount == .zero, try await plan(of: f) == .pro {
+            // Nothing to reserve and no quota to enforce: count the request when it finishes instead.
+            f.countUsageMonth = periods.utcMonth
+            return try await forward(&f, path: path, request: request, body: body, creds: creds)
+        }
         let reserveId = f.audit.id
         let result = try await ledger.reserve(
             keyId: f.key.id, tenantId: f.key.tenantId, amount: amount, day: periods.day, month: periods.month,
@@ -374,6 +386,7 @@ public struct ProxyPipeline: Sendable {
 
         var finish = SpendLedger.Finish(audit: f.audit)
         finish.reservationId = f.reservationId
+        finish.countUsageMonth = f.countUsageMonth
         let response: Response
         switch sent {
         case .failure(let failure):
@@ -504,6 +517,14 @@ public struct ProxyPipeline: Sendable {
     }
 
     // MARK: - Helpers
+
+    func plan(of f: Flight) async throws -> Plan? {
+        guard let tenants else { return nil }
+        if let cached = plans.get(f.key.tenantId) { return cached }
+        guard let tenant = try await tenants.tenant(id: f.key.tenantId, logger: f.logger) else { return nil }
+        plans.set(f.key.tenantId, tenant.plan)
+        return tenant.plan
+    }
 
     func baseURL(_ vendor: Vendor) -> String { config.upstreams[vendor] ?? "" }
 

@@ -44,6 +44,8 @@ public struct SpendLedger: Sendable {
         public var dropScopes: [String] = []
         public var response: StoredResponse?
         public var pricedObject: String?
+        /// UTC month (YYYY-MM-01) to count this request in, when no reserve step counted it.
+        public var countUsageMonth: String?
 
         public init(audit: AuditEvent) { self.audit = audit }
     }
@@ -55,7 +57,7 @@ public struct SpendLedger: Sendable {
         try await client.query("""
             SELECT kb_finish(\(try f.audit.columnsJSON())::jsonb, \(f.reservationId)::text, \(f.outcome)::text, \(f.actual?.micros)::bigint,
                 \(f.completeScopes)::text[], \(f.recordState)::text, \(f.dropScopes)::text[], \(f.response.map { $0.status })::int,
-                \(headersJSON)::jsonb, \(body)::bytea, \(f.pricedObject)::text)
+                \(headersJSON)::jsonb, \(body)::bytea, \(f.pricedObject)::text, \(f.countUsageMonth)::date)
             """, logger: logger)
     }
 

@@ -17,16 +17,32 @@ public struct CredentialSummary: Sendable {
 public struct CredentialStore: Sendable {
     let client: PostgresClient
     let sealer: CredentialSealer
+    /// Decrypted credentials for the proxy, a few seconds at most (a change made through this process
+    /// invalidates at once; other replicas pick it up within the TTL). Optional nil = "none stored".
+    let proxyCache: ExpiringCache<String, VendorCredentials?>
 
-    public init(client: PostgresClient, sealer: CredentialSealer) {
+    public init(client: PostgresClient, sealer: CredentialSealer, proxyCacheTTL: Duration = .seconds(2)) {
         self.client = client
         self.sealer = sealer
+        self.proxyCache = ExpiringCache(ttl: proxyCacheTTL)
+    }
+
+    static func cacheKey(_ tenantId: String, _ vendor: Vendor) -> String { tenantId + "|" + vendor.rawValue }
+
+    /// `credentials(vendor:tenantId:)` through the short-lived cache: the proxy's per-request path.
+    public func cachedCredentials(vendor: Vendor, tenantId: String, logger: Logger) async throws -> VendorCredentials? {
+        let key = Self.cacheKey(tenantId, vendor)
+        if let hit = proxyCache.get(key) { return hit }
+        let fresh = try await credentials(vendor: vendor, tenantId: tenantId, logger: logger)
+        proxyCache.set(key, fresh)
+        return fresh
     }
 
     public func put(_ credentials: VendorCredentials, tenantId: String, logger: Logger) async throws -> CredentialSummary {
         let vendor = credentials.vendor.rawValue
         let (keyId, sealed) = try sealer.seal(try credentials.serialized(), tenantId: tenantId, vendor: vendor)
         let fingerprint = credentials.fingerprint + (credentials.accountSid.map { " (\($0))" } ?? "")
+        defer { proxyCache.remove(Self.cacheKey(tenantId, credentials.vendor)) }
         let rows = try await client.query("""
             INSERT INTO vendor_credentials (tenant_id, vendor, master_key_id, sealed, fingerprint)
             VALUES (\(tenantId), \(vendor), \(keyId), \(ByteBuffer(data: sealed)), \(fingerprint))
@@ -42,6 +58,7 @@ public struct CredentialStore: Sendable {
     }
 
     public func delete(vendor: Vendor, tenantId: String, logger: Logger) async throws -> Bool {
+        defer { proxyCache.remove(Self.cacheKey(tenantId, vendor)) }
         let rows = try await client.query(
             "DELETE FROM vendor_credentials WHERE tenant_id = \(tenantId) AND vendor = \(vendor.rawValue) RETURNING vendor",
             logger: logger

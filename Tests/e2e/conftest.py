@@ -277,6 +277,14 @@ class Stack:
                 if tag in (c.get("description") or "") or tag in json.dumps(c.get("metadata") or {})]
 
 
+def pytest_configure(config):
+    # `timeout` (scripts/e2e.sh) and CI stop the run with SIGTERM: turn it into KeyboardInterrupt so that the
+    # session teardown below still stops every process it started.
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 @pytest.fixture(scope="session")
 def stack():
     if not BIN.exists():
