@@ -333,6 +333,7 @@ class Bench:
         row["overshoot_charges"] = max(0, row["upstream_charges"] - n)
         row["overshoot_usd"] = round(max(0.0, row["upstream_charges"] * PRICE_USD - n * PRICE_USD), 2)
         row["ledger_over_cap"] = settled + reserved + unknown > cap_micros
+        row["cap_reached"] = (row.get("audit") or {}).get("allowed", 0) >= n
         audit = row.get("audit") or {}
         if audit.get("allowed") and audit.get("allowed_span_s"):
             row["allowed_rps_until_cap"] = round(audit["allowed"] / float(audit["allowed_span_s"]), 1)
@@ -427,13 +428,18 @@ class Bench:
                 m = re.match(r"\s*([\d.]+)%\s+(\S+)\s+\[([.k])\]\s+(.*)$", line)
                 if m:
                     entries.append([float(m.group(1)), m.group(2), m.group(4).strip()])
+            full = [e[2] for e in entries]
+            short = list(full)
             if demangler and entries:
-                args = [demangler, "--simplified"] if demangler.endswith("swift-demangle") else [demangler, "demangle", "--simplified"]
-                dem = subprocess.run(args, input="\n".join(e[2] for e in entries), capture_output=True, text=True).stdout.splitlines()
-                if len(dem) == len(entries):
-                    for e, d in zip(entries, dem):
-                        e[2] = d
-            out[kind] = {"categories": categorize(entries), "top": [{"pct": e[0], "dso": e[1], "symbol": e[2][:160]} for e in entries[:25]]}
+                base_args = [demangler] if demangler.endswith("swift-demangle") else [demangler, "demangle"]
+                names = "\n".join(full)
+                dem_full = subprocess.run(base_args, input=names, capture_output=True, text=True).stdout.splitlines()
+                dem_short = subprocess.run(base_args + ["--simplified"], input=names, capture_output=True, text=True).stdout.splitlines()
+                if len(dem_full) == len(entries) and len(dem_short) == len(entries):
+                    full, short = dem_full, dem_short
+            categorized = [[e[0], e[1], f] for e, f in zip(entries, full)]
+            out[kind] = {"categories": categorize(categorized),
+                         "top": [{"pct": e[0], "dso": e[1], "symbol": sh[:160]} for e, sh in zip(entries[:30], short[:30])]}
             os.remove(data)
             log(f"perf {kind}: " + ", ".join(f"{k} {v}%" for k, v in list(out[kind]["categories"].items())[:8]))
         self.profile["perf"] = out
@@ -464,6 +470,10 @@ class Bench:
 
 CATEGORIES = [
     ("argon2", re.compile(r"argon2|blake2|fill_segment", re.I)),
+    ("Swift runtime: generic metadata, casts", re.compile(
+        r"getGenericMetadata|getCache|MetadataCache|ConcurrentReadableHashMap|swift_getAssociatedType|swift_dynamicCast|"
+        r"swift_conformsToProtocol|instantiateConcreteType|swift_getEnumCaseMultiPayload|swift_getWitnessTable|TupleCacheEntry|"
+        r"swift_checkMetadataState|swift_getTypeByMangledName|swift_getSingletonMetadata|_swift_getGeneric|swift_getTupleTypeMetadata")),
     ("alloc/ARC", re.compile(r"malloc|free|_int_|swift_retain|swift_release|swift_allocObject|swift_deallocObject|swift_slowAlloc|"
                              r"swift_slowDealloc|swift_bridgeObjectRetain|swift_bridgeObjectRelease|swift_arrayDestroy|tcache|"
                              r"swift_isUniquelyReferenced|swift_beginAccess|swift_endAccess|unknownObjectRetain|unknownObjectRelease")),
@@ -491,6 +501,7 @@ def categorize(entries):
         if name is None:
             name = "Swift stdlib" if "libswiftCore" in dso else ("libc" if dso.startswith("libc") else "other")
         cats[name] = round(cats.get(name, 0) + pct, 1)
+    cats["(symbols under 0.05% each)"] = round(max(0.0, 100.0 - sum(cats.values())), 1)
     return dict(sorted(cats.items(), key=lambda kv: -kv[1]))
 
 

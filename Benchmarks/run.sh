@@ -57,8 +57,9 @@ cleanup() {
   trap - EXIT
   for pid in $KEYBRAKE_PID $PROXY_PID $UPSTREAM_PID; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in $KEYBRAKE_PID $PROXY_PID $UPSTREAM_PID; do
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
+    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then log "pid $pid still running 15 s after SIGTERM: killing it"; kill -KILL "$pid" 2>/dev/null || true; fi
+    wait "$pid" 2>/dev/null || true
   done
   if [ "$PG_STARTED" = "1" ]; then scripts/postgres.sh stop "$PG_DIR"; fi
   exit "$rc"
@@ -92,9 +93,12 @@ psql_admin() { psql -qtAX -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -c 
 if [ -f "$("$PG_BIN/pg_config" --pkglibdir 2>/dev/null)/pg_stat_statements.so" ] \
    && ! psql_admin "SHOW shared_preload_libraries" | grep -q pg_stat_statements; then
   psql_admin "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" >/dev/null
-  psql_admin "ALTER SYSTEM SET pg_stat_statements.track = 'none'" >/dev/null
   scripts/postgres.sh stop "$PG_DIR"
   scripts/postgres.sh start "$PG_DIR" "$PG_PORT"
+fi
+if psql_admin "SHOW shared_preload_libraries" | grep -q pg_stat_statements; then
+  psql_admin "ALTER SYSTEM SET pg_stat_statements.track = 'none'" >/dev/null
+  psql_admin "SELECT pg_reload_conf()" >/dev/null
 fi
 scripts/postgres.sh createdb "$PG_PORT" "$PG_DB" --fresh
 

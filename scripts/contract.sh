@@ -3,19 +3,21 @@
 # with a signed-up tenant, and fails on any 5xx or any response the spec does not describe
 # (status code, content type, headers, body schema).
 #
-#   scripts/contract.sh            run it (≈1–2 min on 2 cores); exit status = schemathesis's
+#   scripts/contract.sh            run it (≈75 s on 2 cores, ~2,300 requests); exit status = schemathesis's
 #
 # Environment (all optional):
 #   KEYBRAKE_BIN              server binary (default .build/debug/keybrake; built with `swift build` if missing)
 #   CONTRACT_MAX_EXAMPLES     test cases per operation and phase (default 60)
-#   CONTRACT_SEED             hypothesis seed, to replay a run (schemathesis prints the seed it used)
+#   CONTRACT_SEED             generation seed (default fixed, so `make test` is repeatable); `random` explores new
+#                             inputs each run; schemathesis prints the seed it used
 #   CONTRACT_SPEC             the spec to test (default openapi.yaml)
 #   CONTRACT_CHECKS           schemathesis checks, comma-separated (default: the five conformance checks below)
 #   CONTRACT_PG_PORT          port of the throwaway Postgres (default 54333)
 #   CONTRACT_KEEP_PG=1        leave the Postgres cluster running afterwards
 #
 # Everything lives under .keybrake/ (ignored by git): the venv in .keybrake/contract-venv, Postgres in
-# .keybrake/contract-pg, the server log, config and hypothesis database in .keybrake/contract/.
+# .keybrake/contract-pg, the server log, config, JUnit report and hypothesis database in .keybrake/contract/.
+# The database remembers failing inputs and replays them first on the next run (delete it to forget them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -190,7 +192,8 @@ export KB_ADMIN_TOKEN="$ADMIN" KB_OPERATOR_TOKEN="$OPERATOR_TOKEN" KB_KEY_ID="$K
 export HYPOTHESIS_STORAGE_DIRECTORY="$PWD/$WORK/hypothesis-storage"
 
 seed_args=()
-[ -n "${CONTRACT_SEED:-}" ] && seed_args=(--seed "$CONTRACT_SEED")
+SEED="${CONTRACT_SEED:-20261123}"
+[ "$SEED" != "random" ] && seed_args=(--seed "$SEED")
 
 say "running schemathesis $SCHEMATHESIS_VERSION ($MAX_EXAMPLES examples per operation and phase)"
 set +e
@@ -207,8 +210,9 @@ set +e
   "${seed_args[@]}"
 status=$?
 set -e
-if grep -q '"level":"error"\|error ' "$SERVER_LOG" 2>/dev/null; then
-  say "the server logged errors (see $SERVER_LOG):"
-  grep -m 20 'error' "$SERVER_LOG" >&2 || true
+# Errors the server logged (a 500 shows up above too; this also catches start-up and background errors).
+if grep -qE '^[^ ]+ (error|critical) ' "$SERVER_LOG"; then
+  say "the server logged errors (full log: $SERVER_LOG):"
+  grep -m 20 -E '^[^ ]+ (error|critical) ' "$SERVER_LOG" >&2 || true
 fi
 exit "$status"

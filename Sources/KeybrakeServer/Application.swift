@@ -4,6 +4,7 @@ import Hummingbird
 import ServiceLifecycle
 import KeybrakeCore
 import Audit
+import Dashboard
 import Keys
 import Logging
 import PostgresNIO
@@ -71,6 +72,12 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
     HealthController(postgres: deps.postgres, registry: deps.metricsRegistry).addRoutes(to: router)
     tenants.addPublicRoutes(to: router)
     proxy.addRoutes(to: router)
+    DashboardController(
+        postgres: deps.postgres, authenticator: AdminTokenAuthenticator(repository: tenantRepository, verifier: deps.verifier),
+        tenants: tenantRepository, tenantsConfiguration: tenantsConfig, keys: PostgresKeyRepository(client: deps.postgres),
+        verifier: deps.verifier, credentials: credentialStore, audit: AuditRepository(client: deps.postgres), spend: spendRepository,
+        keySpend: LedgerKeySpendReader(spend: spendRepository), clock: deps.clock
+    ).addRoutes(to: router)
 
     let admin = router.group("/v1").add(middleware: AdminAuthMiddleware(
         authenticator: AdminTokenAuthenticator(repository: tenantRepository, verifier: deps.verifier)
@@ -84,7 +91,7 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
 
 /// The whole server: router, Postgres client as a service, optional migrations before listening.
 public func buildApplication(
-    _ config: AppConfiguration, logger: Logger, migrationsDirectory: String? = nil,
+    _ config: AppConfiguration, logger: Logger, migrationsDirectory: String? = nil, maintainAuditPartitions: Bool = false,
     metricsRegistry: PrometheusCollectorRegistry = .init(), clock: any KeybrakeCore.Clock = SystemClock()
 ) throws -> some ApplicationProtocol {
     let postgres = PostgresClient(configuration: config.databaseURL.clientConfiguration(maxConnections: config.databaseMaxConnections),
@@ -96,16 +103,15 @@ public func buildApplication(
         logger: logger
     )
     app.addServices(postgres, ForwarderService(forwarder: deps.forwarder))
-    let migrator = try migrationsDirectory.map { try Migrator(directory: $0) }
-    app.beforeServerStarts {
-        if let migrator {
+    if let migrationsDirectory {
+        let migrator = try Migrator(directory: migrationsDirectory)
+        app.beforeServerStarts {
             let applied = try await migrator.migrate(client: postgres, logger: logger)
             logger.info("migrations up to date", metadata: ["applied": "\(applied)"])
         }
-        // Next months' audit partitions exist before their first row arrives.
-        do { try await AuditRepository(client: postgres).ensurePartitions(logger: logger) } catch {
-            logger.warning("could not create audit partitions", metadata: ["error": "\(DatabaseErrors.map(error, logger: logger).code)"])
-        }
+    }
+    if maintainAuditPartitions {
+        app.addServices(AuditPartitionService(repository: AuditRepository(client: postgres), logger: logger))
     }
     return app
 }
@@ -171,5 +177,23 @@ struct LedgerKeySpendReader: KeySpendReader {
             today: .init(start: day, settled: d.settled, reserved: d.reserved, unknown: d.unknown, cap: key.policy.dailyCap),
             month: .init(start: month, settled: m.settled, reserved: m.reserved, unknown: m.unknown, cap: key.policy.monthlyCap)
         )
+    }
+}
+
+/// Keeps the current and next months' audit partitions in place (daily; idempotent), so rows land in
+/// monthly partitions that `keybrake audit prune` can drop whole.
+struct AuditPartitionService: Service {
+    let repository: AuditRepository
+    let logger: Logger
+
+    func run() async throws {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            var pause = Duration.seconds(86_400)
+            do { try await repository.ensurePartitions(logger: logger) } catch {
+                logger.warning("could not create audit partitions", metadata: ["error": "\(DatabaseErrors.map(error, logger: logger).code)"])
+                pause = .seconds(60)
+            }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
+        }
     }
 }

@@ -62,7 +62,8 @@ struct Serve: AsyncParsableCommand {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let app = try buildApplication(
-            config, logger: logger, migrationsDirectory: noMigrate ? nil : Migrator.defaultDirectory(), metricsRegistry: registry
+            config, logger: logger, migrationsDirectory: noMigrate ? nil : Migrator.defaultDirectory(), maintainAuditPartitions: true,
+            metricsRegistry: registry
         )
         logger.info("starting", metadata: ["address": "\(config.host):\(config.port)", "database": "\(config.databaseURL.redacted)",
                                            "master_key": "\(config.masterKeys.active.id)"])

@@ -2,6 +2,8 @@
 
 Customer, payment method, charge, PaymentIntent with confirm=true and a partial refund all succeed,
 and every call is audited with the right USD amount."""
+import socket
+
 import pytest
 import requests
 import stripe
@@ -95,3 +97,25 @@ def test_declined_card_is_the_vendors_card_error_and_releases_the_reservation(st
     rows = stack.audit(key.id)
     assert [(r["path"], r["outcome"], r["upstream_status"]) for r in rows][-1] == ("/v1/charges", "released", 402)
     assert stack.ledger(key.id) == {"settled": 0, "reserved": 0, "unknown": 0}
+
+
+def test_host_based_routing_for_sdks_that_take_only_a_host(stack, tag, monkeypatch):
+    """stripe-node takes only host/port/protocol, so Keybrake also serves Stripe at the root of `stripe.<domain>`.
+
+    The operator points stripe.<domain> at Keybrake with DNS or /etc/hosts; here getaddrinfo plays /etc/hosts, and
+    stripe-python sends what stripe-node would: root paths with `Host: stripe.keybrake.test:<port>`."""
+    real = socket.getaddrinfo
+
+    def hosts_file(host, *args, **kwargs):
+        return real("127.0.0.1" if host == "stripe.keybrake.test" else host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", hosts_file)
+    key = stack.new_key("stripe", ["customers.create", "GET /v1/customers/*"])
+    client = stripe.StripeClient(key.token, base_addresses={"api": f"http://stripe.keybrake.test:{stack.replicas[1].port}"})
+    customer = client.v1.customers.create(params={"email": f"{tag}@example.com"})
+    assert client.v1.customers.retrieve(customer.id).email == f"{tag}@example.com"
+    assert [(r["method"], r["path"], r["decision"]) for r in stack.audit(key.id)] == [
+        ("POST", "/v1/customers", "allowed"), ("GET", f"/v1/customers/{customer.id}", "allowed")]
+    with pytest.raises(stripe.PermissionError) as err:
+        client.v1.charges.create(params={"amount": 100, "currency": "usd"})
+    assert err.value.error.code == "endpoint_not_allowed"
