@@ -196,6 +196,10 @@ DECLARE
 BEGIN
     SELECT * INTO r FROM reservations WHERE id = p_reservation_id FOR UPDATE;
     IF NOT FOUND OR r.state NOT IN ('held', 'unknown') THEN RETURN NULL; END IF;
+    -- Lock the ledger rows day before month, the order kb_reserve uses, so the two never deadlock.
+    PERFORM 1 FROM spend_ledger
+    WHERE key_id = r.key_id AND ((period = 'day' AND period_start = r.day) OR (period = 'month' AND period_start = r.month))
+    ORDER BY period FOR UPDATE;
     -- Never settle more than was reserved: the cap check was made against the reservation.
     v_settled := LEAST(GREATEST(COALESCE(p_actual, r.amount_micros), 0), r.amount_micros);
     UPDATE spend_ledger SET
@@ -232,6 +236,10 @@ BEGIN
     END IF;
     INSERT INTO audit_events
     SELECT * FROM jsonb_populate_record(NULL::audit_events, jsonb_build_object('created_at', now()) || p_audit);
+    -- Lock this request's records in scope order, the same order a claim inserts them, so a concurrent
+    -- claim of the same scopes waits instead of deadlocking.
+    PERFORM 1 FROM idempotency_records
+    WHERE tenant_id = v_tenant AND scope = ANY(p_complete_scopes || p_drop_scopes) ORDER BY scope FOR UPDATE;
     IF cardinality(p_complete_scopes) > 0 THEN
         UPDATE idempotency_records SET state = p_record_state, response_status = p_status,
             response_headers = p_headers, response_body = p_body

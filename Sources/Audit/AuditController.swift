@@ -78,6 +78,9 @@ public struct AuditController: Sendable {
         func text(_ name: String, max: Int = 255) throws(KeybrakeError) -> String? {
             guard let v = query[name], !v.isEmpty else { return nil }
             guard v.count <= max else { throw .invalidRequest("\(name) is too long.", field: name) }
+            guard !v.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+                throw .invalidRequest("\(name) must not contain control characters.", field: name)
+            }
             return v
         }
         f.keyId = try text("key_id", max: 64)
@@ -282,7 +285,8 @@ public struct AuditController: Sendable {
         var monthStart = utc.date(from: utc.dateComponents([.year, .month], from: clock.now()))!
         if let raw = query["month"], !raw.isEmpty {
             let parts = raw.split(separator: "-")
-            guard parts.count == 2, parts[0].count == 4, parts[1].count == 2, let y = Int(parts[0]), let m = Int(parts[1]), (1...12).contains(m),
+            guard parts.count == 2, parts[0].count == 4, parts[1].count == 2, raw.allSatisfy({ $0 == "-" || ($0.isASCII && $0.isNumber) }),
+                  let y = Int(parts[0]), (1000...9999).contains(y), let m = Int(parts[1]), (1...12).contains(m),
                   let start = utc.date(from: DateComponents(year: y, month: m, day: 1)) else {
                 throw KeybrakeError.invalidRequest("month must be YYYY-MM.", field: "month")
             }
@@ -310,10 +314,16 @@ public struct AuditController: Sendable {
 
     // MARK: - Helpers
 
+    /// A real calendar date `YYYY-MM-DD` (digits only, year 1000–9999; 2026-02-30 is not one).
     static func isDate(_ s: String) -> Bool {
-        let p = s.split(separator: "-")
-        guard p.count == 3, p[0].count == 4, p[1].count == 2, p[2].count == 2, let m = Int(p[1]), let d = Int(p[2]), Int(p[0]) != nil else { return false }
-        return (1...12).contains(m) && (1...31).contains(d)
+        let p = s.split(separator: "-", omittingEmptySubsequences: false)
+        guard p.count == 3, p[0].count == 4, p[1].count == 2, p[2].count == 2, p.allSatisfy({ $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }),
+              let y = Int(p[0]), let m = Int(p[1]), let d = Int(p[2]), (1000...9999).contains(y) else { return false }
+        var utc = Calendar(identifier: .gregorian)
+        utc.timeZone = TimeZone(identifier: "UTC")!
+        guard let date = utc.date(from: DateComponents(year: y, month: m, day: d)) else { return false }
+        let back = utc.dateComponents([.year, .month, .day], from: date)
+        return back.year == y && back.month == m && back.day == d
     }
 
     static func utcDate(_ date: Date) -> String {

@@ -169,6 +169,6 @@ public struct AuditRepository: Sendable {
 
     /// Creates this month's and the next months' partitions (idempotent; run at start-up).
     public func ensurePartitions(monthsAhead: Int = 2, logger: Logger) async throws {
-        try await client.query("SELECT kb_ensure_audit_partitions((now() AT TIME ZONE 'UTC')::date, \(monthsAhead))", logger: logger)
+        try await client.query("SELECT kb_ensure_audit_partitions((now() AT TIME ZONE 'UTC')::date, \(monthsAhead)::int)", logger: logger)
     }
 }

@@ -82,6 +82,10 @@ public struct JSONObjectReader: Sendable {
             return nil
         case .string(let s)?:
             guard s.count <= maxLength else { throw .invalidRequest("\(key) must be at most \(maxLength) characters.", field: key) }
+            // Postgres text cannot hold NUL, and no field of ours has a use for control characters.
+            guard !s.unicodeScalars.contains(where: { $0.value == 0 }) else {
+                throw .invalidRequest("\(key) must not contain NUL characters.", field: key)
+            }
             return s
         case let other?:
             throw .invalidRequest("\(key) must be a string, not \(other.typeName).", field: key)
@@ -114,7 +118,9 @@ public struct JSONObjectReader: Sendable {
         case .array(let items)?:
             var out: [String] = []
             for item in items {
-                guard case .string(let s) = item else { throw .invalidRequest("\(key) must be an array of strings.", field: key) }
+                guard case .string(let s) = item, !s.unicodeScalars.contains(where: { $0.value == 0 }) else {
+                    throw .invalidRequest("\(key) must be an array of strings (without NUL characters).", field: key)
+                }
                 out.append(s)
             }
             return out

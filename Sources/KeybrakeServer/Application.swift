@@ -193,7 +193,8 @@ struct AuditPartitionService: Service {
                 logger.warning("could not create audit partitions", metadata: ["error": "\(DatabaseErrors.map(error, logger: logger).code)"])
                 pause = .seconds(60)
             }
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
+            let wait = pause
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
         }
     }
 }

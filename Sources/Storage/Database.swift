@@ -85,6 +85,14 @@ public enum DatabaseErrors {
             case _ where serverGone:
                 logger.warning("database unavailable", metadata: ["sqlstate": "\(sqlState)"])
                 return .unavailable
+            case _ where sqlState == "40P01" || sqlState == "40001":
+                // Deadlock or serialization failure: nothing was committed; the client may retry.
+                logger.warning("database conflict", metadata: ["sqlstate": "\(sqlState)"])
+                return KeybrakeError(status: 503, code: "unavailable", message: "A conflicting request was being recorded at the same moment; nothing was changed. Retry.")
+            case _ where sqlState.hasPrefix("22"):
+                // Data exception (a value Postgres cannot store or compare): the request's fault, not ours.
+                logger.info("request value rejected by the database", metadata: ["sqlstate": "\(sqlState)"])
+                return .invalidRequest("A value in the request is not valid (for example it contains a NUL character or is out of range).")
             default:
                 let message = psql.serverInfo?[.message] ?? "\(psql.code)"
                 logger.error("database error", metadata: ["sqlstate": "\(sqlState)", "detail": "\(message)"])

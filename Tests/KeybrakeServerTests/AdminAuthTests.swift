@@ -74,16 +74,19 @@ final class AdminAuthTests: XCTestCase {
     }
 
     func testSignupValidationAndRateLimit() async throws {
-        try await TestApp.run({ $0.signupsPerMinutePerClient = 3 }) { client in
-            let noEmail = try await client.call(.post, "/v1/tenants", json: ["name": "Acme"])
-            XCTAssertEqual(noEmail.status, .badRequest)
-            XCTAssertEqual(noEmail.errorField, "email")
-            let badEmail = try await client.call(.post, "/v1/tenants", json: ["name": "Acme", "email": "not-an-email"])
-            XCTAssertEqual(badEmail.errorField, "email")
-            // Third request from this client still counts against the limit; the fourth is refused.
+        try await TestApp.run({ $0.signupsPerMinutePerClient = 4 }) { client in
             let extra = try await client.call(.post, "/v1/tenants", json: ["name": "Acme", "email": "a@b.co", "plan": "pro"])
             XCTAssertEqual(extra.status, .badRequest)
             XCTAssertEqual(extra.errorField, "plan")
+            let noEmail = try await client.call(.post, "/v1/tenants", json: ["name": "Acme"])
+            XCTAssertEqual(noEmail.status, .badRequest)
+            XCTAssertEqual(noEmail.errorField, "email")
+            let nul = try await client.call(.post, "/v1/tenants", json: ["name": "Ac\u{0}me", "email": "a@b.co"])
+            XCTAssertEqual(nul.status, .badRequest)
+            XCTAssertEqual(nul.errorField, "name")
+            let badEmail = try await client.call(.post, "/v1/tenants", json: ["name": "Acme", "email": "not-an-email"])
+            XCTAssertEqual(badEmail.errorField, "email")
+            // Requests from this client count against the limit whatever their outcome; the fifth is refused.
             let limited = try await client.call(.post, "/v1/tenants", json: ["name": "Acme", "email": "a@b.co"])
             XCTAssertEqual(limited.status, .tooManyRequests)
             XCTAssertEqual(limited.errorCode, "rate_limited")

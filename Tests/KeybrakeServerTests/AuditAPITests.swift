@@ -92,7 +92,7 @@ final class AuditAPITests: XCTestCase {
             do { let v = try await ids("key_id=\(keyA)&decision=allowed"); XCTAssertEqual(v.count, 2) }
             do { let v = try await ids("from=2099-01-01T00:00:00Z"); XCTAssertEqual(v.count, 0) }
             do { let v = try await ids("to=2000-01-01T00:00:00Z"); XCTAssertEqual(v.count, 0) }
-            for bad in ["decision=maybe", "vendor=paypal", "status=abc", "from=yesterday"] {
+            for bad in ["decision=maybe", "vendor=paypal", "status=abc", "from=yesterday", "run_id=a%00b", "key_id=%00"] {
                 let r = try await client.call(.get, "/v1/audit?\(bad)", token: t.admin)
                 XCTAssertEqual(r.status, .badRequest, bad)
             }
@@ -202,7 +202,9 @@ final class AuditAPITests: XCTestCase {
             XCTAssertEqual(todaySpend?["settled_usd"] as? Double, 35.55)
             XCTAssertEqual(todaySpend?["cap_usd"] as? Double, 100)
             XCTAssertEqual(todaySpend?["remaining_usd"] as? Double, 64.45)
-            expectStatus(try await client.call(.get, "/v1/spend?date=2026-13-01", token: t.admin), .badRequest)
+            for bad in ["2026-13-01", "2026-02-30", "0000-01-01", "%2B123-01-01", "2026-1-01"] {
+                expectStatus(try await client.call(.get, "/v1/spend?date=\(bad)", token: t.admin), .badRequest, bad)
+            }
             expectStatus(try await client.call(.get, "/v1/spend?group_by=vendor", token: t.admin), .badRequest)
         }
     }
@@ -224,7 +226,10 @@ final class AuditAPITests: XCTestCase {
             let days = usage.json["days"] as? [[String: Any]]
             XCTAssertEqual(days?.count, 1)
             XCTAssertEqual(days?.first?["requests"] as? Int, 3)
-            do { let r = try await client.call(.get, "/v1/usage?month=2026-99", token: t.admin); XCTAssertEqual(r.errorField, "month") }
+            for bad in ["2026-99", "0000-01", "+202-01"] {
+                let r = try await client.call(.get, "/v1/usage?month=\(bad)", token: t.admin)
+                XCTAssertEqual(r.errorField, "month", bad)
+            }
         }
     }
 

@@ -40,6 +40,7 @@ final class ProxyIdempotencyTests: XCTestCase {
                 return all
             }
             XCTAssertEqual(Set(concurrent).count, 1, "concurrent retries all see the one charge")
+            if Set(concurrent).count != 1 { print(h.logs.text.split(separator: "\n").filter { $0.contains("error") }.joined(separator: "\n")) }
 
             let reused = try await client.proxy(.post, "/stripe/v1/charges", key: token,
                                                 form: [("amount", "9900"), ("currency", "usd")], headers: ["Idempotency-Key": "agent-run-1-charge"])
