@@ -13,7 +13,7 @@ DEV_DB_URL := postgres://postgres@127.0.0.1:$(DEV_PORT)/keybrake
 TEST_DB_URL := postgres://postgres@127.0.0.1:$(TEST_PORT)/keybrake_test
 MASTER_KEYS_FILE := $(STATE)/master.keys
 
-.PHONY: help deps build run test test-swift dev-db dev-key test-db stop clean
+.PHONY: help deps build run test test-swift test-contract test-e2e dev-db dev-key test-db stop clean
 
 help:
 	@echo "make run    set up everything (packages, local Postgres under $(STATE)/, dev master key, migrations) and serve on 127.0.0.1:$(KEYBRAKE_PORT)"
@@ -47,11 +47,21 @@ test-db: deps
 	@scripts/postgres.sh start $(TEST_PG) $(TEST_PORT)
 	@scripts/postgres.sh createdb $(TEST_PORT) keybrake_test --fresh
 
-test: test-swift
+# The whole suite: Swift unit + HTTP tests on real Postgres, the OpenAPI contract run (schemathesis),
+# then the official SDKs end to end (two replicas, localstripe, fake Twilio/Resend).
+test: test-swift test-contract test-e2e
+
+test-e2e: deps
+	scripts/e2e.sh
 
 test-swift: test-db
 	swift build --build-tests
 	KEYBRAKE_TEST_DATABASE_URL=$(TEST_DB_URL) timeout 900 swift test --skip-build
+
+test-contract: deps
+	python3 -c "import yaml; from openapi_spec_validator import validate; validate(yaml.safe_load(open('openapi.yaml')))" 2>/dev/null \
+	  || (python3 -m pip install -q pyyaml openapi-spec-validator && python3 -c "import yaml; from openapi_spec_validator import validate; validate(yaml.safe_load(open('openapi.yaml')))")
+	timeout 900 scripts/contract.sh
 
 stop:
 	@scripts/postgres.sh stop $(DEV_PG)

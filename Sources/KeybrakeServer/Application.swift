@@ -108,6 +108,7 @@ public func buildApplication(
         app.beforeServerStarts {
             let applied = try await migrator.migrate(client: postgres, logger: logger)
             logger.info("migrations up to date", metadata: ["applied": "\(applied)"])
+            if maintainAuditPartitions { try await AuditRepository(client: postgres).ensurePartitions(logger: logger) }
         }
     }
     if maintainAuditPartitions {
@@ -187,6 +188,8 @@ struct AuditPartitionService: Service {
     let logger: Logger
 
     func run() async throws {
+        // Start-up already ensured them (after migrating); from here on, once a day.
+        try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(86_400)) }
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             var pause = Duration.seconds(86_400)
             do { try await repository.ensurePartitions(logger: logger) } catch {

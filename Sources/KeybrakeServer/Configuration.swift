@@ -69,6 +69,10 @@ public struct AppConfiguration: Sendable {
             guard let t = Int(wait), t >= 0 else { throw ConfigError(description: "KEYBRAKE_IN_FLIGHT_WAIT_MS must be a whole number ≥ 0") }
             config.proxy.inFlightWait = .milliseconds(t)
         }
+        if let deadline = env["KEYBRAKE_DB_DEADLINE_MS"], !deadline.isEmpty {
+            guard let t = Int(deadline), t > 0 else { throw ConfigError(description: "KEYBRAKE_DB_DEADLINE_MS must be a whole number > 0") }
+            config.proxy.databaseDeadline = .milliseconds(t)
+        }
         if let rates = env["KEYBRAKE_FX_RATES"], !rates.isEmpty {
             do { config.proxy.fx = try FXTable(parsing: rates) } catch {
                 throw ConfigError(description: "KEYBRAKE_FX_RATES is invalid (expected eur=1.08,gbp=1.27: USD per unit): \(error)")

@@ -16,6 +16,8 @@ public struct ProxyConfiguration: Sendable {
     public var twilio = TwilioPricer()
     public var resend = ResendPricer()
     public var connectionsPerHost: Int = 64
+    /// Longest a request waits on Postgres before going upstream; past it: 503, nothing forwarded.
+    public var databaseDeadline: Duration = .seconds(3)
 
     public init(upstreams: [Vendor: String]) { self.upstreams = upstreams }
 }

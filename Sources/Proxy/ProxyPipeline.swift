@@ -82,7 +82,8 @@ public struct ProxyPipeline: Sendable {
         }
         let key: VaultKey
         do {
-            switch try await authenticator.authenticate(token: token, now: clock.now(), logger: logger) {
+            let authenticator = self.authenticator, now = clock.now()
+            switch try await Deadline.run(config.databaseDeadline, { try await authenticator.authenticate(token: token, now: now, logger: logger) }) {
             case .success(let k):
                 key = k
             case .failure(.invalid):
@@ -119,7 +120,10 @@ public struct ProxyPipeline: Sendable {
                 message: "This vault key (\(f.key.id)) is for \(policy.vendor.rawValue); it cannot call \(f.vendor.rawValue)."))
         }
         // 3. credentials (needed to route Twilio paths, and to forward)
-        guard let creds = try await credentials.cachedCredentials(vendor: f.vendor, tenantId: f.key.tenantId, logger: f.logger) else {
+        let credentials = self.credentials, vendor = f.vendor, tenantId = f.key.tenantId, logger = f.logger
+        guard let creds = try await Deadline.run(config.databaseDeadline, {
+            try await credentials.cachedCredentials(vendor: vendor, tenantId: tenantId, logger: logger)
+        }) else {
             throw Denial(error: KeybrakeError(status: 403, code: "vendor_credentials_missing",
                 message: "No \(f.vendor.rawValue) credentials are stored for this tenant. Store them with PUT /v1/vendors/\(f.vendor.rawValue)/credentials."))
         }
@@ -181,10 +185,25 @@ public struct ProxyPipeline: Sendable {
             return try await forward(&f, path: path, request: request, body: body, creds: creds)
         }
         let reserveId = f.audit.id
-        let result = try await ledger.reserve(
-            keyId: f.key.id, tenantId: f.key.tenantId, amount: amount, day: periods.day, month: periods.month,
-            usageMonth: periods.utcMonth, freeQuota: config.freeMonthlyRequests, reservationId: reserveId, logger: f.logger
-        )
+        let ledger = self.ledger, keyId = f.key.id, freeQuota = config.freeMonthlyRequests
+        var audit503 = f.audit
+        audit503.decision = .denied
+        audit503.errorCode = KeybrakeError.unavailable.code
+        audit503.amountMicros = 0
+        let lateAudit = audit503, owned = f.owned
+        let result = try await Deadline.run(config.databaseDeadline, {
+            try await ledger.reserve(
+                keyId: keyId, tenantId: tenantId, amount: amount, day: periods.day, month: periods.month,
+                usageMonth: periods.utcMonth, freeQuota: freeQuota, reservationId: reserveId, logger: logger
+            )
+        }, onLateSuccess: { result in
+            // We already answered 503 and forwarded nothing: give the reservation and the claims back.
+            guard result == .ok else { return }
+            var undo = SpendLedger.Finish(audit: lateAudit)
+            if amount > .zero { undo.reservationId = reserveId; undo.outcome = "released" }
+            undo.dropScopes = owned
+            try? await ledger.finish(undo, logger: logger)
+        })
         if case .denied(let code, let used, let cap) = result {
             throw Denial(error: reserveDenial(code: code, used: used, cap: cap, f, periods: periods))
         }
@@ -278,7 +297,12 @@ public struct ProxyPipeline: Sendable {
         let deadline = ContinuousClock.now + config.inFlightWait
         // Bounded by the deadline (in-flight waits) and by a generous attempt count (records vanishing under us).
         attempts: for _ in 0..<2_000 {
-            let claimed = try await idempotency.claim(claims, tenantId: f.key.tenantId, ownerId: f.audit.id, reservationId: f.audit.id, logger: f.logger)
+            let idempotency = self.idempotency, tenantId = f.key.tenantId, ownerId = f.audit.id, logger = f.logger, toClaim = claims
+            let claimed = try await Deadline.run(config.databaseDeadline, {
+                try await idempotency.claim(toClaim, tenantId: tenantId, ownerId: ownerId, reservationId: ownerId, logger: logger)
+            }, onLateSuccess: { late in
+                try? await idempotency.release(tenantId: tenantId, scopes: Array(late), ownerId: ownerId, logger: logger)
+            })
             f.owned = Array(claimed)
             for claim in claims where !claimed.contains(claim.scope) {
                 guard let record = try await idempotency.record(tenantId: f.key.tenantId, scope: claim.scope, logger: f.logger) else {

@@ -100,6 +100,11 @@ public enum DatabaseErrors {
             }
         }
         if error is CancellationError { return .unavailable }
+        // PostgresNIO's pool error (no connection could be made for a while): the database is unreachable.
+        if String(describing: type(of: error)) == "ConnectionPoolError" {
+            logger.warning("database unavailable", metadata: ["error": "connection pool"])
+            return .unavailable
+        }
         logger.error("unexpected error", metadata: ["error": "\(String(describing: type(of: error)))"])
         return .internalError
     }

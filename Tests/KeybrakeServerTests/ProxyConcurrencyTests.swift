@@ -96,4 +96,20 @@ final class ProxyConcurrencyTests: XCTestCase {
             do { let a = try await Ledger.audit(keyId); XCTAssertEqual(a.first?.outcome, "outcome_unknown") }
         }
     }
+
+    /// Postgres unreachable: the proxy fails closed within its deadline (503, nothing forwarded), never hangs.
+    func testDatabaseDownFailsClosedQuickly() async throws {
+        let h = try await ProxyHarness.start()
+        defer { h.fake.stop() }
+        try await h.run({ $0.databaseURL.port = 1; $0.proxy.databaseDeadline = .milliseconds(500) }) { client in
+            let token = "kb_vault_" + String(repeating: "A", count: 16) + "_" + String(repeating: "b", count: 43)
+            let started = ContinuousClock.now
+            let r = try await client.proxy(.post, "/stripe/v1/charges", key: token, form: [("amount", "100"), ("currency", "usd")])
+            let elapsed = ContinuousClock.now - started
+            expectStatus(r, .serviceUnavailable)
+            XCTAssertEqual((r.json["error"] as? [String: Any])?["code"] as? String, "unavailable")
+            XCTAssertLessThan(elapsed, .seconds(5), "fails closed at the deadline instead of waiting for the database")
+        }
+        XCTAssertEqual(h.fake.received.withLockedValue { $0.count }, 0, "nothing forwarded while the database is down")
+    }
 }

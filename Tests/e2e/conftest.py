@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -289,6 +290,7 @@ def pytest_configure(config):
 def stack():
     if not BIN.exists():
         pytest.exit(f"{BIN} is missing: run `swift build --product keybrake` (scripts/e2e.sh does)", returncode=2)
+    shutil.rmtree(LOGS, ignore_errors=True)
     s = Stack()
     try:
         s.start_postgres()

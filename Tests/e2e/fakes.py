@@ -17,7 +17,7 @@ A fault is {"path": substring of the path (optional), "method": (optional), "tim
   status              answer with a vendor-shaped error of that status, nothing else happens
   delay               wait delay_ms, then behave normally
   drop                close the connection without an answer; the vendor did nothing
-  drop_after_forward  (chaos) forward to the target, so the vendor acted, then close without an answer
+  drop_after_forward  act (chaos: forward to the target), then close without an answer
   hang                (chaos) forward to the target, then hold the answer until the process is killed
 
 `FakeClient` below is the test-side handle for the control API.
@@ -91,6 +91,9 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _send(self, status: int, obj, headers: dict | None = None):
+        if getattr(self, "drop_answer", False):  # the vendor acted; the answer is lost
+            self.drop_answer = False
+            return self._drop()
         data = json.dumps(obj).encode() if not isinstance(obj, (bytes, bytearray)) else bytes(obj)
         self.send_response(status)
         sent = set()
@@ -146,6 +149,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self._drop()
         if self.role == "chaos":
             return self._forward(method, path, query, body, fault)
+        self.drop_answer = bool(fault and fault.get("mode") == "drop_after_forward")
         if self.role == "twilio":
             return self._twilio(method, path, body)
         return self._resend(method, path, body)

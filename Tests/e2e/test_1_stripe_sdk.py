@@ -119,3 +119,33 @@ def test_host_based_routing_for_sdks_that_take_only_a_host(stack, tag, monkeypat
     with pytest.raises(stripe.PermissionError) as err:
         client.v1.charges.create(params={"amount": 100, "currency": "usd"})
     assert err.value.error.code == "endpoint_not_allowed"
+
+
+def test_amountless_requests_are_priced_by_looking_the_object_up(stack, tag, card):
+    """A confirm or a full refund carries no amount: Keybrake prices it from localstripe's own objects."""
+    key = stack.new_key("stripe", ["POST /v1/payment_intents", "POST /v1/payment_intents/*/confirm", "charges.create",
+                                   "refunds.create"], daily_usd_cap=500)
+    client = stack.stripe(key.token)
+    # Created through Keybrake (priced at create): confirming it is not counted a second time.
+    mine = client.v1.payment_intents.create(params={"amount": 5000, "currency": "usd", "payment_method": card,
+                                                    "metadata": {"tag": tag}})
+    assert client.v1.payment_intents.confirm(mine.id).status == "succeeded"
+    # Created elsewhere (directly at localstripe): the confirm is priced by looking the PaymentIntent up.
+    outside = requests.post(f"{stack.localstripe_url}/v1/payment_intents", auth=(stack.stripe_secret, ""),
+                            data={"amount": 700, "currency": "usd", "payment_method": card}, timeout=10).json()
+    assert client.v1.payment_intents.confirm(outside["id"]).status == "succeeded"
+    # A refund without amount refunds what is left of the charge: $12.00 - $2.00 already refunded = $10.00.
+    # (localstripe itself refunds the full $12.00 again; real Stripe refunds the rest, which is what Keybrake prices.)
+    charge = client.v1.charges.create(params={"amount": 1200, "currency": "usd", "source": card, "description": tag})
+    client.v1.refunds.create(params={"charge": charge.id, "amount": 200})
+    client.v1.refunds.create(params={"charge": charge.id})
+    rows = stack.audit(key.id)
+    assert [(r["path"].replace(mine.id, "MINE").replace(outside["id"], "OUTSIDE"), r["amount_micros"]) for r in rows] == [
+        ("/v1/payment_intents", 50_000_000),
+        ("/v1/payment_intents/MINE/confirm", 0),
+        ("/v1/payment_intents/OUTSIDE/confirm", 7_000_000),
+        ("/v1/charges", 12_000_000),
+        ("/v1/refunds", 2_000_000),
+        ("/v1/refunds", 10_000_000),
+    ]
+    assert stack.ledger(key.id) == {"settled": 81_000_000, "reserved": 0, "unknown": 0}

@@ -7,7 +7,9 @@ import time
 
 import pytest
 import requests
+import resend
 import stripe
+from resend.exceptions import ResendError
 from twilio.base.exceptions import TwilioRestException
 
 from test_6_twilio_resend import SMS_ENDPOINTS, twilio_client
@@ -112,6 +114,30 @@ def test_twilio_unknown_outcome_is_never_resent(stack, tag):
     assert stack.ledger(key.id)["unknown"] == 2 * 11_300
 
 
+def test_resend_lost_answer_is_retried_with_the_same_idempotency_key(stack, tag):
+    """Resend sent the email but the answer was lost. Resend dedupes on Idempotency-Key, so Keybrake resends the
+    retry with the original key, gets the first email back, and settles the held reservation: one email, paid once."""
+    key = stack.new_key("resend", ["POST /emails"], daily_usd_cap=1)
+    saved = (resend.api_key, resend.api_url)
+    resend.api_key, resend.api_url = key.token, f"{stack.replicas[0].url}/resend"
+    try:
+        email = {"from": "billing@acme.test", "to": ["ann@example.com"], "subject": f"Receipt {tag}", "html": "<p>x</p>"}
+        stack.resend.faults({"path": "/emails", "mode": "drop_after_forward", "times": 1})
+        with pytest.raises(ResendError) as err:
+            resend.Emails.send(email)
+        assert str(err.value.code) == "502" and err.value.error_type == "upstream_error"
+        assert stack.ledger(key.id) == {"settled": 0, "reserved": 0, "unknown": 900}
+        resend.api_url = f"{stack.replicas[1].url}/resend"  # the retry lands on the other replica
+        retry = resend.Emails.send(email)
+    finally:
+        resend.api_key, resend.api_url = saved
+    sent = [r for r in stack.resend.requests("/emails", "POST") if tag in r["text"]]
+    assert len(sent) == 2 and sent[0]["headers"]["idempotency-key"] == sent[1]["headers"]["idempotency-key"]
+    assert retry["id"], retry
+    assert stack.ledger(key.id) == {"settled": 900, "reserved": 0, "unknown": 0}
+    assert [r["outcome"] for r in stack.audit(key.id)] == ["outcome_unknown", "settled"]
+
+
 def test_postgres_restart_fails_closed_then_recovers(stack, tag, card):
     """Postgres stops under traffic on both replicas, stays down ~6 s, and comes back.
 
@@ -130,6 +156,7 @@ def test_postgres_restart_fails_closed_then_recovers(stack, tag, card):
             results.append((started, time.time(), replica, "ok"))
         except stripe.StripeError as e:
             results.append((started, time.time(), replica, e))
+            time.sleep(0.05)
 
     def traffic(replica):
         for i in range(2000):
