@@ -499,10 +499,13 @@ public struct ProxyPipeline: Sendable {
         f.audit.overheadUs = Self.micros(ContinuousClock.now - f.started)
         var finish = SpendLedger.Finish(audit: f.audit)
         finish.dropScopes = f.owned
+        // A denial is answered within the deadline even when Postgres is down; the audit write carries on
+        // in the background and lands as soon as the database is back.
+        let ledger = self.ledger, logger = f.logger, record = finish
         do {
-            try await ledger.finish(finish, logger: f.logger)
+            try await Deadline.run(config.databaseDeadline, { try await ledger.finish(record, logger: logger) })
         } catch {
-            f.logger.error("could not audit a denial", metadata: ["audit_id": "\(f.audit.id)", "code": "\(error)"])
+            f.logger.error("could not audit a denial yet", metadata: ["audit_id": "\(f.audit.id)", "code": "\(DatabaseErrors.map(error, logger: f.logger).code)"])
         }
         ProxyMetrics.request(vendor: f.vendor.rawValue, decision: "denied", code: error.code)
         return VendorErrorRenderer.response(error, vendor: f.vendor)

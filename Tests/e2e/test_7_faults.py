@@ -182,8 +182,13 @@ def test_postgres_restart_fails_closed_then_recovers(stack, tag, card):
         down_until = time.time()
         stack.start_postgres()
         up_at = time.time()
-        wait_for(lambda: all(any(r[3] == "ok" and r[2] == rep and r[0] > up_at for r in results) for rep in (0, 1)),
-                 timeout=90, what="both replicas to succeed again after the restart")
+        try:
+            wait_for(lambda: all(any(r[3] == "ok" and r[2] == rep and r[0] > up_at for r in results) for rep in (0, 1)),
+                     timeout=90, what="both replicas to succeed again after the restart")
+        except AssertionError:
+            tail = [(round(s - up_at, 2), rep, o if o == "ok" else f"{o.http_status} {getattr(getattr(o, 'error', None), 'code', None)} {getattr(getattr(o, 'error', None), 'message', None)}")
+                    for s, f, rep, o in results[-6:]]
+            raise AssertionError(f"replicas did not recover after the restart; last results: {tail}")
         recovered_after = max(min(r[1] for r in results if r[3] == "ok" and r[2] == rep and r[0] > up_at) for rep in (0, 1)) - up_at
     finally:
         stop.set()
@@ -204,7 +209,10 @@ def test_postgres_restart_fails_closed_then_recovers(stack, tag, card):
               f"executed at localstripe afterwards: {len(late)}\n{timeline}")
     print(report)
 
-    probe_results = [r for r in results if r[0] >= down_from and r[1] <= down_until + 5 and r[0] < down_until]
+    # Requests answered while Postgres was down must all be prompt 503s. A request that was still waiting within
+    # its deadline when Postgres came back may go through (it reserves and forwards only after the database is up);
+    # the forwarding check below is what proves nothing went upstream during the outage.
+    probe_results = [r for r in results if r[0] >= down_from and r[1] < up_at]
     assert all(r.proc.alive() for r in stack.replicas), "no replica restarted"
     assert ready == [503, 503], report
     for started, finished, replica, outcome in probe_results:
