@@ -13,7 +13,7 @@ DEV_DB_URL := postgres://postgres@127.0.0.1:$(DEV_PORT)/keybrake
 TEST_DB_URL := postgres://postgres@127.0.0.1:$(TEST_PORT)/keybrake_test
 MASTER_KEYS_FILE := $(STATE)/master.keys
 
-.PHONY: help deps build run test test-swift test-contract test-e2e dev-db dev-key test-db stop clean
+.PHONY: help deps build run test test-swift test-contract test-e2e test-browser dev-db dev-key test-db stop clean
 
 help:
 	@echo "make run    set up everything (packages, local Postgres under $(STATE)/, dev master key, migrations) and serve on 127.0.0.1:$(KEYBRAKE_PORT)"
@@ -48,8 +48,11 @@ test-db: deps
 	@scripts/postgres.sh createdb $(TEST_PORT) keybrake_test --fresh
 
 # The whole suite: Swift unit + HTTP tests on real Postgres, the OpenAPI contract run (schemathesis),
-# then the official SDKs end to end (two replicas, localstripe, fake Twilio/Resend).
-test: test-swift test-contract test-e2e
+# the official SDKs end to end (two replicas, localstripe, fake Twilio/Resend), then the dashboard in headless Chromium.
+test: test-swift test-contract test-e2e test-browser
+
+test-browser: deps
+	timeout 900 scripts/browser.sh
 
 test-e2e: deps
 	scripts/e2e.sh

@@ -40,6 +40,8 @@ DURATION = int(E.get("BENCH_DURATION", "10"))
 RATES = [int(r) for r in E.get("BENCH_RATES", "500,2000").split(",") if r]
 SAT_CONNS = int(E.get("BENCH_SAT_CONNECTIONS", "32"))
 PROFILE = E.get("BENCH_PROFILE", "1") != "0"
+ONLY = E.get("BENCH_ONLY", "")                  # regex on row names (seq-keybrake-get, sat-nginx-charge, …)
+HOLD = E.get("BENCH_HOLD", "0") == "1"
 WRK = E.get("BENCH_WRK", "wrk")
 LUA = os.path.join(ROOT, "Benchmarks", "wrk", "bench.lua")
 CHARGES_LOG = os.path.join(STATE, "charges.log")
@@ -234,12 +236,25 @@ class Bench:
                                   "verify_cost_ms": round(first - warm[len(warm) // 2], 2)}
         log(f"argon2: first request {first:.1f} ms, cached p50 {warm[len(warm) // 2]:.2f} ms")
 
+    def hold(self):
+        """BENCH_HOLD=1: keep everything up for manual profiling until $BENCH_STATE/hold is deleted."""
+        marker = os.path.join(STATE, "hold")
+        with open(marker, "w") as f:
+            f.write(f"export KB=http://127.0.0.1:{KB} UPSTREAM=http://127.0.0.1:{UPSTREAM} PROXY=http://127.0.0.1:{PROXY} "
+                    f"TOKEN={self.token} ADMIN={self.admin} KEYBRAKE_PID={PIDS['keybrake']} "
+                    f"PGURL=postgres://postgres@127.0.0.1:{PG_PORT}/{PG_DB}\n")
+        log(f"holding: `source {marker}` for URLs and the token; delete it to stop")
+        while os.path.exists(marker):
+            time.sleep(1)
+
     # -- one measured run -----------------------------------------------------------------------------
     def run(self, mode, target, kind, *, connections, threads, rate=None, token=None, label=None, extra=None):
         base, prefix_path = self.targets[target]
         path = prefix_path + ("/v1/customers/cus_1" if kind == "get" else "/v1/charges")
         wrk_kind = "charge" if kind in ("charge", "cap") else kind
         name = label or f"{mode}-{target}-{kind}"
+        if ONLY and not re.search(ONLY, name):
+            return None
         run_id = f"{self.run_stamp}-{name}"
         prefix = f"{name}-{self.run_stamp}"
         auth = f"Bearer {token or self.token}"
@@ -318,13 +333,15 @@ class Bench:
         for target, kind in [("direct", "get"), ("nginx", "get"), ("keybrake", "get"),
                              ("direct", "charge"), ("nginx", "charge"), ("keybrake", "charge")]:
             row = self.run("sat", target, kind, connections=SAT_CONNS, threads=2)
-            if target == "keybrake" and kind == "charge":
+            if row and target == "keybrake" and kind == "charge":
                 sat_metered = row
         # 4. One hot key whose daily cap is reached half-way: cap = price × N, N ≈ half of what the run above managed.
         n = max(200, int(sat_metered["rps"] * DURATION / 2)) if sat_metered else 1000
         cap_key_id, cap_token = create_key(self.admin, "bench-hot", daily_cap=int(n * PRICE_USD))
         row = self.run("sat", "keybrake", "cap", connections=SAT_CONNS, threads=2, token=cap_token, label="sat-keybrake-cap",
                        extra={"cap_usd": n * PRICE_USD, "cap_charges": n})
+        if not row:
+            return
         ledger = sql_rows(f"SELECT settled_micros, reserved_micros, unknown_micros FROM spend_ledger "
                           f"WHERE key_id = '{cap_key_id}' AND period = 'day'")
         settled, reserved, unknown = (int(x) for x in ledger[0]) if ledger else (0, 0, 0)
@@ -511,6 +528,9 @@ def main():
     log(f"machine: {bench.meta['cpu']}, {bench.meta['cores']} cores, load {' '.join(bench.meta['load_avg_start'])}")
     bench.setup()
     bench.warm_up()
+    if HOLD:
+        bench.hold()
+        return 0
     bench.argon2_cold_vs_cached()
     bench.scenarios()
     if PROFILE:

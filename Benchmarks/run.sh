@@ -11,7 +11,9 @@
 # Knobs (environment): BENCH_DURATION (s per run, default 10), BENCH_RATES (default 500,2000),
 # BENCH_SAT_CONNECTIONS (default 32), BENCH_PROFILE=0 (skip the Postgres/perf profile), BENCH_QUICK=1
 # (3 s runs, no profile: a smoke test), BENCH_*_PORT, BENCH_SCRATCH_PATH (default .build-release),
-# BENCH_BIN (benchmark this keybrake binary instead of building one).
+# BENCH_BIN (benchmark this keybrake binary instead of building one), BENCH_ONLY=<regex on row names>
+# (e.g. 'seq-' or 'keybrake-charge'), BENCH_HOLD=1 (set up, warm up, then keep everything running for manual
+# profiling until .keybrake/bench/hold is deleted).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"

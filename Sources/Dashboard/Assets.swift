@@ -5,6 +5,7 @@ enum Assets {
         :root { --fg: #1a202c; --muted: #5a6473; --line: #d9dee5; --bg: #f7f8fa; --accent: #2b59c3;
                 --settled: #2b59c3; --reserved: #8fb3f0; --unknown: #e07b16; --warn: #fff4d6; --danger: #c53030; }
         * { box-sizing: border-box; }
+        [hidden] { display: none !important; }
         body { margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg); background: var(--bg); }
         header.top { display: flex; align-items: center; gap: 1.5rem; padding: .6rem 1.5rem; background: #fff; border-bottom: 1px solid var(--line); }
         .brand { font-weight: 700; color: var(--fg); text-decoration: none; font-size: 1.1rem; }
@@ -55,12 +56,15 @@ enum Assets {
         .flash.error { background: #fde2e1; border-color: #f3a5a1; }
         .flash.warn { background: var(--warn); border-color: #f0d48a; }
         form.stack { display: flex; flex-direction: column; gap: .35rem; max-width: 760px; }
-        form.stack label { font-weight: 600; margin-top: .4rem; }
-        form.stack label.check, .row label { font-weight: normal; }
+        form.stack label { font-weight: 600; margin-top: .4rem; display: flex; flex-direction: column; gap: .2rem; }
+        form.stack label.check { flex-direction: row; align-items: center; gap: .4rem; flex-wrap: wrap; font-weight: normal; }
+        form.stack .row label { font-weight: normal; }
+        section.vendor form.stack label { max-width: 460px; }
+        form.stack > button { align-self: flex-start; }
         .row { display: flex; flex-wrap: wrap; gap: 1rem; }
         .row label { display: flex; flex-direction: column; gap: .2rem; }
         fieldset { border: 1px solid var(--line); border-radius: 6px; margin: .6rem 0; padding: .4rem .9rem .8rem; background: #fff; }
-        input, select, textarea { font: inherit; padding: .35rem .5rem; border: 1px solid #b8c0cc; border-radius: 4px; background: #fff; }
+        input, select, textarea { font: inherit; font-weight: normal; padding: .35rem .5rem; border: 1px solid #b8c0cc; border-radius: 4px; background: #fff; }
         textarea { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: .9em; }
         button, .button { font: inherit; display: inline-block; padding: .4rem .9rem; border-radius: 4px; border: 1px solid var(--accent);
                           background: var(--accent); color: #fff; cursor: pointer; text-decoration: none; }

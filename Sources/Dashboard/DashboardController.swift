@@ -5,6 +5,7 @@ import KeybrakeCore
 import Keys
 import Logging
 import Mustache
+import NIOConcurrencyHelpers
 import PostgresNIO
 import Storage
 import Tenants
@@ -119,18 +120,15 @@ public struct DashboardController: Sendable {
     }
 
     /// The page chrome (tenant name, CSRF token for the sign-out form).
-    func chrome(_ session: DashboardSession, _ context: KeybrakeRequestContext, _ tab: Tab) async throws -> (Chrome, Tenant) {
-        guard let tenant = try await db(context, { try await tenants.tenant(id: session.tenantId, logger: context.logger) }) else {
-            throw SignInRequired()
-        }
-        var chrome = Chrome(tenantName: tenant.name, csrf: session.csrfToken)
+    func chrome(_ session: DashboardSession, _ tab: Tab) -> Chrome {
+        var chrome = Chrome(tenantName: session.tenantName, csrf: session.csrfToken)
         switch tab {
         case .overview: chrome.navOverview = true
         case .keys: chrome.navKeys = true
         case .audit: chrome.navAudit = true
         case .vendors: chrome.navVendors = true
         }
-        return (chrome, tenant)
+        return chrome
     }
 
     enum Tab { case overview, keys, audit, vendors }
@@ -180,20 +178,32 @@ public struct DashboardController: Sendable {
             return renderLogin(request, flash: .error("Paste an admin token (kb_admin_…)."), status: .badRequest)
         }
         let identity: AdminIdentity
-        do {
-            identity = try await authenticator.authenticate(token: token, context: context)
-        } catch where error.status == 401 {
+        switch await authenticate(token, context) {
+        case .success(let id):
+            identity = id
+        case .failure(let error) where error.status == 401:
             return renderLogin(request, flash: .error("That admin token is not valid, or it was revoked."), status: .unauthorized)
-        } catch where error.status == 429 {
+        case .failure(let error) where error.status == 429:
             return renderLogin(request, flash: .error(error.message), status: .tooManyRequests)
+        case .failure(let error):
+            throw error
         }
-        let (sessionId, _) = try await db(context) {
+        let sessionId = try await db(context) {
             try await sessions.create(tenantId: identity.tenantId, adminTokenId: identity.tokenId, logger: context.logger)
         }
         var response = Page.redirect("/dashboard")
         response.setCookie(Self.cookie(Self.sessionCookie, sessionId, path: "/dashboard", maxAge: Int(sessions.lifetime.components.seconds), request: request))
         response.setCookie(Self.cookie(Self.loginCookie, "", path: "/dashboard/login", maxAge: 0, request: request))
         return response
+    }
+
+    /// The admin token check as a value (a typed-throws `do/catch` here crashes the Swift 6.3 SIL optimizer).
+    func authenticate(_ token: String, _ context: KeybrakeRequestContext) async -> Result<AdminIdentity, KeybrakeError> {
+        do {
+            return .success(try await authenticator.authenticate(token: token, context: context))
+        } catch {
+            return .failure(error)
+        }
     }
 
     func logout(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
@@ -210,9 +220,14 @@ public struct DashboardController: Sendable {
 
     func overview(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
         let session = try await session(request, context)
-        let (chrome, tenant) = try await chrome(session, context, .overview)
+        let chrome = chrome(session, .overview)
         let now = clock.now()
         let utcToday = Self.day(now, timeZone: "UTC")
+        let month = String(utcToday.prefix(7))
+        // Independent reads run side by side.
+        async let usedRequests = db(context) {
+            try await tenants.monthlyRequests(tenantId: session.tenantId, month: month + "-01", logger: context.logger)
+        }
         let rows = try await todaySpend(tenantId: session.tenantId, now: now, utcToday: utcToday, context: context)
 
         // Uncapped keys' bars share one scale: the largest uncapped spend.
@@ -265,12 +280,12 @@ public struct DashboardController: Sendable {
         labelRows = Array(labelRows.prefix(Self.overviewMaxRows))
 
         // This UTC month's proxied requests against the plan's quota.
-        let month = String(utcToday.prefix(7))
-        let used = try await db(context) { try await tenants.monthlyRequests(tenantId: session.tenantId, month: month + "-01", logger: context.logger) }
-        let quota = tenantsConfiguration.monthlyQuota(for: tenant.plan).map(Int64.init)
+        let used = try await usedRequests
+        let plan = Plan(rawValue: session.tenantPlan) ?? .free
+        let quota = tenantsConfiguration.monthlyQuota(for: plan).map(Int64.init)
         let quotaRatio = quota.map { $0 > 0 ? Double(used) / Double($0) : 1 } ?? 0
         let usage = UsageView(
-            month: month, plan: tenant.plan.rawValue, requests: Format.count(used), quota: quota.map(Format.count),
+            month: month, plan: plan.rawValue, requests: Format.count(used), quota: quota.map(Format.count),
             hasQuota: quota != nil, percent: String(format: "%.0f%%", (quotaRatio * 100).rounded(.down)),
             nearQuota: quota != nil && quotaRatio >= SpendRow.nearThreshold,
             rowClass: quotaRatio >= 1 ? "over" : (quotaRatio >= SpendRow.nearThreshold ? "near" : ""),
@@ -312,7 +327,7 @@ public struct DashboardController: Sendable {
 
     func keysPage(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
         let session = try await session(request, context)
-        let (chrome, _) = try await chrome(session, context, .keys)
+        let chrome = chrome(session, .keys)
         var after: String?
         if let raw = request.uri.queryParameters["cursor"], !raw.isEmpty {
             guard let id = PageCursor.decode(String(raw), kind: "k1", idPrefix: "key_") else { throw Self.badCursor }
@@ -356,7 +371,7 @@ public struct DashboardController: Sendable {
 
     func newKeyPage(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
         let session = try await session(request, context)
-        let (chrome, _) = try await chrome(session, context, .keys)
+        let chrome = chrome(session, .keys)
         return renderer.render("key_new", KeyNewView(chrome: chrome, flash: nil, form: KeyForm()))
     }
 
@@ -405,10 +420,10 @@ public struct DashboardController: Sendable {
             }
             token = generated
         } catch let error as KeybrakeError where error.status == 400 {
-            let (chrome, _) = try await chrome(session, context, .keys)
+            let chrome = chrome(session, .keys)
             return renderer.render("key_new", KeyNewView(chrome: chrome, flash: .error(Self.message(error)), form: values), status: .badRequest)
         }
-        let (chrome, _) = try await chrome(session, context, .keys)
+        let chrome = chrome(session, .keys)
         // Not a redirect: the token exists only in this response (shown once, never stored, never cached).
         return renderer.render("key_created", KeyCreatedView(
             chrome: chrome, id: key.id, label: key.policy.label, vendor: key.policy.vendor.rawValue, token: token,
@@ -449,7 +464,7 @@ public struct DashboardController: Sendable {
 
     func renderKey(_ key: VaultKey, session: DashboardSession, flash: Flash?, capsValues: (String, String, String)?,
                    status: HTTPResponse.Status, request: Request, context: KeybrakeRequestContext) async throws -> Response {
-        let (chrome, _) = try await chrome(session, context, .keys)
+        let chrome = chrome(session, .keys)
         let now = clock.now()
         let spend = try await db(context) { try await keySpend.spend(of: key, now: now, context: context) }
         let p = key.policy
@@ -517,7 +532,7 @@ public struct DashboardController: Sendable {
     func revokePage(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
         let session = try await session(request, context)
         let key = try await loadKey(session, context)
-        let (chrome, _) = try await chrome(session, context, .keys)
+        let chrome = chrome(session, .keys)
         let href = "/dashboard/keys/" + pathSegment(key.id)
         guard key.status == .active else { return Page.redirect(href) }
         return renderer.render("key_revoke", KeyRevokeView(
@@ -543,7 +558,7 @@ public struct DashboardController: Sendable {
 
     func auditPage(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
         let session = try await session(request, context)
-        let (chrome, _) = try await chrome(session, context, .audit)
+        let chrome = chrome(session, .audit)
         let q = request.uri.queryParameters
         func param(_ name: String) -> String? { q[Substring(name)].map(String.init).flatMap { $0.isEmpty ? nil : $0 } }
         var filter = AuditFilter()
@@ -568,13 +583,16 @@ public struct DashboardController: Sendable {
             guard let id = PageCursor.decode(raw, kind: "a1", idPrefix: "aud_") else { throw Self.badCursor }
             after = id
         }
-        guard let records = try await db(context, {
-            try await audit.list(tenantId: session.tenantId, filter: filter, after: after, limit: Self.auditPageSize + 1, logger: context.logger)
-        }) else { throw Self.badCursor }
-        let page = Array(records.prefix(Self.auditPageSize))
-        let keyList = try await db(context) {
-            try await keys.list(tenantId: session.tenantId, after: nil, limit: Self.filterMaxKeys, logger: context.logger) ?? []
+        let tenantId = session.tenantId
+        async let filterKeys = db(context) {
+            try await keys.list(tenantId: tenantId, after: nil, limit: Self.filterMaxKeys, logger: context.logger) ?? []
         }
+        let listed = try await db(context) {
+            try await audit.list(tenantId: tenantId, filter: filter, after: after, limit: Self.auditPageSize + 1, logger: context.logger)
+        }
+        let keyList = try await filterKeys
+        guard let records = listed else { throw Self.badCursor }
+        let page = Array(records.prefix(Self.auditPageSize))
         var keyOptions = [Option(value: "", text: "All keys", selected: filter.keyId == nil)]
         keyOptions += keyList.map { Option(value: $0.id, text: "\($0.policy.label) (\($0.id))", selected: $0.id == filter.keyId) }
         if let k = filter.keyId, !keyList.contains(where: { $0.id == k }) { keyOptions.append(Option(value: k, text: k, selected: true)) }
@@ -611,7 +629,7 @@ public struct DashboardController: Sendable {
 
     func renderAuditEvent(session: DashboardSession, flash: Flash?, status: HTTPResponse.Status,
                           request: Request, context: KeybrakeRequestContext) async throws -> Response {
-        let (chrome, _) = try await chrome(session, context, .audit)
+        let chrome = chrome(session, .audit)
         let id = context.parameters.get("id") ?? ""
         guard let r = try await db(context, { try await audit.record(tenantId: session.tenantId, id: id, logger: context.logger) }) else {
             throw KeybrakeError.notFound("audit event")
@@ -720,10 +738,15 @@ public struct DashboardController: Sendable {
     }
 
     func renderVendors(session: DashboardSession, flash: Flash?, status: HTTPResponse.Status, context: KeybrakeRequestContext) async throws -> Response {
-        let (chrome, _) = try await chrome(session, context, .vendors)
+        let chrome = chrome(session, .vendors)
+        let tenantId = session.tenantId
+        async let stripe = db(context) { try await credentials.summary(vendor: .stripe, tenantId: tenantId, logger: context.logger) }
+        async let twilio = db(context) { try await credentials.summary(vendor: .twilio, tenantId: tenantId, logger: context.logger) }
+        async let resend = db(context) { try await credentials.summary(vendor: .resend, tenantId: tenantId, logger: context.logger) }
+        let summaries: [Vendor: CredentialSummary?] = [.stripe: try await stripe, .twilio: try await twilio, .resend: try await resend]
         var views: [VendorView] = []
         for vendor in Vendor.allCases {
-            let summary = try await db(context) { try await credentials.summary(vendor: vendor, tenantId: session.tenantId, logger: context.logger) }
+            let summary = summaries[vendor] ?? nil
             views.append(VendorView(
                 name: vendor.rawValue, title: Self.title(vendor),
                 stored: summary.map { StoredCredential(fingerprint: $0.fingerprint, accountSid: $0.accountSid, updated: Format.time($0.updatedAt)) },
@@ -753,7 +776,7 @@ public struct DashboardController: Sendable {
     func deleteCredentialsPage(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
         let session = try await session(request, context)
         let vendor = try vendor(context)
-        let (chrome, _) = try await chrome(session, context, .vendors)
+        let chrome = chrome(session, .vendors)
         guard let summary = try await db(context, { try await credentials.summary(vendor: vendor, tenantId: session.tenantId, logger: context.logger) }) else {
             return Page.redirect("/dashboard/vendors")
         }
@@ -772,7 +795,10 @@ public struct DashboardController: Sendable {
 
     // MARK: - Helpers
 
+    /// A database call: errors mapped to the public vocabulary, time added to the page's `Server-Timing: db`.
     func db<T>(_ context: KeybrakeRequestContext, _ body: () async throws -> T) async throws -> T {
+        let start = ContinuousClock.now
+        defer { ServerTiming.current?.addDatabase(ContinuousClock.now - start) }
         do { return try await body() } catch let error as KeybrakeError { throw error } catch { throw DatabaseErrors.map(error, logger: context.logger) }
     }
 }
@@ -798,14 +824,51 @@ struct Renderer: Sendable {
 
     func render(_ name: String, _ view: Any, status: HTTPResponse.Status = .ok) -> Response {
         let start = ContinuousClock.now
-        let html = library.render(view, withTemplate: name) ?? ""
+        let html = library.render(ViewTree.convert(view) ?? [String: Any](), withTemplate: name) ?? ""
         var response = Page.html(html, status: status)
         response.headers[.serverTiming] = "render;dur=" + ServerTiming.milliseconds(ContinuousClock.now - start)
         return response
     }
 }
 
-enum ServerTiming {
+/// Turns a view model into dictionaries and arrays once, up front. Mustache would otherwise reflect a struct
+/// (`Mirror`) on every `{{name}}` lookup, which dominates render time on a page with many rows.
+enum ViewTree {
+    static func convert(_ value: Any) -> Any? {
+        switch value {
+        case let v as String: return v
+        case let v as Bool: return v
+        case let v as Int: return v
+        case let v as Int64: return v
+        case let v as Double: return v
+        case let v as [Any]: return v.compactMap(convert)
+        case let v as MustacheParent: return v  // answers lookups itself, without reflection
+        default:
+            let mirror = Mirror(reflecting: value)
+            switch mirror.displayStyle {
+            case .optional?:
+                return mirror.children.first.flatMap { convert($0.value) }
+            case .struct?, .class?:
+                var fields: [String: Any] = [:]
+                for child in mirror.children {
+                    if let label = child.label, let v = convert(child.value) { fields[label] = v }
+                }
+                return fields
+            default:
+                return value
+            }
+        }
+    }
+}
+
+/// Per-request timings for the `Server-Timing` header (database time is summed over the request's queries).
+final class ServerTiming: Sendable {
+    @TaskLocal static var current: ServerTiming?
+
+    private let database = NIOLockedValueBox(Duration.zero)
+    func addDatabase(_ d: Duration) { database.withLockedValue { $0 += d } }
+    var databaseTime: Duration { database.withLockedValue { $0 } }
+
     static func milliseconds(_ d: Duration) -> String {
         let ms = Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
         return String(format: "%.2f", ms)
@@ -824,9 +887,10 @@ struct DashboardMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let start = ContinuousClock.now
+        let timing = ServerTiming()
         var response: Response
         do {
-            response = try await next(request, context)
+            response = try await ServerTiming.$current.withValue(timing) { try await next(request, context) }
         } catch is SignInRequired {
             response = Page.redirect("/dashboard/login")
         } catch {
@@ -845,7 +909,7 @@ struct DashboardMiddleware: RouterMiddleware {
         response.headers[.xFrameOptions] = "DENY"
         response.headers[.referrerPolicy] = "same-origin"
         if response.headers[.cacheControl] == nil { response.headers[.cacheControl] = "no-store" }
-        let total = "total;dur=" + ServerTiming.milliseconds(ContinuousClock.now - start)
+        let total = "db;dur=" + ServerTiming.milliseconds(timing.databaseTime) + ", total;dur=" + ServerTiming.milliseconds(ContinuousClock.now - start)
         if let render = response.headers[.serverTiming] {
             response.headers[.serverTiming] = render + ", " + total
         } else {

@@ -67,10 +67,16 @@ enum Page {
     }
 }
 
+/// RFC 3986 unreserved characters: everything else in a URL component is percent-encoded.
+let unreservedCharacters: CharacterSet = {
+    var allowed = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+    allowed.insert(charactersIn: "-._~")
+    return allowed
+}()
+
 /// Builds `?a=1&b=2` from non-empty values, percent-encoded (the template escapes it again for the attribute).
 func queryString(_ items: [(String, String?)]) -> String {
-    var allowed = CharacterSet.alphanumerics
-    allowed.insert(charactersIn: "-._~")
+    let allowed = unreservedCharacters
     let parts = items.compactMap { name, value -> String? in
         guard let value, !value.isEmpty else { return nil }
         return name + "=" + (value.addingPercentEncoding(withAllowedCharacters: allowed) ?? "")
@@ -80,16 +86,19 @@ func queryString(_ items: [(String, String?)]) -> String {
 
 /// Percent-encodes one path segment (ids come from the database, but a link must never break out of its path).
 func pathSegment(_ s: String) -> String {
-    var allowed = CharacterSet.alphanumerics
-    allowed.insert(charactersIn: "-._~")
-    return s.addingPercentEncoding(withAllowedCharacters: allowed) ?? ""
+    // Ids are base62 with a prefix: the common case needs no encoding at all.
+    if s.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x5F }) { return s }
+    return s.addingPercentEncoding(withAllowedCharacters: unreservedCharacters) ?? ""
 }
 
 enum Format {
     /// `2026-05-01 12:34:56 UTC`.
     static func time(_ date: Date) -> String {
-        let s = RFC3339.format(date)
-        return s.replacingOccurrences(of: "T", with: " ").replacingOccurrences(of: "Z", with: " UTC")
+        var seconds = time_t(date.timeIntervalSince1970.rounded(.down))
+        var t = tm()
+        gmtime_r(&seconds, &t)
+        func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        return "\(t.tm_year + 1900)-\(two(t.tm_mon + 1))-\(two(t.tm_mday)) \(two(t.tm_hour)):\(two(t.tm_min)):\(two(t.tm_sec)) UTC"
     }
 
     /// `$12.50`, `$0.0083`.

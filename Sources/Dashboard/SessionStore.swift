@@ -10,6 +10,9 @@ public struct DashboardSession: Sendable, Equatable {
     public let tenantId: String
     public let adminTokenId: String
     public let csrfToken: String
+    /// Read with the session in the same statement: every page shows the name, the overview needs the plan.
+    public let tenantName: String
+    public let tenantPlan: String
 }
 
 /// Dashboard sessions in Postgres (`dashboard_sessions`, Migrations/0003). The cookie holds a random id;
@@ -44,8 +47,8 @@ public struct SessionStore: Sendable {
         }
     }
 
-    /// Opens a session; returns the cookie value (shown to the browser only) and the session.
-    public func create(tenantId: String, adminTokenId: String, logger: Logger) async throws -> (cookie: String, session: DashboardSession) {
+    /// Opens a session; returns the cookie value (shown to the browser only).
+    public func create(tenantId: String, adminTokenId: String, logger: Logger) async throws -> String {
         let id = Self.randomToken()
         let csrf = Self.randomToken()
         let seconds = Int(lifetime.components.seconds)
@@ -55,19 +58,22 @@ public struct SessionStore: Sendable {
             INSERT INTO dashboard_sessions (id_hash, tenant_id, admin_token_id, csrf_token, expires_at)
             VALUES (\(Self.hash(id)), \(tenantId), \(adminTokenId), \(csrf), now() + \(seconds) * interval '1 second')
             """, logger: logger)
-        return (id, DashboardSession(tenantId: tenantId, adminTokenId: adminTokenId, csrfToken: csrf))
+        return id
     }
 
-    /// The live session for a cookie value: not expired, and its admin token not revoked.
+    /// The live session for a cookie value: not expired, and its admin token not revoked. One statement (it runs
+    /// on every page), reading the token's status and the tenant's name and plan alongside the session row.
     public func session(cookie: String, logger: Logger) async throws -> DashboardSession? {
         guard Self.isWellFormed(cookie) else { return nil }
         let rows = try await client.query("""
-            SELECT s.tenant_id, s.admin_token_id, s.csrf_token
-            FROM dashboard_sessions s JOIN admin_tokens t ON t.id = s.admin_token_id
+            SELECT s.tenant_id, s.admin_token_id, s.csrf_token, n.name, n.plan
+            FROM dashboard_sessions s
+            JOIN admin_tokens t ON t.id = s.admin_token_id
+            JOIN tenants n ON n.id = s.tenant_id
             WHERE s.id_hash = \(Self.hash(cookie)) AND s.expires_at > now() AND t.revoked_at IS NULL
             """, logger: logger)
-        for try await (tenant, token, csrf) in rows.decode((String, String, String).self) {
-            return DashboardSession(tenantId: tenant, adminTokenId: token, csrfToken: csrf)
+        for try await (tenant, token, csrf, name, plan) in rows.decode((String, String, String, String, String).self) {
+            return DashboardSession(tenantId: tenant, adminTokenId: token, csrfToken: csrf, tenantName: name, tenantPlan: plan)
         }
         return nil
     }

@@ -1,5 +1,6 @@
 import Foundation
 import KeybrakeCore
+import Mustache
 
 // View models handed to the templates. Every field that reaches HTML is a plain value rendered with `{{ }}`.
 // Field names differ between nesting levels on purpose: Mustache looks a missing name up in the enclosing
@@ -183,10 +184,19 @@ struct KeysView {
     let nextHref: String?
 }
 
-struct Option {
+struct Option: MustacheParent {
     let value: String
     let text: String
     let selected: Bool
+
+    func child(named name: String) -> Any? {
+        switch name {
+        case "value": value
+        case "text": text
+        case "selected": selected
+        default: nil
+        }
+    }
 }
 
 struct VendorOption {
@@ -283,7 +293,8 @@ struct AuditFilters {
     let outcomeOptions: [Option]
 }
 
-struct AuditRowView {
+/// The audit list's rows are looked up directly (no reflection): they are the bulk of the busiest page.
+struct AuditRowView: MustacheParent {
     let id: String
     let href: String
     let time: String
@@ -299,6 +310,27 @@ struct AuditRowView {
     let amount: String
     let outcome: String?
     let rowClass: String
+
+    func child(named name: String) -> Any? {
+        switch name {
+        case "id": id
+        case "href": href
+        case "time": time
+        case "keyId": keyId
+        case "keyLabel": keyLabel
+        case "vendor": vendor
+        case "method": method
+        case "path": path
+        case "operation": operation
+        case "decision": decision
+        case "errorCode": errorCode
+        case "upstreamStatus": upstreamStatus
+        case "amount": amount
+        case "outcome": outcome
+        case "rowClass": rowClass
+        default: nil
+        }
+    }
 }
 
 struct AuditView {
