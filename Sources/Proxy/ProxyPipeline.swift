@@ -614,14 +614,23 @@ public struct ProxyPipeline: Sendable {
         var utcMonthEnd: Date
     }
 
-    /// The key's current day and month in its own time zone, and the UTC month for metering.
-    static func periods(now: Date, timezone: String) -> Periods {
+    /// Gregorian calendars per time zone: building one (ICU) costs far more than using it, so build each once.
+    static let calendars = ExpiringCache<String, Calendar>(ttl: .seconds(3600), capacity: 1000)
+
+    static func calendar(_ timezone: String) -> Calendar {
+        if let cached = calendars.get(timezone) { return cached }
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone(identifier: timezone) ?? TimeZone(identifier: "UTC")!
+        calendars.set(timezone, calendar)
+        return calendar
+    }
+
+    /// The key's current day and month in its own time zone, and the UTC month for metering.
+    static func periods(now: Date, timezone: String) -> Periods {
+        let calendar = Self.calendar(timezone)
         let dayStart = calendar.startOfDay(for: now)
         let monthStart = calendar.date(from: calendar.dateComponents([.year, .month], from: now)) ?? dayStart
-        var utc = Calendar(identifier: .gregorian)
-        utc.timeZone = TimeZone(identifier: "UTC")!
+        let utc = Self.calendar("UTC")
         let utcMonthStart = utc.date(from: utc.dateComponents([.year, .month], from: now)) ?? now
         return Periods(
             day: dateString(dayStart, calendar), month: dateString(monthStart, calendar),
@@ -639,8 +648,16 @@ public struct ProxyPipeline: Sendable {
 
     static func seconds(until end: Date, from now: Date) -> Int { max(1, Int(end.timeIntervalSince(now).rounded(.up))) }
 
+    static let hexDigits = Array("0123456789abcdef".utf8)
+
     static func sha256Hex(_ data: Data) -> String {
-        SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+        var out = [UInt8]()
+        out.reserveCapacity(64)
+        for byte in SHA256.hash(data: data) {
+            out.append(hexDigits[Int(byte >> 4)])
+            out.append(hexDigits[Int(byte & 0x0F)])
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     static func micros(_ d: Duration) -> Int64 { d.components.seconds * 1_000_000 + d.components.attoseconds / 1_000_000_000_000 }
