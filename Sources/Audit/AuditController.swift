@@ -180,23 +180,13 @@ public struct AuditController: Sendable {
         if outcome == "released", amount != nil {
             throw KeybrakeError.invalidRequest("amount_usd applies only to a settled outcome.", field: "amount_usd")
         }
-        guard let original = try await db(context, { try await audit.record(tenantId: admin.tenantId, id: id, logger: context.logger) }) else {
-            throw KeybrakeError.notFound("audit event")
-        }
-        var event = AuditEvent(tenantId: admin.tenantId, vendor: original.vendor, method: original.method, path: original.path)
-        event.keyId = original.keyId
-        event.keyLabel = original.keyLabel
-        event.operation = original.operation
-        event.decision = .resolved
-        event.outcome = outcome == "settled" ? .settled : .released
-        event.amountMicros = outcome == "settled" ? (amount?.micros ?? 0) : 0
-        event.resolves = original.id
-        event.runId = original.runId
         let result = try await db(context) {
-            try await audit.resolve(tenantId: admin.tenantId, auditId: id, outcome: outcome, amount: amount, event: event, logger: context.logger)
+            try await audit.resolve(tenantId: admin.tenantId, auditId: id, outcome: outcome, amount: amount, logger: context.logger)
         }
+        let eventId: String
         switch result {
-        case .ok: break
+        case .resolved(let id): eventId = id
+        case .notFound: throw KeybrakeError.notFound("audit event")
         case .refused("amount_too_large", let reserved):
             throw KeybrakeError.invalidRequest("amount_usd cannot exceed the \(MicroUSD(reserved)) that was reserved for this request.", field: "amount_usd")
         case .refused(let code, _) where code.hasPrefix("already_"):
@@ -205,7 +195,7 @@ public struct AuditController: Sendable {
         case .refused:
             throw KeybrakeError(status: 409, code: "outcome_not_unknown", message: "Only a request whose outcome is unknown (outcome_unknown) can be resolved.")
         }
-        guard let created = try await db(context, { try await audit.record(tenantId: admin.tenantId, id: event.id, logger: context.logger) }) else {
+        guard let created = try await db(context, { try await audit.record(tenantId: admin.tenantId, id: eventId, logger: context.logger) }) else {
             throw KeybrakeError.internalError
         }
         struct Resolved: Encodable { let event: EventBody }

@@ -129,6 +129,33 @@ public struct AuditRepository: Sendable {
         case refused(String, reserved: Int64)
     }
 
+    public enum Resolution: Sendable, Equatable {
+        /// The appended `resolved` event's id.
+        case resolved(String)
+        case notFound
+        /// kb_resolve's refusal code (`amount_too_large`, `already_<state>`, `no_reservation`) and the amount reserved.
+        case refused(String, reserved: Int64)
+    }
+
+    /// Resolves an earlier request whose outcome was unknown: appends a `resolved` event copied from the original
+    /// and moves its reservation once. Shared by the admin API and the dashboard; each renders the result its way.
+    public func resolve(tenantId: String, auditId: String, outcome: String, amount: MicroUSD?, logger: Logger) async throws -> Resolution {
+        guard let original = try await record(tenantId: tenantId, id: auditId, logger: logger) else { return .notFound }
+        var event = AuditEvent(tenantId: tenantId, vendor: original.vendor, method: original.method, path: original.path)
+        event.keyId = original.keyId
+        event.keyLabel = original.keyLabel
+        event.operation = original.operation
+        event.decision = .resolved
+        event.outcome = outcome == "settled" ? .settled : .released
+        event.amountMicros = outcome == "settled" ? (amount?.micros ?? 0) : 0
+        event.resolves = original.id
+        event.runId = original.runId
+        switch try await resolve(tenantId: tenantId, auditId: auditId, outcome: outcome, amount: amount, event: event, logger: logger) {
+        case .ok: return .resolved(event.id)
+        case .refused(let code, let reserved): return .refused(code, reserved: reserved)
+        }
+    }
+
     public func resolve(tenantId: String, auditId: String, outcome: String, amount: MicroUSD?, event: AuditEvent, logger: Logger) async throws -> ResolveResult {
         let rows = try await client.query("""
             SELECT result, reserved FROM kb_resolve(\(tenantId), \(auditId), \(outcome), \(amount?.micros)::bigint, \(try event.columnsJSON())::jsonb)

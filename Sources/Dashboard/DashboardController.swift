@@ -681,23 +681,13 @@ public struct DashboardController: Sendable {
                 return try await refuse(error.message, .badRequest)
             }
         }
-        guard let original = try await db(context, { try await audit.record(tenantId: session.tenantId, id: id, logger: context.logger) }) else {
-            throw KeybrakeError.notFound("audit event")
-        }
-        var event = AuditEvent(tenantId: session.tenantId, vendor: original.vendor, method: original.method, path: original.path)
-        event.keyId = original.keyId
-        event.keyLabel = original.keyLabel
-        event.operation = original.operation
-        event.decision = .resolved
-        event.outcome = outcome == "settled" ? .settled : .released
-        event.amountMicros = amount?.micros ?? 0
-        event.resolves = original.id
-        event.runId = original.runId
         let result = try await db(context) {
-            try await audit.resolve(tenantId: session.tenantId, auditId: id, outcome: outcome, amount: amount, event: event, logger: context.logger)
+            try await audit.resolve(tenantId: session.tenantId, auditId: id, outcome: outcome, amount: amount, logger: context.logger)
         }
         switch result {
-        case .ok:
+        case .notFound:
+            throw KeybrakeError.notFound("audit event")
+        case .resolved:
             return Page.redirect("/dashboard/audit/" + pathSegment(id) + "?notice=resolved")
         case .refused("amount_too_large", let reserved):
             return try await refuse("The amount cannot exceed the \(Format.usd(MicroUSD(reserved))) reserved for this request.", .badRequest)
