@@ -121,9 +121,16 @@ public struct ProxyPipeline: Sendable {
         }
         // 3. credentials (needed to route Twilio paths, and to forward)
         let credentials = self.credentials, vendor = f.vendor, tenantId = f.key.tenantId, logger = f.logger
-        guard let creds = try await Deadline.run(config.databaseDeadline, {
-            try await credentials.cachedCredentials(vendor: vendor, tenantId: tenantId, logger: logger)
-        }) else {
+        // A cache hit costs no round trip, so it needs no deadline (and none of its timer and task hops).
+        let found: VendorCredentials?
+        if let cached = credentials.cachedOnly(vendor: vendor, tenantId: tenantId) {
+            found = cached
+        } else {
+            found = try await Deadline.run(config.databaseDeadline, {
+                try await credentials.cachedCredentials(vendor: vendor, tenantId: tenantId, logger: logger)
+            })
+        }
+        guard let creds = found else {
             throw Denial(error: KeybrakeError(status: 403, code: "vendor_credentials_missing",
                 message: "No \(f.vendor.rawValue) credentials are stored for this tenant. Store them with PUT /v1/vendors/\(f.vendor.rawValue)/credentials."))
         }

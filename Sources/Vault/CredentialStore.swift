@@ -29,6 +29,11 @@ public struct CredentialStore: Sendable {
 
     static func cacheKey(_ tenantId: String, _ vendor: Vendor) -> String { tenantId + "|" + vendor.rawValue }
 
+    /// The cached entry alone (no database round trip): `.some(nil)` means "cached as none stored".
+    public func cachedOnly(vendor: Vendor, tenantId: String) -> VendorCredentials?? {
+        proxyCache.get(Self.cacheKey(tenantId, vendor))
+    }
+
     /// `credentials(vendor:tenantId:)` through the short-lived cache: the proxy's per-request path.
     public func cachedCredentials(vendor: Vendor, tenantId: String, logger: Logger) async throws -> VendorCredentials? {
         let key = Self.cacheKey(tenantId, vendor)
