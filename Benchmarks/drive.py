@@ -141,6 +141,22 @@ def postmaster_pid():
         return int(f.readline())
 
 
+def ctx_switches(pid):
+    total = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/status") as f:
+                    for line in f:
+                        if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                            total += int(line.split()[1])
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return total
+
+
 def cpu_snapshot():
     table = proc_table()
     busy, total = machine_ticks()
@@ -149,6 +165,7 @@ def cpu_snapshot():
     snap["postgres"] = tree_ticks(table, postmaster_pid())
     snap["machine_busy"], snap["machine_total"] = busy, total
     snap["wrk_s"] = ru.ru_utime + ru.ru_stime
+    snap["keybrake_ctxsw"] = ctx_switches(PIDS["keybrake"])
     return snap
 
 
@@ -165,6 +182,7 @@ def cpu_delta(a, b, requests):
     known = sum(per[k] for k in ["keybrake", "postgres", "nginx_upstream", "nginx_proxy", "wrk"])
     per["other"] = round(max(per["machine"] - known, 0), 1)   # everything else running on the box
     per["machine_busy_pct"] = round(100.0 * busy / total, 1)
+    per["keybrake_ctx_switches"] = round((b["keybrake_ctxsw"] - a["keybrake_ctxsw"]) / n, 1)
     return per
 
 
@@ -418,47 +436,103 @@ class Bench:
         sql("SELECT pg_reload_conf()")
         self.profile["postgres"] = out
 
+    def anchors(self):
+        """Keybrake's own floor, one connection: /health (HTTP server only) and /ready (plus one `SELECT 1`)."""
+        out = {}
+        base = f"http://127.0.0.1:{KB}"
+        for name, path in [("health", "/health"), ("ready", "/ready")]:
+            a = cpu_snapshot()
+            res = wrk(base + path, "get", path, 1, 1, 3, tag=f"anchor-{name}")
+            b = cpu_snapshot()
+            cpu = cpu_delta(a, b, res["requests"])
+            out[name] = {"p50_us": res["latency_us"]["percentiles"]["50"], "rps": round(res["requests"] * 1e6 / res["duration_us"]),
+                         "keybrake_cpu_us": cpu["keybrake"], "keybrake_ctx_switches": cpu["keybrake_ctx_switches"]}
+            log(f"anchor {path}: p50 {out[name]['p50_us']} µs, keybrake CPU {cpu['keybrake']} µs/request")
+        self.profile["anchors"] = out
+
     def perf_profile(self):
-        """Sampled CPU profile of the keybrake process at saturation (cpu-clock, self time by symbol)."""
+        """Sampled CPU profile of the keybrake process, one connection (cpu-clock; self time by category, and
+        inclusive time of the pipeline's own frames through frame-pointer call graphs)."""
         perf = shutil.which("perf")
         if not perf or subprocess.run([perf, "stat", "-e", "task-clock", "true"], capture_output=True).returncode != 0:
             log("perf not usable here: skipping the CPU profile")
             return
         demangler = shutil.which("swift-demangle") or shutil.which("swift")
+
+        def demangle(names, simplified):
+            if not demangler or not names:
+                return names
+            args = [demangler] if demangler.endswith("swift-demangle") else [demangler, "demangle"]
+            if simplified:
+                args.append("--simplified")
+            dem = subprocess.run(args, input="\n".join(names), capture_output=True, text=True).stdout.splitlines()
+            return dem if len(dem) == len(names) else names
+
+        def report_lines(data, *args):
+            rep = subprocess.run([perf, "report", "-i", data, "--stdio", "-g", "none", "--percent-limit", "0.05", *args],
+                                 capture_output=True, text=True).stdout
+            return [l for l in rep.splitlines() if l.strip() and not l.startswith("#")]
+
         out = {}
+        seconds = 5
         for kind in ["get", "charge"]:
             data = os.path.join(STATE, f"perf-{kind}.data")
             base, prefix_path = self.targets["keybrake"]
             path = prefix_path + ("/v1/customers/cus_1" if kind == "get" else "/v1/charges")
             env = dict(E, BENCH_KIND=kind, BENCH_PATH=path, BENCH_AUTH=f"Bearer {self.token}", BENCH_RUN_ID=f"perf-{kind}",
-                       BENCH_PREFIX=f"perf-{kind}-{self.run_stamp}", BENCH_THREADS="2", BENCH_OUT=os.path.join(STATE, f"wrk-perf-{kind}.json"))
-            load = subprocess.Popen([WRK, "-t2", f"-c{SAT_CONNS}", "-d8s", "--timeout", "5s", "-s", LUA, base + path], env=env,
+                       BENCH_PREFIX=f"perf-{kind}-{self.run_stamp}", BENCH_THREADS="1", BENCH_OUT=os.path.join(STATE, f"wrk-perf-{kind}.json"))
+            load = subprocess.Popen([WRK, "-t1", "-c1", f"-d{seconds + 2}s", "--timeout", "5s", "-s", LUA, base + path], env=env,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1)
-            subprocess.run([perf, "record", "-e", "cpu-clock", "-F", "1999", "-p", str(PIDS["keybrake"]), "-o", data, "--", "sleep", "6"],
-                           capture_output=True)
+            a = cpu_snapshot()
+            subprocess.run([perf, "record", "-e", "cpu-clock", "-F", "2999", "--call-graph", "fp", "-p", str(PIDS["keybrake"]),
+                            "-o", data, "--", "sleep", str(seconds)], capture_output=True)
+            b = cpu_snapshot()
             load.wait()
-            rep = subprocess.run([perf, "report", "-i", data, "--no-children", "--sort", "dso,sym", "--stdio", "--percent-limit", "0.05"],
-                                 capture_output=True, text=True).stdout
+            with open(os.path.join(STATE, f"wrk-perf-{kind}.json")) as f:
+                res = json.load(f)
+            requests = res["requests"] * seconds * 1e6 / res["duration_us"]     # requests inside the perf window
+            cpu = cpu_delta(a, b, int(requests))
+            # Self time by symbol → categories.
             entries = []
-            for line in rep.splitlines():
+            for line in report_lines(data, "--no-children", "--sort", "dso,sym"):
                 m = re.match(r"\s*([\d.]+)%\s+(\S+)\s+\[([.k])\]\s+(.*)$", line)
                 if m:
                     entries.append([float(m.group(1)), m.group(2), m.group(4).strip()])
-            full = [e[2] for e in entries]
-            short = list(full)
-            if demangler and entries:
-                base_args = [demangler] if demangler.endswith("swift-demangle") else [demangler, "demangle"]
-                names = "\n".join(full)
-                dem_full = subprocess.run(base_args, input=names, capture_output=True, text=True).stdout.splitlines()
-                dem_short = subprocess.run(base_args + ["--simplified"], input=names, capture_output=True, text=True).stdout.splitlines()
-                if len(dem_full) == len(entries) and len(dem_short) == len(entries):
-                    full, short = dem_full, dem_short
-            categorized = [[e[0], e[1], f] for e, f in zip(entries, full)]
-            out[kind] = {"categories": categorize(categorized),
-                         "top": [{"pct": e[0], "dso": e[1], "symbol": sh[:160]} for e, sh in zip(entries[:30], short[:30])]}
+            full = demangle([e[2] for e in entries], False)
+            short = demangle([e[2] for e in entries], True)
+            cats = categorize([[e[0], e[1], f] for e, f in zip(entries, full)])
+            # Inclusive time of named frames (async functions are split into partial functions: each counts separately).
+            inclusive = {}
+            lines = report_lines(data, "--children", "--sort", "sym")
+            syms, pcts = [], []
+            for line in lines:
+                m = re.match(r"\s*([\d.]+)%\s+([\d.]+)%\s+\[([.k])\]\s+(.*)$", line)
+                if m:
+                    pcts.append(float(m.group(1)))
+                    syms.append(m.group(4).strip())
+            for pct_, name in zip(pcts, demangle(syms, True)):
+                if FRAMES.search(name):
+                    key = re.sub(r"^(specialized |partial apply for |closure #\d+ in |thunk for |protocol witness for |outlined .* of )+", "", name)
+                    key = re.sub(r" \(inlined\)$", "", key)[:120]
+                    inclusive[key] = max(inclusive.get(key, 0.0), pct_)
+            threads = {}
+            for line in report_lines(data, "--no-children", "--sort", "comm"):
+                m = re.match(r"\s*([\d.]+)%\s+(.*)$", line)
+                if m:
+                    threads[m.group(2).strip()] = float(m.group(1))
+            cpu_us = cpu["keybrake"]
+            out[kind] = {
+                "requests_in_window": int(requests), "keybrake_cpu_us_per_request": cpu_us,
+                "keybrake_ctx_switches_per_request": cpu["keybrake_ctx_switches"],
+                "threads_pct": threads,
+                "categories": cats,
+                "inclusive": [{"pct": p, "us_per_request": round(p * cpu_us / 100, 1), "frame": k}
+                              for k, p in sorted(inclusive.items(), key=lambda kv: -kv[1])[:30]],
+                "top": [{"pct": e[0], "dso": e[1], "symbol": sh[:160]} for e, sh in zip(entries[:30], short[:30])],
+            }
             os.remove(data)
-            log(f"perf {kind}: " + ", ".join(f"{k} {v}%" for k, v in list(out[kind]["categories"].items())[:8]))
+            log(f"perf {kind}: keybrake {cpu_us} µs CPU/request; " + ", ".join(f"{k} {v}%" for k, v in list(cats.items())[:6]))
         self.profile["perf"] = out
 
     def audit_phase_profile(self):
@@ -506,6 +580,12 @@ CATEGORIES = [
 ]
 
 
+FRAMES = re.compile(r"ProxyPipeline|SpendLedger|IdempotencyStore|VaultKeyAuthenticator|TokenVerifier|CredentialStore|Deadline\.run|"
+                    r"AuditEvent|Forwarder\.send|PostgresClient\.query|HTTPClient\.execute\(|Task<>\._sleep|Logger\.subscript\.setter|"
+                    r"JSONSerialization\.data|RouterResponder\.respond|FormBody|CanonicalBody|StripePricer|ExpiringCache|"
+                    r"RequestEnvelopeMiddleware|MetricsMiddleware")
+
+
 def categorize(entries):
     cats = {}
     for pct, dso, sym in entries:
@@ -535,6 +615,7 @@ def main():
     bench.scenarios()
     if PROFILE:
         bench.audit_phase_profile()
+        bench.anchors()
         bench.pg_profile()
         bench.perf_profile()
     bench.meta["load_avg_end"] = open("/proc/loadavg").read().split()[:3]

@@ -178,7 +178,14 @@ def render_profile(results):
             a = r.get("audit") or {}
             oh = a.get("overhead_us") or {}
             out.append(f"    {r['name']:24s} keybrake {c['keybrake']:6.0f}  postgres {c['postgres']:6.0f}  machine {c['machine']:6.0f}"
-                       f"  (other load {c['other']:.0f})   audit overhead_us p50 {fmt(oh.get('p50'), 0)} p99 {fmt(oh.get('p99'), 0)}")
+                       f"  (other load {c['other']:.0f})  keybrake context switches {c.get('keybrake_ctx_switches', 0):5.1f}"
+                       f"   audit overhead_us p50 {fmt(oh.get('p50'), 0)} p99 {fmt(oh.get('p99'), 0)}")
+    anchors = prof.get("anchors") or {}
+    if anchors:
+        h, r = anchors.get("health"), anchors.get("ready")
+        out.append(f"  Floor, one connection: GET /health (HTTP server only) p50 {h['p50_us']} µs, keybrake CPU {h['keybrake_cpu_us']} µs/request, "
+                   f"{h['keybrake_ctx_switches']} context switches; GET /ready (+ one SELECT 1 under a timeout) p50 {r['p50_us']} µs, "
+                   f"{r['keybrake_cpu_us']} µs, {r['keybrake_ctx_switches']} context switches")
     a2 = prof.get("argon2")
     if a2:
         out.append(f"  argon2id: first request of a new key {a2['first_request_ms']} ms, then {a2['cached_p50_ms']} ms from the "
@@ -187,7 +194,7 @@ def render_profile(results):
     for kind, p in pg.items():
         out.append(f"  Postgres per {('non-metered GET' if kind == 'get' else 'metered charge')} (1 connection, {p['requests']} requests, "
                    f"p50 {p['latency_p50_us'] / 1000:.3f} ms): {p['round_trips_per_request']} round trips, "
-                   f"{p['commits_per_request']} commits, {p['wal_fsyncs_per_request']} WAL fsyncs, {p['wal_bytes_per_request']} WAL bytes, "
+                   f"{p['wal_fsyncs_per_request']} WAL fsyncs, {p['wal_bytes_per_request']} WAL bytes, "
                    f"{p['db_exec_us_per_request']} µs executing")
         for s in p["top_level"]:
             out.append(f"      {s['calls_per_request']:5.2f}×  {s['mean_us']:7.1f} µs  {s['query']}")
@@ -198,8 +205,18 @@ def render_profile(results):
     perf = prof.get("perf") or {}
     for kind, p in perf.items():
         cats = ", ".join(f"{k} {v}%" for k, v in p["categories"].items())
-        out.append(f"  keybrake CPU at saturation, {kind} (perf, self time): {cats}")
-        for e in p["top"][:12]:
+        what = "non-metered GET" if kind == "get" else "metered charge"
+        if "keybrake_cpu_us_per_request" in p:
+            threads = ", ".join(f"{k} {v}%" for k, v in list(p.get("threads_pct", {}).items())[:4])
+            out.append(f"  keybrake CPU per {what}, one connection (perf): {p['keybrake_cpu_us_per_request']} µs, "
+                       f"{p['keybrake_ctx_switches_per_request']} context switches; by thread: {threads}")
+        out.append(f"    self time by category: {cats}")
+        if p.get("inclusive"):
+            out.append("    inclusive time of the pipeline's frames (% of keybrake CPU ≈ µs per request):")
+            for e in p["inclusive"][:16]:
+                out.append(f"      {e['pct']:5.2f}% ≈ {e['us_per_request']:6.1f} µs  {e['frame'][:110]}")
+        out.append("    top symbols (self):")
+        for e in p["top"][:10]:
             out.append(f"      {e['pct']:5.2f}%  {e['dso'][:22]:22s} {e['symbol'][:110]}")
     return "\n".join(out)
 

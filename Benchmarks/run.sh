@@ -13,7 +13,8 @@
 # (3 s runs, no profile: a smoke test), BENCH_*_PORT, BENCH_SCRATCH_PATH (default .build-release),
 # BENCH_BIN (benchmark this keybrake binary instead of building one), BENCH_ONLY=<regex on row names>
 # (e.g. 'seq-' or 'keybrake-charge'), BENCH_HOLD=1 (set up, warm up, then keep everything running for manual
-# profiling until .keybrake/bench/hold is deleted).
+# profiling until .keybrake/bench/hold is deleted), BENCH_PG_SETTINGS="name=value …" (per-database Postgres
+# settings for experiments). Variables such as KEYBRAKE_* pass through to `keybrake serve`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -103,6 +104,10 @@ if psql_admin "SHOW shared_preload_libraries" | grep -q pg_stat_statements; then
   psql_admin "SELECT pg_reload_conf()" >/dev/null
 fi
 scripts/postgres.sh createdb "$PG_PORT" "$PG_DB" --fresh
+# Experiments only (e.g. BENCH_PG_SETTINGS="synchronous_commit=off" to see what the fsyncs cost): per-database settings.
+for setting in ${BENCH_PG_SETTINGS:-}; do
+  psql_admin "ALTER DATABASE \"$PG_DB\" SET ${setting%%=*} = '${setting#*=}'" >/dev/null
+done
 
 # 3. nginx twice, each under its own prefix in $STATE: the fake upstream and the reverse-proxy baseline.
 render() { sed -e "s#@PREFIX@#$STATE#g" -e "s#@UPSTREAM_PORT@#$UPSTREAM_PORT#g" -e "s#@PROXY_PORT@#$PROXY_PORT#g" "$1" > "$2"; }
