@@ -186,6 +186,10 @@ def render_profile(results):
         out.append(f"  Floor, one connection: GET /health (HTTP server only) p50 {h['p50_us']} µs, keybrake CPU {h['keybrake_cpu_us']} µs/request, "
                    f"{h['keybrake_ctx_switches']} context switches; GET /ready (+ one SELECT 1 under a timeout) p50 {r['p50_us']} µs, "
                    f"{r['keybrake_cpu_us']} µs, {r['keybrake_ctx_switches']} context switches")
+        hs = anchors.get("health_saturation")
+        if hs:
+            out.append(f"  Floor at saturation: GET /health, {results['meta'].get('sat_connections', 32)} connections: {hs['rps']:,} req/s, "
+                       f"keybrake CPU {hs['keybrake_cpu_us']} µs/request")
     a2 = prof.get("argon2")
     if a2:
         out.append(f"  argon2id: first request of a new key {a2['first_request_ms']} ms, then {a2['cached_p50_ms']} ms from the "
@@ -208,7 +212,8 @@ def render_profile(results):
         what = "non-metered GET" if kind == "get" else "metered charge"
         if "keybrake_cpu_us_per_request" in p:
             threads = ", ".join(f"{k} {v}%" for k, v in list(p.get("threads_pct", {}).items())[:4])
-            out.append(f"  keybrake CPU per {what}, one connection (perf): {p['keybrake_cpu_us_per_request']} µs, "
+            out.append(f"  keybrake CPU per {what}, one connection: {p['keybrake_cpu_us_per_request']} µs without perf "
+                       f"({p.get('keybrake_cpu_us_per_request_under_perf', '?')} µs while sampled), "
                        f"{p['keybrake_ctx_switches_per_request']} context switches; by thread: {threads}")
         out.append(f"    self time by category: {cats}")
         if p.get("inclusive"):
