@@ -390,8 +390,8 @@ class Bench:
         sql("SELECT pg_reload_conf()")
         seconds = min(DURATION, 5)
         out = {}
+        time.sleep(11)  # backends flush their pending WAL/commit counters at most every 10 s when idle
         for kind in ["get", "charge"]:
-            time.sleep(11)  # backends flush their pending WAL/commit counters at most every 10 s when idle
             sql("SELECT pg_stat_statements_reset()")
             sql("SELECT pg_stat_reset_shared('wal')")
             db0 = sql_rows(f"SELECT xact_commit FROM pg_stat_database WHERE datname = '{PG_DB}'")[0]

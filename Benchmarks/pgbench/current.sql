@@ -1,0 +1,6 @@
+-- The database work of one metered charge as Keybrake does it today (Migrations/0002): idempotency claim,
+-- kb_reserve, kb_finish (settle + audit + complete the record). One pgbench client = one request in flight.
+\set n random(1, 2000000000)
+INSERT INTO idempotency_records (tenant_id, scope, request_hash, state, owner_id, reservation_id, upstream_key, expires_at) VALUES ('ten_pgb', 'idem:pgb:' || :client_id || ':' || :n, 'h', 'in_flight', 'aud_pgb_' || :client_id || '_' || :n, 'pgb_' || :client_id || '_' || :n, 'k', now() + interval '1 day') ON CONFLICT DO NOTHING;
+SELECT * FROM kb_reserve('key_pgb', 'ten_pgb', 1000000, current_date, date_trunc('month', current_date)::date, date_trunc('month', current_date)::date, 1000, 'pgb_' || :client_id || '_' || :n);
+SELECT kb_finish(('{"id":"aud_pgb_' || :client_id || '_' || :n || '","tenant_id":"ten_pgb","key_id":"key_pgb","vendor":"stripe","method":"POST","path":"/v1/charges","decision":"allowed","amount_micros":1000000,"idempotency_auto":false,"idempotency_key":"k","overhead_us":100,"upstream_us":100,"upstream_status":200,"outcome":"settled","key_label":"bench","operation":"charges.create"}')::jsonb, 'pgb_' || :client_id || '_' || :n, 'settled', 1000000, ARRAY['idem:pgb:' || :client_id || ':' || :n], 'completed', '{}'::text[], 200, '{"content-type":"application/json"}'::jsonb, '\x7b7d'::bytea, NULL, NULL);
