@@ -67,7 +67,7 @@ public struct SpendRepository: Sendable {
     public func usage(tenantId: String, monthStart: Date, monthEnd: Date, month: String, logger: Logger) async throws -> (total: Int64, days: [(String, Int64)]) {
         var total: Int64 = 0
         for try await n in try await client.query(
-            "SELECT requests FROM tenant_monthly_usage WHERE tenant_id = \(tenantId) AND month = \(month)::date", logger: logger
+            "SELECT COALESCE(sum(requests), 0)::bigint FROM tenant_monthly_usage WHERE tenant_id = \(tenantId) AND month = \(month)::date", logger: logger
         ).decode(Int64.self) { total = n }
         var days: [(String, Int64)] = []
         let rows = try await client.query("""

@@ -7,10 +7,15 @@ public enum Identifier {
         var rng = SystemRandomNumberGenerator()
         var out = [UInt8]()
         out.reserveCapacity(count)
+        // One CSPRNG call yields eight bytes (each call is a getrandom syscall; ids are made on every request).
         while out.count < count {
-            // Rejection sampling keeps the distribution uniform (248 = 62 * 4).
-            let byte = UInt8.random(in: 0...255, using: &rng)
-            if byte < 248 { out.append(alphabet[Int(byte % 62)]) }
+            var word = rng.next()
+            for _ in 0..<8 where out.count < count {
+                // Rejection sampling keeps the distribution uniform (248 = 62 * 4).
+                let byte = UInt8(truncatingIfNeeded: word)
+                word >>= 8
+                if byte < 248 { out.append(alphabet[Int(byte % 62)]) }
+            }
         }
         return String(decoding: out, as: UTF8.self)
     }

@@ -94,7 +94,8 @@ public func buildApplication(
     _ config: AppConfiguration, logger: Logger, migrationsDirectory: String? = nil, maintainAuditPartitions: Bool = false,
     metricsRegistry: PrometheusCollectorRegistry = .init(), clock: any KeybrakeCore.Clock = SystemClock()
 ) throws -> some ApplicationProtocol {
-    let postgres = PostgresClient(configuration: config.databaseURL.clientConfiguration(maxConnections: config.databaseMaxConnections),
+    let postgres = PostgresClient(configuration: config.databaseURL.clientConfiguration(
+        maxConnections: config.databaseMaxConnections, minConnections: config.databaseMinConnections),
                                   backgroundLogger: logger)
     let deps = AppDependencies(configuration: config, postgres: postgres, clock: clock, metricsRegistry: metricsRegistry)
     var app = Application(

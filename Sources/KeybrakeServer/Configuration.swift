@@ -19,6 +19,8 @@ public struct AppConfiguration: Sendable {
     ])
     public var freeMonthlyRequestsForProxy: Int { proxy.freeMonthlyRequests }
     public var databaseMaxConnections: Int = 32
+    /// Connections kept open at all times (see `DatabaseURL.clientConfiguration`).
+    public var databaseMinConnections: Int = 16
 
     public init(databaseURL: DatabaseURL, masterKeys: MasterKeyRing) {
         self.databaseURL = databaseURL
@@ -72,6 +74,14 @@ public struct AppConfiguration: Sendable {
         if let deadline = env["KEYBRAKE_DB_DEADLINE_MS"], !deadline.isEmpty {
             guard let t = Int(deadline), t > 0 else { throw ConfigError(description: "KEYBRAKE_DB_DEADLINE_MS must be a whole number > 0") }
             config.proxy.databaseDeadline = .milliseconds(t)
+        }
+        if let value = env["KEYBRAKE_DB_MAX_CONNECTIONS"], !value.isEmpty {
+            guard let n = Int(value), n > 0 else { throw ConfigError(description: "KEYBRAKE_DB_MAX_CONNECTIONS must be a whole number > 0") }
+            config.databaseMaxConnections = n
+        }
+        if let value = env["KEYBRAKE_DB_MIN_CONNECTIONS"], !value.isEmpty {
+            guard let n = Int(value), n >= 0 else { throw ConfigError(description: "KEYBRAKE_DB_MIN_CONNECTIONS must be a whole number ≥ 0") }
+            config.databaseMinConnections = n
         }
         if let rates = env["KEYBRAKE_FX_RATES"], !rates.isEmpty {
             do { config.proxy.fx = try FXTable(parsing: rates) } catch {

@@ -32,15 +32,9 @@ public struct VaultKeyAuthenticator: Sendable {
     public func authenticate(token: String, now: Date, logger: Logger) async throws -> Result<VaultKey, Failure> {
         guard let parsed = TokenFormat.parse(token, as: .vault) else { return .failure(.invalid) }
         let id = "key_" + parsed.publicId
-        let rows = try await client.query("""
-            SELECT \(unescaped: PostgresKeyRepository.columns), token_hash FROM vault_keys WHERE id = \(id)
-            """, logger: logger)
         var found: (VaultKey, String)?
-        for try await row in rows {
-            let r = try row.decode((String, String, String, String, String, [String], Int64?, Int64?, Int64?, Date?, Int?, Bool, Int,
-                                    String, [String], Date, Date, Date?, String).self)
-            let key = PostgresKeyRepository.makeKey((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12, r.13, r.14, r.15, r.16, r.17))
-            found = (key, r.18)
+        for try await (key, hash) in try await client.execute(KeyByIdStatement(id: id), logger: logger) {
+            found = (key, hash)
         }
         guard let (key, hash) = found else { return .failure(.invalid) }
         do {
@@ -61,5 +55,26 @@ public struct VaultKeyAuthenticator: Sendable {
             )))
         }
         return .success(key)
+    }
+}
+
+/// The proxy's key read, prepared once per connection: it runs on every proxied request, and an unnamed
+/// statement is parsed and planned by Postgres every time.
+struct KeyByIdStatement: PostgresPreparedStatement {
+    static let sql = "SELECT \(PostgresKeyRepository.columns), token_hash FROM vault_keys WHERE id = $1"
+    typealias Row = (VaultKey, String)
+
+    var id: String
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 1)
+        bindings.append(id)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row {
+        let r = try row.decode((String, String, String, String, String, [String], Int64?, Int64?, Int64?, Date?, Int?, Bool, Int,
+                                String, [String], Date, Date, Date?, String).self)
+        return (PostgresKeyRepository.makeKey((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12, r.13, r.14, r.15, r.16, r.17)), r.18)
     }
 }

@@ -64,6 +64,8 @@ public struct ProxyPipeline: Sendable {
         var autoKey = false
         var dupScope: String?
         var heldFromEarlier = false
+        /// Claims and reservation were made together (kb_begin): the reserve step has nothing left to do.
+        var reservedWithClaims = false
         var countUsageMonth: String?
     }
 
@@ -171,9 +173,13 @@ public struct ProxyPipeline: Sendable {
         var decision = try price(f.vendor, method: f.method, path: path, body: bodyData)
         if case .priced(let quote) = decision { note(quote, &f) }
 
-        // 8. idempotency and duplicate guard (POST only)
+        // 8. idempotency and duplicate guard (POST only); a request whose amount is already known reserves in the
+        // same statement as its claims.
+        let periods = Self.periods(now: clock.now(), timezone: policy.timezone)
         if f.method == "POST" {
-            if let replay = try await claimIdempotency(&f, path: path, request: request, body: bodyData, contentType: contentType, priced: decision != .free) {
+            let reserveWithClaims = if case .priced = decision, f.amount > .zero { true } else { false }
+            if let replay = try await claimIdempotency(&f, path: path, request: request, body: bodyData, contentType: contentType,
+                                                       priced: decision != .free, reserveWith: reserveWithClaims ? periods : nil) {
                 return replay
             }
         }
@@ -184,7 +190,9 @@ public struct ProxyPipeline: Sendable {
         }
 
         // 9. reserve: caps + quota, all or nothing (a retry of an unknown outcome reuses its reservation)
-        let periods = Self.periods(now: clock.now(), timezone: policy.timezone)
+        if f.reservedWithClaims {
+            return try await forward(&f, path: path, request: request, body: body, creds: creds)
+        }
         let amount = f.heldFromEarlier ? MicroUSD.zero : f.amount
         if amount == .zero, try await plan(of: f) == .pro {
             // Nothing to reserve and no quota to enforce: count the request when it finishes instead.
@@ -275,7 +283,8 @@ public struct ProxyPipeline: Sendable {
 
     /// Claims the request's idempotency records. Returns a replay response when an identical request already
     /// succeeded (or finishes while we wait); throws a Denial for reuse, in-flight timeouts and unknown outcomes.
-    func claimIdempotency(_ f: inout Flight, path: String, request: Request, body: Data, contentType: String?, priced: Bool) async throws -> Response? {
+    func claimIdempotency(_ f: inout Flight, path: String, request: Request, body: Data, contentType: String?, priced: Bool,
+                          reserveWith periods: Periods? = nil) async throws -> Response? {
         let canonical = CanonicalBody.canonical(contentType: contentType, body: body)
         let bodyHash = Self.sha256Hex(canonical)
         var claims: [IdempotencyStore.Claim] = []
@@ -303,13 +312,25 @@ public struct ProxyPipeline: Sendable {
 
         let deadline = ContinuousClock.now + config.inFlightWait
         // Bounded by the deadline (in-flight waits) and by a generous attempt count (records vanishing under us).
-        attempts: for _ in 0..<2_000 {
+        attempts: for attempt in 0..<2_000 {
             let idempotency = self.idempotency, tenantId = f.key.tenantId, ownerId = f.audit.id, logger = f.logger, toClaim = claims
-            let claimed = try await Deadline.run(config.databaseDeadline, {
-                try await idempotency.claim(toClaim, tenantId: tenantId, ownerId: ownerId, reservationId: ownerId, logger: logger)
-            }, onLateSuccess: { late in
-                try? await idempotency.release(tenantId: tenantId, scopes: Array(late), ownerId: ownerId, logger: logger)
-            })
+            let claimed: Set<String>
+            if attempt == 0, let periods {
+                switch try await claimAndReserve(&f, claims: claims, periods: periods) {
+                case .ok:
+                    return nil
+                case .claimsPartial(let got):
+                    claimed = got
+                case .denied(let code, let used, let cap):
+                    throw Denial(error: reserveDenial(code: code, used: used, cap: cap, f, periods: periods))
+                }
+            } else {
+                claimed = try await Deadline.run(config.databaseDeadline, {
+                    try await idempotency.claim(toClaim, tenantId: tenantId, ownerId: ownerId, reservationId: ownerId, logger: logger)
+                }, onLateSuccess: { late in
+                    try? await idempotency.release(tenantId: tenantId, scopes: Array(late), ownerId: ownerId, logger: logger)
+                })
+            }
             f.owned = Array(claimed)
             for claim in claims where !claimed.contains(claim.scope) {
                 guard let record = try await idempotency.record(tenantId: f.key.tenantId, scope: claim.scope, logger: f.logger) else {
@@ -356,6 +377,42 @@ public struct ProxyPipeline: Sendable {
             return nil
         }
         throw Denial(error: KeybrakeError(status: 409, code: "idempotency_key_in_use", message: "This request's idempotency record is contended; retry."))
+    }
+
+    /// First claim of a request whose amount is known: claims and reserve in one statement (kb_begin).
+    func claimAndReserve(_ f: inout Flight, claims: [IdempotencyStore.Claim], periods: Periods) async throws -> SpendLedger.BeginResult {
+        let ledger = self.ledger, idempotency = self.idempotency, logger = f.logger, freeQuota = config.freeMonthlyRequests
+        let keyId = f.key.id, tenantId = f.key.tenantId, ownerId = f.audit.id, amount = f.amount
+        var lateAudit = f.audit
+        lateAudit.decision = .denied
+        lateAudit.errorCode = KeybrakeError.unavailable.code
+        lateAudit.amountMicros = 0
+        let audit503 = lateAudit
+        let result = try await Deadline.run(config.databaseDeadline, {
+            try await ledger.begin(claims: claims, keyId: keyId, tenantId: tenantId, amount: amount, day: periods.day,
+                                   month: periods.month, usageMonth: periods.utcMonth, freeQuota: freeQuota, ownerId: ownerId, logger: logger)
+        }, onLateSuccess: { late in
+            // We already answered 503 and forwarded nothing: give the reservation and the claims back.
+            switch late {
+            case .ok:
+                var undo = SpendLedger.Finish(audit: audit503)
+                undo.reservationId = ownerId
+                undo.outcome = "released"
+                undo.dropScopes = claims.map(\.scope)
+                try? await ledger.finish(undo, logger: logger)
+            case .claimsPartial(let got):
+                try? await idempotency.release(tenantId: tenantId, scopes: Array(got), ownerId: ownerId, logger: logger)
+            case .denied:
+                break
+            }
+        })
+        if case .ok = result {
+            f.owned = claims.map(\.scope)
+            f.reservationId = ownerId
+            f.reservedWithClaims = true
+            ProxyMetrics.reservationsHeld(delta: 1)
+        }
+        return result
     }
 
     func replay(_ stored: StoredResponse, of ownerId: String, isDuplicate: Bool, _ f: inout Flight) async throws -> Response {
@@ -572,18 +629,25 @@ public struct ProxyPipeline: Sendable {
 
     /// The vault key from `X-Keybrake-Key`, `Authorization: Bearer`, or HTTP Basic (the password; Twilio's SDK).
     static func vaultToken(_ headers: HTTPFields) -> String? {
-        if let explicit = headers[.keybrakeKey], !explicit.isEmpty { return explicit.trimmingCharacters(in: .whitespaces) }
+        if let explicit = headers[.keybrakeKey], !explicit.isEmpty { return trimmed(explicit) }
         guard let auth = headers[.authorization] else { return nil }
         let parts = auth.split(separator: " ", maxSplits: 1)
         guard parts.count == 2 else { return nil }
         switch parts[0].lowercased() {
-        case "bearer": return String(parts[1]).trimmingCharacters(in: .whitespaces)
+        case "bearer": return trimmed(parts[1])
         case "basic":
-            guard let data = Data(base64Encoded: String(parts[1]).trimmingCharacters(in: .whitespaces)),
+            guard let data = Data(base64Encoded: trimmed(parts[1])),
                   let text = String(data: data, encoding: .utf8), let colon = text.firstIndex(of: ":") else { return nil }
             return String(text[text.index(after: colon)...])
         default: return nil
         }
+    }
+
+    /// Without spaces and tabs at either end (Foundation's CharacterSet trimming is slow enough to show in profiles).
+    static func trimmed(_ s: some StringProtocol) -> String {
+        let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+        guard let first = s.firstIndex(where: { !blank($0) }), let last = s.lastIndex(where: { !blank($0) }) else { return "" }
+        return String(s[first...last])
     }
 
     static func credentialHeaders(_ creds: VendorCredentials) -> [(String, String)] {
@@ -612,7 +676,7 @@ public struct ProxyPipeline: Sendable {
         upstream.headers.filter { replayedHeaderNames.contains($0.0.lowercased()) }.map { ($0.0.lowercased(), $0.1) }
     }
 
-    struct Periods {
+    struct Periods: Sendable {
         var day: String
         var month: String
         var dayEnd: Date
@@ -632,25 +696,43 @@ public struct ProxyPipeline: Sendable {
         return calendar
     }
 
-    /// The key's current day and month in its own time zone, and the UTC month for metering.
+    /// The key's current day and month in its own time zone, and the UTC month for metering. Calendar arithmetic
+    /// shows up in the request profile, and the answer only changes at midnight: each time zone's answer is kept
+    /// for as long as it holds.
     static func periods(now: Date, timezone: String) -> Periods {
+        if let cached = periodCache.get(timezone), now >= cached.validFrom, now < cached.validUntil { return cached.periods }
         let calendar = Self.calendar(timezone)
         let dayStart = calendar.startOfDay(for: now)
         let monthStart = calendar.date(from: calendar.dateComponents([.year, .month], from: now)) ?? dayStart
         let utc = Self.calendar("UTC")
         let utcMonthStart = utc.date(from: utc.dateComponents([.year, .month], from: now)) ?? now
-        return Periods(
+        let periods = Periods(
             day: dateString(dayStart, calendar), month: dateString(monthStart, calendar),
             dayEnd: calendar.date(byAdding: .day, value: 1, to: dayStart) ?? now,
             monthEnd: calendar.date(byAdding: .month, value: 1, to: monthStart) ?? now,
             utcMonth: dateString(utcMonthStart, utc),
             utcMonthEnd: utc.date(byAdding: .month, value: 1, to: utcMonthStart) ?? now
         )
+        periodCache.set(timezone, .init(periods: periods, validFrom: max(dayStart, utcMonthStart),
+                                        validUntil: min(periods.dayEnd, periods.utcMonthEnd)))
+        return periods
     }
+
+    struct CachedPeriods: Sendable {
+        var periods: Periods
+        var validFrom: Date
+        var validUntil: Date
+    }
+
+    static let periodCache = ExpiringCache<String, CachedPeriods>(ttl: .seconds(3600), capacity: 1000)
 
     static func dateString(_ date: Date, _ calendar: Calendar) -> String {
         let c = calendar.dateComponents([.year, .month, .day], from: date)
-        return String(format: "%04d-%02d-%02d", c.year ?? 1970, c.month ?? 1, c.day ?? 1)
+        func pad(_ n: Int, _ width: Int) -> String {
+            let digits = String(n)
+            return digits.count >= width ? digits : String(repeating: "0", count: width - digits.count) + digits
+        }
+        return pad(c.year ?? 1970, 4) + "-" + pad(c.month ?? 1, 2) + "-" + pad(c.day ?? 1, 2)
     }
 
     static func seconds(until end: Date, from now: Date) -> Int { max(1, Int(end.timeIntervalSince(now).rounded(.up))) }

@@ -24,12 +24,40 @@ public struct SpendLedger: Sendable {
         keyId: String, tenantId: String, amount: MicroUSD, day: String, month: String, usageMonth: String,
         freeQuota: Int, reservationId: String, logger: Logger
     ) async throws -> ReserveResult {
-        let rows = try await client.query("""
-            SELECT result, used, cap FROM kb_reserve(\(keyId), \(tenantId), \(amount.micros), \(day)::date, \(month)::date,
-                \(usageMonth)::date, \(Int64(freeQuota)), \(reservationId))
-            """, logger: logger)
-        for try await (result, used, cap) in rows.decode((String, Int64, Int64).self) {
+        let statement = ReserveStatement(keyId: keyId, tenantId: tenantId, amount: amount.micros, day: day, month: month,
+                                         usageMonth: usageMonth, freeQuota: Int64(freeQuota), reservationId: reservationId)
+        for try await (result, used, cap) in try await client.execute(statement, logger: logger) {
             return result == "ok" ? .ok : .denied(code: result, used: used, cap: cap)
+        }
+        throw KeybrakeError.internalError
+    }
+
+    public enum BeginResult: Sendable, Equatable {
+        /// Every scope claimed and the money reserved.
+        case ok
+        /// Another request holds some scope: nothing reserved; `claimed` are the scopes this request did get.
+        case claimsPartial(claimed: Set<String>)
+        /// The reserve was refused; the claims were given back.
+        case denied(code: String, used: Int64, cap: Int64)
+    }
+
+    /// Claims the request's idempotency records and reserves `amount`, in one statement (kb_begin).
+    public func begin(
+        claims: [IdempotencyStore.Claim], keyId: String, tenantId: String, amount: MicroUSD, day: String, month: String,
+        usageMonth: String, freeQuota: Int, ownerId: String, logger: Logger
+    ) async throws -> BeginResult {
+        let sorted = claims.sorted { $0.scope < $1.scope }
+        // Postgres arrays of text cannot carry NULL through PostgresNIO's [String]: '' stands for "no upstream key".
+        let statement = BeginStatement(
+            tenantId: tenantId, ownerId: ownerId, scopes: sorted.map(\.scope), hashes: sorted.map(\.requestHash),
+            upstreamKeys: sorted.map { $0.upstreamKey ?? "" }, ttls: sorted.map { Int32(clamping: $0.ttl.components.seconds) },
+            keyId: keyId, amount: amount.micros, day: day, month: month, usageMonth: usageMonth, freeQuota: Int64(freeQuota))
+        for try await (result, used, cap, claimed) in try await client.execute(statement, logger: logger) {
+            switch result {
+            case "ok": return .ok
+            case "claims_partial": return .claimsPartial(claimed: Set(claimed))
+            default: return .denied(code: result, used: used, cap: cap)
+            }
         }
         throw KeybrakeError.internalError
     }
@@ -48,10 +76,17 @@ public struct SpendLedger: Sendable {
         public var countUsageMonth: String?
 
         public init(audit: AuditEvent) { self.audit = audit }
+
+        /// Only the audit row (and maybe a request count) to write: no money, no idempotency records.
+        var isAuditOnly: Bool { reservationId == nil && completeScopes.isEmpty && dropScopes.isEmpty && pricedObject == nil }
     }
 
     /// Settles the reservation, writes the audit row and completes idempotency records, atomically.
     public func finish(_ f: Finish, logger: Logger) async throws {
+        if f.isAuditOnly {
+            for try await _ in try await client.execute(AuditOnlyStatement(event: f.audit, countUsageMonth: f.countUsageMonth), logger: logger) {}
+            return
+        }
         let headersJSON = try f.response.map { String(decoding: try JSONSerialization.data(withJSONObject: Dictionary($0.headers, uniquingKeysWith: { a, _ in a })), as: UTF8.self) }
         let body = f.response.map { ByteBuffer(bytes: $0.body) }
         try await client.query("""
@@ -86,4 +121,81 @@ public struct StoredResponse: Sendable, Equatable {
     public static func == (a: StoredResponse, b: StoredResponse) -> Bool {
         a.status == b.status && a.body == b.body && a.headers.map { $0.0 + ":" + $0.1 } == b.headers.map { $0.0 + ":" + $0.1 }
     }
+}
+
+// MARK: - Prepared statements (the hot path: parsed and planned once per connection, not per request)
+
+struct ReserveStatement: PostgresPreparedStatement {
+    static let sql = "SELECT result, used, cap FROM kb_reserve($1, $2, $3, $4::date, $5::date, $6::date, $7, $8)"
+    typealias Row = (String, Int64, Int64)
+    var keyId: String, tenantId: String, amount: Int64, day: String, month: String, usageMonth: String, freeQuota: Int64, reservationId: String
+
+    func makeBindings() throws -> PostgresBindings {
+        var b = PostgresBindings(capacity: 8)
+        b.append(keyId); b.append(tenantId); b.append(amount); b.append(day); b.append(month); b.append(usageMonth)
+        b.append(freeQuota); b.append(reservationId)
+        return b
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
+struct BeginStatement: PostgresPreparedStatement {
+    static let sql = """
+        SELECT result, used, cap, claimed FROM kb_begin($1, $2, $3::text[], $4::text[], $5::text[], $6::int[],
+            $7, $8, $9::date, $10::date, $11::date, $12)
+        """
+    typealias Row = (String, Int64, Int64, [String])
+    var tenantId: String, ownerId: String, scopes: [String], hashes: [String], upstreamKeys: [String], ttls: [Int32]
+    var keyId: String, amount: Int64, day: String, month: String, usageMonth: String, freeQuota: Int64
+
+    func makeBindings() throws -> PostgresBindings {
+        var b = PostgresBindings(capacity: 12)
+        b.append(tenantId); b.append(ownerId); b.append(scopes); b.append(hashes); b.append(upstreamKeys); b.append(ttls)
+        b.append(keyId); b.append(amount); b.append(day); b.append(month); b.append(usageMonth); b.append(freeQuota)
+        return b
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
+/// The audit row of a request that moved no money and holds no idempotency records (most GETs, and denials
+/// before any claim): a typed INSERT, committed without waiting for fsync (DESIGN §12), plus the request count
+/// of a tenant without a quota.
+struct AuditOnlyStatement: PostgresPreparedStatement {
+    static let sql = """
+        WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)),
+             counted AS (INSERT INTO tenant_monthly_usage (tenant_id, month, shard, requests)
+                         SELECT $2, $24::date, floor(random() * 16)::smallint, 1 WHERE $24::date IS NOT NULL
+                         ON CONFLICT (tenant_id, month, shard) DO UPDATE SET requests = tenant_monthly_usage.requests + 1)
+        INSERT INTO audit_events (id, tenant_id, key_id, key_label, vendor, method, path, operation, decision, error_code,
+            upstream_status, amount_minor, currency, amount_micros, idempotency_key, idempotency_auto, upstream_request_id,
+            run_id, outcome, duplicate_of, resolves, overhead_us, upstream_us, created_at)
+        SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::int, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, now()
+        FROM relaxed
+        """
+    /// Explicit: a NULL binding carries no type, and a statement prepared with one would take the type from its
+    /// context (`$11::int` → int4) and then reject the int8 a later request binds there.
+    static let bindingDataTypes: [PostgresDataType] = [
+        .text, .text, .text, .text, .text, .text, .text, .text, .text, .text,   // id … error_code
+        .int8, .int8, .text, .int8, .text, .bool, .text, .text, .text, .text, .text, .int8, .int8,   // upstream_status … upstream_us
+        .text,   // usage month
+    ]
+    typealias Row = Void
+    var event: AuditEvent
+    var countUsageMonth: String?
+
+    func makeBindings() throws -> PostgresBindings {
+        let e = event
+        var b = PostgresBindings(capacity: 24)
+        b.append(e.id); b.append(e.tenantId); b.append(e.keyId); b.append(e.keyLabel); b.append(e.vendor); b.append(e.method)
+        b.append(e.path); b.append(e.operation); b.append(e.decision.rawValue); b.append(e.errorCode)
+        b.append(e.upstreamStatus.map(Int64.init)); b.append(e.amountMinor); b.append(e.currency); b.append(e.amountMicros)
+        b.append(e.idempotencyKey); b.append(e.idempotencyAuto); b.append(e.upstreamRequestId); b.append(e.runId)
+        b.append(e.outcome?.rawValue); b.append(e.duplicateOf); b.append(e.resolves); b.append(e.overheadUs); b.append(e.upstreamUs)
+        b.append(countUsageMonth)
+        return b
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { () }
 }

@@ -39,12 +39,18 @@ public struct DatabaseURL: Sendable, Equatable {
     /// The URL without its password, safe to log.
     public var redacted: String { "postgres://\(username)@\(host):\(port)/\(database)" }
 
-    public func clientConfiguration(maxConnections: Int = 32) -> PostgresClient.Configuration {
+    /// `minConnections` are opened eagerly and kept: PostgresNIO's pool runs no timers for them. Every connection
+    /// above the minimum, and every keep-alive, costs a timer task per query (scheduled when the connection is
+    /// released, cancelled when it is leased again): measured ~17 context switches and ~0.3 ms of CPU per query.
+    public func clientConfiguration(maxConnections: Int = 32, minConnections: Int = 0) -> PostgresClient.Configuration {
         var config = PostgresClient.Configuration(
             host: host, port: port, username: username, password: password, database: database,
             tls: requireTLS ? .require(.makeClientConfiguration()) : .disable
         )
         config.options.maximumConnections = maxConnections
+        config.options.minimumConnections = min(minConnections, maxConnections)
+        // A dead connection shows itself on its next query (503, fail closed) and is replaced by the pool.
+        config.options.keepAliveBehavior = nil
         config.options.connectTimeout = .seconds(5)
         return config
     }

@@ -111,7 +111,7 @@ public struct PostgresTenantRepository: TenantRepository {
 
     public func monthlyRequests(tenantId: String, month: String, logger: Logger) async throws -> Int64 {
         let rows = try await client.query(
-            "SELECT requests FROM tenant_monthly_usage WHERE tenant_id = \(tenantId) AND month = \(month)::date", logger: logger
+            "SELECT COALESCE(sum(requests), 0)::bigint FROM tenant_monthly_usage WHERE tenant_id = \(tenantId) AND month = \(month)::date", logger: logger
         )
         for try await n in rows.decode(Int64.self) { return n }
         return 0

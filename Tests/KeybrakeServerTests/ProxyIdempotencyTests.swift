@@ -204,7 +204,7 @@ final class ProxyIdempotencyTests: XCTestCase {
             XCTAssertEqual((third.json["error"] as? [String: Any])?["code"] as? String, "duplicate_in_flight")
             expectStatus(try await first, .ok)
             let retried = try await client.proxy(.post, "/stripe/v1/charges", key: token, form: charge, headers: ["Idempotency-Key": "slow-1"])
-            XCTAssertEqual(retried.headers[HTTPField.Name("Idempotent-Replayed")!], "true")
+            XCTAssertEqual(retried.headers[HTTPField.Name("Idempotent-Replayed")!], "true", "\(retried.status) \(retried.text)")
         }
         XCTAssertEqual(h.fake.requests(path: "/v1/charges").count, 1)
     }
