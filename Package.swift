@@ -126,7 +126,7 @@ let package = Package(
         ),
         .testTarget(name: "KeybrakeCoreTests", dependencies: ["KeybrakeCore"]),
         .testTarget(name: "TokenAuthTests", dependencies: ["TokenAuth", "KeybrakeCore"]),
-        .testTarget(name: "StorageTests", dependencies: ["Storage"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "KeybrakeCore"]),
         .testTarget(name: "ProxyTests", dependencies: ["Proxy", "KeybrakeCore"]),
         .testTarget(
             name: "KeybrakeServerTests",

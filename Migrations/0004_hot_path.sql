@@ -1,23 +1,51 @@
--- Hot path (issue 6, measured with `make bench`; see README "Benchmarks"):
---   * request counting no longer serialises a tenant's requests on one row: tenants without a quota count into
---     one of 16 shards picked at random; the free plan keeps one locked row (shard 0), which is what makes its
---     quota exact;
---   * kb_reserve locks the key's two ledger rows with one statement and updates them with one;
---   * kb_begin claims a request's idempotency records and reserves its money in one round trip;
---   * kb_finish locks idempotency records before the ledger, the order kb_begin uses.
--- Money semantics are unchanged.
+-- Hot path (issue 6, measured with `make bench`; see README "Benchmarks"). Money semantics are unchanged; what
+-- changes is which rows a request touches, and for how long it holds their locks.
+--
+-- * Caps are checked against one counter per key and period (`spend_counters.counted_micros` = settled + held +
+--   outcome unknown). A reserve adds to it; a settle at the reserved amount (the common case) leaves it alone, so
+--   the hot rows are locked once per request instead of twice. The settled / reserved / unknown breakdown is read
+--   from the reservations themselves (view `spend_ledger`, same columns as the table it replaces).
+-- * Request counting no longer serialises a tenant's requests on one row: tenants without a quota count into one of
+--   16 shards picked at random; the free plan keeps one locked row (shard 0), which is what makes its quota exact.
+-- * Per-request tables carry no foreign keys: each FK check takes a KEY SHARE lock on the tenant (or key) row, and
+--   concurrent requests of one tenant turn that into a MultiXact per row. Rows are written only by the kb_*
+--   functions with ids read from the key row, and tenants and keys are never deleted (revocation is a status);
+--   whoever adds deletion deletes these rows too.
+-- * kb_begin claims a request's idempotency records and reserves its money in one round trip; kb_finish locks
+--   idempotency records before the counters, the order kb_begin uses.
 
 ALTER TABLE tenant_monthly_usage ADD COLUMN shard SMALLINT NOT NULL DEFAULT 0 CHECK (shard BETWEEN 0 AND 15);
 ALTER TABLE tenant_monthly_usage DROP CONSTRAINT tenant_monthly_usage_pkey;
 ALTER TABLE tenant_monthly_usage ADD PRIMARY KEY (tenant_id, month, shard);
 
--- Counts one request for a tenant without a quota (no lock shared with its other requests).
-CREATE FUNCTION kb_count_request(p_tenant_id TEXT, p_month DATE) RETURNS VOID LANGUAGE sql AS $fn$
-    INSERT INTO tenant_monthly_usage (tenant_id, month, shard, requests)
-    VALUES (p_tenant_id, p_month, floor(random() * 16)::smallint, 1)
-    ON CONFLICT (tenant_id, month, shard) DO UPDATE SET requests = tenant_monthly_usage.requests + 1;
-$fn$;
+ALTER TABLE reservations DROP CONSTRAINT reservations_tenant_id_fkey, DROP CONSTRAINT reservations_key_id_fkey;
+ALTER TABLE idempotency_records DROP CONSTRAINT idempotency_records_tenant_id_fkey;
+ALTER TABLE priced_objects DROP CONSTRAINT priced_objects_tenant_id_fkey;
 
+ALTER TABLE spend_ledger RENAME TO spend_counters;
+ALTER TABLE spend_counters ADD COLUMN counted_micros BIGINT NOT NULL DEFAULT 0 CHECK (counted_micros >= 0);
+UPDATE spend_counters SET counted_micros = settled_micros + reserved_micros + unknown_micros;
+ALTER TABLE spend_counters DROP COLUMN settled_micros, DROP COLUMN reserved_micros, DROP COLUMN unknown_micros;
+
+DROP INDEX reservations_key_state;
+CREATE INDEX reservations_key_day ON reservations (key_id, day) INCLUDE (state, amount_micros, settled_micros);
+CREATE INDEX reservations_key_month ON reservations (key_id, month) INCLUDE (state, amount_micros, settled_micros);
+
+-- The spend breakdown per key and period, for reports; counted_micros = settled + reserved + unknown always.
+CREATE VIEW spend_ledger AS
+SELECT c.key_id, c.period, c.period_start, c.counted_micros,
+       COALESCE(sum(r.settled_micros) FILTER (WHERE r.state = 'settled'), 0)::bigint AS settled_micros,
+       COALESCE(sum(r.amount_micros) FILTER (WHERE r.state = 'held'), 0)::bigint AS reserved_micros,
+       COALESCE(sum(r.amount_micros) FILTER (WHERE r.state = 'unknown'), 0)::bigint AS unknown_micros
+FROM spend_counters c
+LEFT JOIN reservations r ON r.key_id = c.key_id
+    AND ((c.period = 'day' AND r.day = c.period_start) OR (c.period = 'month' AND r.month = c.period_start))
+GROUP BY c.key_id, c.period, c.period_start, c.counted_micros;
+
+-- Reserve everything a request needs, all or nothing, in one statement: key still active and unexpired,
+-- per-request max, daily and monthly caps, tenant monthly quota. Returns 'ok' or the denial code, with the
+-- figures the error message needs. Work that shares no lock comes first; the key's counter rows are locked last
+-- and held only until the commit.
 CREATE OR REPLACE FUNCTION kb_reserve(
     p_key_id TEXT, p_tenant_id TEXT, p_amount BIGINT, p_day DATE, p_month DATE,
     p_usage_month DATE, p_free_quota BIGINT, p_reservation_id TEXT
@@ -25,10 +53,14 @@ CREATE OR REPLACE FUNCTION kb_reserve(
 DECLARE
     k RECORD;
     v_plan TEXT;
+    v_shard SMALLINT;
     v_rows INTEGER;
     v_day BIGINT := 0;
     v_month BIGINT := 0;
     v_requests BIGINT;
+    v_denial TEXT;
+    v_used BIGINT;
+    v_cap BIGINT;
 BEGIN
     SELECT status, expires_at, daily_cap_micros, monthly_cap_micros, max_request_micros INTO k
     FROM vault_keys WHERE id = p_key_id AND tenant_id = p_tenant_id;
@@ -42,49 +74,92 @@ BEGIN
         RETURN QUERY SELECT 'request_cap_exceeded'::TEXT, p_amount, k.max_request_micros; RETURN;
     END IF;
 
+    SELECT plan INTO v_plan FROM tenants WHERE id = p_tenant_id;
+    IF v_plan <> 'free' THEN
+        -- No quota: count into a random shard (taken back below if the request is refused).
+        v_shard := floor(random() * 16)::smallint;
+        INSERT INTO tenant_monthly_usage (tenant_id, month, shard, requests) VALUES (p_tenant_id, p_usage_month, v_shard, 1)
+        ON CONFLICT (tenant_id, month, shard) DO UPDATE SET requests = tenant_monthly_usage.requests + 1;
+    END IF;
+
     IF p_amount > 0 THEN
-        -- Lock the key's day and month rows (day first: every writer uses this order) and read both caps' usage.
+        INSERT INTO reservations (id, tenant_id, key_id, amount_micros, day, month, state)
+        VALUES (p_reservation_id, p_tenant_id, p_key_id, p_amount, p_day, p_month, 'held');
+        -- Lock the key's day and month counters (day first: every writer uses this order) and check both caps.
         FOR attempt IN 1..2 LOOP
-            SELECT count(*), COALESCE(max(total) FILTER (WHERE period = 'day'), 0), COALESCE(max(total) FILTER (WHERE period = 'month'), 0)
+            SELECT count(*), COALESCE(max(counted_micros) FILTER (WHERE period = 'day'), 0),
+                   COALESCE(max(counted_micros) FILTER (WHERE period = 'month'), 0)
             INTO v_rows, v_day, v_month
-            FROM (SELECT period, settled_micros + reserved_micros + unknown_micros AS total FROM spend_ledger
+            FROM (SELECT period, counted_micros FROM spend_counters
                   WHERE key_id = p_key_id AND ((period = 'day' AND period_start = p_day) OR (period = 'month' AND period_start = p_month))
                   ORDER BY period FOR UPDATE) locked;
             EXIT WHEN v_rows = 2;
-            INSERT INTO spend_ledger (key_id, period, period_start)
+            INSERT INTO spend_counters (key_id, period, period_start)
             VALUES (p_key_id, 'day', p_day), (p_key_id, 'month', p_month)
             ON CONFLICT DO NOTHING;
         END LOOP;
         IF k.daily_cap_micros IS NOT NULL AND v_day + p_amount > k.daily_cap_micros THEN
-            RETURN QUERY SELECT 'daily_usd_cap_exceeded'::TEXT, v_day, k.daily_cap_micros; RETURN;
-        END IF;
-        IF k.monthly_cap_micros IS NOT NULL AND v_month + p_amount > k.monthly_cap_micros THEN
-            RETURN QUERY SELECT 'monthly_usd_cap_exceeded'::TEXT, v_month, k.monthly_cap_micros; RETURN;
+            v_denial := 'daily_usd_cap_exceeded'; v_used := v_day; v_cap := k.daily_cap_micros;
+        ELSIF k.monthly_cap_micros IS NOT NULL AND v_month + p_amount > k.monthly_cap_micros THEN
+            v_denial := 'monthly_usd_cap_exceeded'; v_used := v_month; v_cap := k.monthly_cap_micros;
         END IF;
     END IF;
 
-    -- Metering: denied requests never reach this point, so they do not count. Only the free plan has a quota:
-    -- its requests take shard 0's lock, so two replicas cannot both let request 1,000 through.
-    SELECT plan INTO v_plan FROM tenants WHERE id = p_tenant_id;
-    IF v_plan = 'free' THEN
+    -- The free plan's quota: its requests take shard 0's lock, so two replicas cannot both let request 1,000 through.
+    -- Denied requests do not count.
+    IF v_denial IS NULL AND v_plan = 'free' THEN
         INSERT INTO tenant_monthly_usage (tenant_id, month, shard) VALUES (p_tenant_id, p_usage_month, 0) ON CONFLICT DO NOTHING;
         PERFORM 1 FROM tenant_monthly_usage WHERE tenant_id = p_tenant_id AND month = p_usage_month AND shard = 0 FOR UPDATE;
         SELECT sum(requests) INTO v_requests FROM tenant_monthly_usage WHERE tenant_id = p_tenant_id AND month = p_usage_month;
         IF v_requests >= p_free_quota THEN
-            RETURN QUERY SELECT 'monthly_quota_exceeded'::TEXT, v_requests, p_free_quota; RETURN;
+            v_denial := 'monthly_quota_exceeded'; v_used := v_requests; v_cap := p_free_quota;
+        ELSE
+            UPDATE tenant_monthly_usage SET requests = requests + 1 WHERE tenant_id = p_tenant_id AND month = p_usage_month AND shard = 0;
         END IF;
-        UPDATE tenant_monthly_usage SET requests = requests + 1 WHERE tenant_id = p_tenant_id AND month = p_usage_month AND shard = 0;
-    ELSE
-        PERFORM kb_count_request(p_tenant_id, p_usage_month);
     END IF;
 
+    IF v_denial IS NOT NULL THEN
+        IF p_amount > 0 THEN DELETE FROM reservations WHERE id = p_reservation_id; END IF;
+        IF v_shard IS NOT NULL THEN
+            UPDATE tenant_monthly_usage SET requests = requests - 1 WHERE tenant_id = p_tenant_id AND month = p_usage_month AND shard = v_shard;
+        END IF;
+        RETURN QUERY SELECT v_denial, v_used, v_cap; RETURN;
+    END IF;
     IF p_amount > 0 THEN
-        UPDATE spend_ledger SET reserved_micros = reserved_micros + p_amount
+        UPDATE spend_counters SET counted_micros = counted_micros + p_amount
         WHERE key_id = p_key_id AND ((period = 'day' AND period_start = p_day) OR (period = 'month' AND period_start = p_month));
-        INSERT INTO reservations (id, tenant_id, key_id, amount_micros, day, month, state)
-        VALUES (p_reservation_id, p_tenant_id, p_key_id, p_amount, p_day, p_month, 'held');
     END IF;
     RETURN QUERY SELECT 'ok'::TEXT, v_day + p_amount, 0::BIGINT;
+END;
+$fn$;
+
+-- Moves a reservation to its outcome: 'settled' (with the actual amount, which may be lower), 'released' (nothing
+-- moved) or 'unknown' (kept counted until resolved). Only a reservation in 'held' or 'unknown' moves; returns the
+-- state it had, or NULL if there was nothing to move. The counters change only by what stops counting: all of a
+-- release, the unspent part of a lower settlement; a settlement at the reserved amount leaves them alone.
+CREATE OR REPLACE FUNCTION kb_settle(p_reservation_id TEXT, p_outcome TEXT, p_actual BIGINT)
+RETURNS TEXT LANGUAGE plpgsql AS $fn$
+DECLARE
+    r RECORD;
+    v_settled BIGINT;
+    v_uncounted BIGINT;
+BEGIN
+    SELECT * INTO r FROM reservations WHERE id = p_reservation_id FOR UPDATE;
+    IF NOT FOUND OR r.state NOT IN ('held', 'unknown') THEN RETURN NULL; END IF;
+    -- Never settle more than was reserved: the cap check was made against the reservation.
+    v_settled := LEAST(GREATEST(COALESCE(p_actual, r.amount_micros), 0), r.amount_micros);
+    v_uncounted := CASE p_outcome WHEN 'released' THEN r.amount_micros WHEN 'settled' THEN r.amount_micros - v_settled ELSE 0 END;
+    IF v_uncounted > 0 THEN
+        PERFORM 1 FROM spend_counters
+        WHERE key_id = r.key_id AND ((period = 'day' AND period_start = r.day) OR (period = 'month' AND period_start = r.month))
+        ORDER BY period FOR UPDATE;
+        UPDATE spend_counters SET counted_micros = counted_micros - v_uncounted
+        WHERE key_id = r.key_id AND ((period = 'day' AND period_start = r.day) OR (period = 'month' AND period_start = r.month));
+    END IF;
+    UPDATE reservations SET state = p_outcome,
+        settled_micros = CASE WHEN p_outcome = 'settled' THEN v_settled ELSE NULL END, updated_at = now()
+    WHERE id = p_reservation_id;
+    RETURN r.state;
 END;
 $fn$;
 
@@ -138,7 +213,7 @@ BEGIN
     IF p_reservation_id IS NULL AND cardinality(p_complete_scopes) = 0 AND cardinality(p_drop_scopes) = 0 THEN
         PERFORM set_config('synchronous_commit', 'off', true);
     END IF;
-    -- Idempotency records first, in scope order (the order kb_begin claims them), then the ledger.
+    -- Idempotency records first, in scope order (the order kb_begin claims them), then the counters.
     PERFORM 1 FROM idempotency_records
     WHERE tenant_id = v_tenant AND scope = ANY(p_complete_scopes || p_drop_scopes) ORDER BY scope FOR UPDATE;
     IF p_reservation_id IS NOT NULL THEN
@@ -158,8 +233,11 @@ BEGIN
         INSERT INTO priced_objects (tenant_id, vendor, object_id, audit_id)
         VALUES (v_tenant, p_audit->>'vendor', p_priced_object, v_owner) ON CONFLICT DO NOTHING;
     END IF;
+    -- A request with no quota to check (a pro tenant's unpriced call) is counted here, in a random shard.
     IF p_count_usage_month IS NOT NULL THEN
-        PERFORM kb_count_request(v_tenant, p_count_usage_month);
+        INSERT INTO tenant_monthly_usage (tenant_id, month, shard, requests)
+        VALUES (v_tenant, p_count_usage_month, floor(random() * 16)::smallint, 1)
+        ON CONFLICT (tenant_id, month, shard) DO UPDATE SET requests = tenant_monthly_usage.requests + 1;
     END IF;
 END;
 $fn$;

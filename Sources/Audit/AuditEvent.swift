@@ -62,7 +62,7 @@ public struct AuditEvent: Sendable, Encodable, Equatable {
     }
 
     /// A JSON string literal (RFC 8259 escaping).
-    static func quoted(_ s: String) -> String {
+    public static func quoted(_ s: String) -> String {
         var out = "\""
         for scalar in s.unicodeScalars {
             switch scalar {

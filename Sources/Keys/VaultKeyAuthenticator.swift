@@ -61,6 +61,7 @@ public struct VaultKeyAuthenticator: Sendable {
 /// The proxy's key read, prepared once per connection: it runs on every proxied request, and an unnamed
 /// statement is parsed and planned by Postgres every time.
 struct KeyByIdStatement: PostgresPreparedStatement {
+    static let name = "kb_KeyByIdStatement"
     static let sql = "SELECT \(PostgresKeyRepository.columns), token_hash FROM vault_keys WHERE id = $1"
     typealias Row = (VaultKey, String)
 

@@ -87,13 +87,27 @@ public struct SpendLedger: Sendable {
             for try await _ in try await client.execute(AuditOnlyStatement(event: f.audit, countUsageMonth: f.countUsageMonth), logger: logger) {}
             return
         }
-        let headersJSON = try f.response.map { String(decoding: try JSONSerialization.data(withJSONObject: Dictionary($0.headers, uniquingKeysWith: { a, _ in a })), as: UTF8.self) }
-        let body = f.response.map { ByteBuffer(bytes: $0.body) }
+        // The response is kept only in the idempotency records this request completes.
+        let stored = f.completeScopes.isEmpty ? nil : f.response
+        let headersJSON = stored.map { Self.headersJSON($0.headers) }
+        let body = stored.map { ByteBuffer(bytes: $0.body) }
         try await client.query("""
             SELECT kb_finish(\(try f.audit.columnsJSON())::jsonb, \(f.reservationId)::text, \(f.outcome)::text, \(f.actual?.micros)::bigint,
-                \(f.completeScopes)::text[], \(f.recordState)::text, \(f.dropScopes)::text[], \(f.response.map { $0.status })::int,
+                \(f.completeScopes)::text[], \(f.recordState)::text, \(f.dropScopes)::text[], \(stored.map { $0.status })::int,
                 \(headersJSON)::jsonb, \(body)::bytea, \(f.pricedObject)::text, \(f.countUsageMonth)::date)
             """, logger: logger)
+    }
+
+    /// The replayable headers as a JSON object (first value of a repeated name wins). By hand: JSONSerialization
+    /// showed in the charge profile, and this is a flat object of strings.
+    static func headersJSON(_ headers: [(String, String)]) -> String {
+        var seen = Set<String>()
+        var out = "{"
+        for (name, value) in headers where seen.insert(name).inserted {
+            if out.count > 1 { out += "," }
+            out += AuditEvent.quoted(name) + ":" + AuditEvent.quoted(value)
+        }
+        return out + "}"
     }
 
     /// true when this object's money was counted when it was created through Keybrake.
@@ -126,6 +140,7 @@ public struct StoredResponse: Sendable, Equatable {
 // MARK: - Prepared statements (the hot path: parsed and planned once per connection, not per request)
 
 struct ReserveStatement: PostgresPreparedStatement {
+    static let name = "kb_ReserveStatement"
     static let sql = "SELECT result, used, cap FROM kb_reserve($1, $2, $3, $4::date, $5::date, $6::date, $7, $8)"
     typealias Row = (String, Int64, Int64)
     var keyId: String, tenantId: String, amount: Int64, day: String, month: String, usageMonth: String, freeQuota: Int64, reservationId: String
@@ -141,6 +156,7 @@ struct ReserveStatement: PostgresPreparedStatement {
 }
 
 struct BeginStatement: PostgresPreparedStatement {
+    static let name = "kb_BeginStatement"
     static let sql = """
         SELECT result, used, cap, claimed FROM kb_begin($1, $2, $3::text[], $4::text[], $5::text[], $6::int[],
             $7, $8, $9::date, $10::date, $11::date, $12)
@@ -163,6 +179,7 @@ struct BeginStatement: PostgresPreparedStatement {
 /// before any claim): a typed INSERT, committed without waiting for fsync (DESIGN §12), plus the request count
 /// of a tenant without a quota.
 struct AuditOnlyStatement: PostgresPreparedStatement {
+    static let name = "kb_AuditOnlyStatement"
     static let sql = """
         WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)),
              counted AS (INSERT INTO tenant_monthly_usage (tenant_id, month, shard, requests)

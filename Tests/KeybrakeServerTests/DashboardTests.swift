@@ -378,10 +378,17 @@ final class DashboardTests: XCTestCase {
                            CASE WHEN g % 10 = 0 THEN NULL ELSE 'settled' END, now() - g * interval '1 second'
                     FROM generate_series(1, 10000) g
                     """)
+                // Per key: $85 settled, $1 held, $0.50 outcome unknown today (the ledger's breakdown comes from reservations).
                 _ = try await db.query("""
-                    INSERT INTO spend_ledger (key_id, period, period_start, settled_micros, reserved_micros, unknown_micros)
+                    INSERT INTO reservations (id, tenant_id, key_id, amount_micros, day, month, state, settled_micros)
+                    SELECT 'res_perf_' || s || '_' || k, \(tenantId), k, a, (now() AT TIME ZONE 'UTC')::date,
+                           date_trunc('month', now() AT TIME ZONE 'UTC')::date, s, CASE WHEN s = 'settled' THEN a END
+                    FROM unnest(\(ids)) k, (VALUES ('settled', 85000000), ('held', 1000000), ('unknown', 500000)) AS v(s, a)
+                    """)
+                _ = try await db.query("""
+                    INSERT INTO spend_counters (key_id, period, period_start, counted_micros)
                     SELECT k, p, CASE p WHEN 'day' THEN (now() AT TIME ZONE 'UTC')::date ELSE date_trunc('month', now() AT TIME ZONE 'UTC')::date END,
-                           85000000, 1000000, 500000
+                           86500000
                     FROM unnest(\(ids)) k, unnest(ARRAY['day', 'month']) p
                     ON CONFLICT DO NOTHING
                     """)

@@ -93,9 +93,13 @@ enum Ledger {
         try await TestDatabase.withClient { db in
             var row = Row(settled: 0, reserved: 0, unknown: 0)
             for try await r in try await db.query("""
-                SELECT settled_micros, reserved_micros, unknown_micros FROM spend_ledger WHERE key_id = \(keyId) AND period = 'day'
+                SELECT settled_micros, reserved_micros, unknown_micros, counted_micros FROM spend_ledger WHERE key_id = \(keyId) AND period = 'day'
                 ORDER BY period_start DESC LIMIT 1
-                """).decode((Int64, Int64, Int64).self) { row = Row(settled: r.0, reserved: r.1, unknown: r.2) }
+                """).decode((Int64, Int64, Int64, Int64).self) {
+                row = Row(settled: r.0, reserved: r.1, unknown: r.2)
+                // The counter the caps are checked against must always equal the reservations' breakdown.
+                XCTAssertEqual(r.3, r.0 + r.1 + r.2, "counted_micros of \(keyId) drifted from its reservations")
+            }
             return row
         }
     }

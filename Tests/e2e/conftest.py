@@ -257,7 +257,10 @@ class Stack:
         rows = self.sql(f"SELECT row_to_json(l) FROM spend_ledger l WHERE key_id = '{key_id}' AND period = '{period}' "
                         "ORDER BY period_start DESC LIMIT 1")
         row = json.loads(rows[0]) if rows else {}
-        return {k: int(row.get(f"{k}_micros") or 0) for k in ("settled", "reserved", "unknown")}
+        out = {k: int(row.get(f"{k}_micros") or 0) for k in ("settled", "reserved", "unknown")}
+        # The counter the caps are checked against always equals the reservations' breakdown.
+        assert int(row.get("counted_micros") or 0) == sum(out.values()), row
+        return out
 
     def stripe_objects(self, kind: str = "charges") -> list[dict]:
         """Every object of a kind that exists at localstripe (asked directly, not through Keybrake)."""

@@ -1,0 +1,52 @@
+import KeybrakeCore
+import NIOConcurrencyHelpers
+import XCTest
+
+@testable import Storage
+
+final class DeadlineTests: XCTestCase {
+    func testFastWorkReturnsItsValueAndNeverUndoes() async throws {
+        let undone = NIOLockedValueBox(false)
+        for i in 0..<200 {
+            let value = try await Deadline.run(.seconds(2), { i * 2 }, onLateSuccess: { _ in undone.withLockedValue { $0 = true } })
+            XCTAssertEqual(value, i * 2)
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        XCTAssertFalse(undone.withLockedValue { $0 })
+        XCTAssertTrue(DeadlineWatchdog.shared.state.withLockedValue { $0.pending.isEmpty }, "finished work leaves no deadline behind")
+    }
+
+    func testErrorsReachTheCaller() async {
+        struct Boom: Error {}
+        do {
+            _ = try await Deadline.run(.seconds(2), { () async throws -> Int in throw Boom() })
+            XCTFail("expected the work's error")
+        } catch {
+            XCTAssertTrue(error is Boom, "\(error)")
+        }
+    }
+
+    /// Work that outlives the deadline: the caller gets `unavailable` at about the deadline (fail closed), and
+    /// when the work later succeeds anyway its effect is handed to `onLateSuccess` to be undone.
+    func testSlowWorkFailsClosedAtTheDeadlineAndIsUndoneLater() async throws {
+        let late = NIOLockedValueBox<Int?>(nil)
+        let started = ContinuousClock.now
+        do {
+            _ = try await Deadline.run(.milliseconds(200), { () async throws -> Int in
+                // Not cancellable on purpose: a statement already on the wire keeps running.
+                let until = ContinuousClock.now + .milliseconds(700)
+                while ContinuousClock.now < until { try? await Task.sleep(for: .milliseconds(20)) }
+                return 42
+            }, onLateSuccess: { value in late.withLockedValue { $0 = value } })
+            XCTFail("expected unavailable")
+        } catch let error as KeybrakeError {
+            XCTAssertEqual(error.code, KeybrakeError.unavailable.code)
+        }
+        let elapsed = ContinuousClock.now - started
+        XCTAssertGreaterThanOrEqual(elapsed, .milliseconds(200))
+        XCTAssertLessThan(elapsed, .milliseconds(600), "answered at the deadline, not when the work finished")
+        XCTAssertNil(late.withLockedValue { $0 }, "not undone before the work finishes")
+        try await Task.sleep(for: .milliseconds(900))
+        XCTAssertEqual(late.withLockedValue { $0 }, 42, "the late success was handed over to be undone")
+    }
+}
