@@ -39,7 +39,7 @@ public struct IdempotencyStore: Sendable {
             return "$\(binds.count)"
         }
         let owner = bind(ownerId), tenant = bind(tenantId), reservation = bind(reservationId)
-        // Always in scope order: kb_finish locks the same rows in the same order (no lock-order deadlock).
+        // Always in scope order: kb_finish_records locks the same rows in the same order (no lock-order deadlock).
         let rows = claims.sorted { $0.scope < $1.scope }.map { c in
             "(\(tenant), \(bind(c.scope)), \(bind(c.requestHash)), 'in_flight', \(owner), \(reservation), \(bind(c.upstreamKey)), now() + make_interval(secs => \(Int64(c.ttl.components.seconds))))"
         }

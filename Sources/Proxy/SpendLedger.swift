@@ -89,13 +89,12 @@ public struct SpendLedger: Sendable {
         }
         // The response is kept only in the idempotency records this request completes.
         let stored = f.completeScopes.isEmpty ? nil : f.response
-        let headersJSON = stored.map { Self.headersJSON($0.headers) }
-        let body = stored.map { ByteBuffer(bytes: $0.body) }
-        try await client.query("""
-            SELECT kb_finish(\(try f.audit.columnsJSON())::jsonb, \(f.reservationId)::text, \(f.outcome)::text, \(f.actual?.micros)::bigint,
-                \(f.completeScopes)::text[], \(f.recordState)::text, \(f.dropScopes)::text[], \(stored.map { $0.status })::int,
-                \(headersJSON)::jsonb, \(body)::bytea, \(f.pricedObject)::text, \(f.countUsageMonth)::date)
-            """, logger: logger)
+        let statement = FinishStatement(
+            event: f.audit, reservationId: f.reservationId, outcome: f.outcome, actual: f.actual?.micros,
+            completeScopes: f.completeScopes, recordState: f.recordState, dropScopes: f.dropScopes,
+            status: stored.map { Int64($0.status) }, headersJSON: stored.map { Self.headersJSON($0.headers) },
+            body: stored.map { ByteBuffer(bytes: $0.body) }, pricedObject: f.pricedObject, countUsageMonth: f.countUsageMonth)
+        for try await _ in try await client.execute(statement, logger: logger) {}
     }
 
     /// The replayable headers as a JSON object (first value of a repeated name wins). By hand: JSONSerialization
@@ -175,6 +174,58 @@ struct BeginStatement: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
 
+/// The audit table's columns, in the order both statements below bind them ($1 … $23).
+enum AuditColumns {
+    static let names = """
+        id, tenant_id, key_id, key_label, vendor, method, path, operation, decision, error_code,
+        upstream_status, amount_minor, currency, amount_micros, idempotency_key, idempotency_auto, upstream_request_id,
+        run_id, outcome, duplicate_of, resolves, overhead_us, upstream_us, created_at
+        """
+    static let values = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::int, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, now()"
+    /// Explicit: a NULL binding carries no type, and a statement prepared with one would take the type from its
+    /// context (`$11::int` → int4) and then reject the int8 a later request binds there.
+    static let types: [PostgresDataType] = [
+        .text, .text, .text, .text, .text, .text, .text, .text, .text, .text,   // id … error_code
+        .int8, .int8, .text, .int8, .text, .bool, .text, .text, .text, .text, .text, .int8, .int8,   // upstream_status … upstream_us
+    ]
+
+    static func bind(_ e: AuditEvent, into b: inout PostgresBindings) {
+        b.append(e.id); b.append(e.tenantId); b.append(e.keyId); b.append(e.keyLabel); b.append(e.vendor); b.append(e.method)
+        b.append(e.path); b.append(e.operation); b.append(e.decision.rawValue); b.append(e.errorCode)
+        b.append(e.upstreamStatus.map(Int64.init)); b.append(e.amountMinor); b.append(e.currency); b.append(e.amountMicros)
+        b.append(e.idempotencyKey); b.append(e.idempotencyAuto); b.append(e.upstreamRequestId); b.append(e.runId)
+        b.append(e.outcome?.rawValue); b.append(e.duplicateOf); b.append(e.resolves); b.append(e.overheadUs); b.append(e.upstreamUs)
+    }
+}
+
+/// A request that moved money or holds idempotency records: its audit row and kb_finish_records in one statement
+/// (one transaction, committed with fsync).
+struct FinishStatement: PostgresPreparedStatement {
+    static let name = "kb_FinishStatement"
+    static let sql = """
+        WITH audit AS (INSERT INTO audit_events (\(AuditColumns.names)) SELECT \(AuditColumns.values))
+        SELECT kb_finish_records($2, $1, $5, $24, $25, $26, $27, $28, $29, $30::int, $31::jsonb, $32, $33, $34::date)
+        """
+    static let bindingDataTypes: [PostgresDataType] = AuditColumns.types + [
+        .text, .text, .int8, .textArray, .text, .textArray, .int8, .text, .bytea, .text, .text,
+    ]
+    typealias Row = Void
+    var event: AuditEvent
+    var reservationId: String?, outcome: String?, actual: Int64?
+    var completeScopes: [String], recordState: String, dropScopes: [String]
+    var status: Int64?, headersJSON: String?, body: ByteBuffer?, pricedObject: String?, countUsageMonth: String?
+
+    func makeBindings() throws -> PostgresBindings {
+        var b = PostgresBindings(capacity: 34)
+        AuditColumns.bind(event, into: &b)
+        b.append(reservationId); b.append(outcome); b.append(actual); b.append(completeScopes); b.append(recordState)
+        b.append(dropScopes); b.append(status); b.append(headersJSON); b.append(body); b.append(pricedObject); b.append(countUsageMonth)
+        return b
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { () }
+}
+
 /// The audit row of a request that moved no money and holds no idempotency records (most GETs, and denials
 /// before any claim): a typed INSERT, committed without waiting for fsync (DESIGN §12), plus the request count
 /// of a tenant without a quota.
@@ -185,31 +236,17 @@ struct AuditOnlyStatement: PostgresPreparedStatement {
              counted AS (INSERT INTO tenant_monthly_usage (tenant_id, month, shard, requests)
                          SELECT $2, $24::date, floor(random() * 16)::smallint, 1 WHERE $24::date IS NOT NULL
                          ON CONFLICT (tenant_id, month, shard) DO UPDATE SET requests = tenant_monthly_usage.requests + 1)
-        INSERT INTO audit_events (id, tenant_id, key_id, key_label, vendor, method, path, operation, decision, error_code,
-            upstream_status, amount_minor, currency, amount_micros, idempotency_key, idempotency_auto, upstream_request_id,
-            run_id, outcome, duplicate_of, resolves, overhead_us, upstream_us, created_at)
-        SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::int, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, now()
-        FROM relaxed
+        INSERT INTO audit_events (\(AuditColumns.names))
+        SELECT \(AuditColumns.values) FROM relaxed
         """
-    /// Explicit: a NULL binding carries no type, and a statement prepared with one would take the type from its
-    /// context (`$11::int` → int4) and then reject the int8 a later request binds there.
-    static let bindingDataTypes: [PostgresDataType] = [
-        .text, .text, .text, .text, .text, .text, .text, .text, .text, .text,   // id … error_code
-        .int8, .int8, .text, .int8, .text, .bool, .text, .text, .text, .text, .text, .int8, .int8,   // upstream_status … upstream_us
-        .text,   // usage month
-    ]
+    static let bindingDataTypes: [PostgresDataType] = AuditColumns.types + [.text]   // + usage month
     typealias Row = Void
     var event: AuditEvent
     var countUsageMonth: String?
 
     func makeBindings() throws -> PostgresBindings {
-        let e = event
         var b = PostgresBindings(capacity: 24)
-        b.append(e.id); b.append(e.tenantId); b.append(e.keyId); b.append(e.keyLabel); b.append(e.vendor); b.append(e.method)
-        b.append(e.path); b.append(e.operation); b.append(e.decision.rawValue); b.append(e.errorCode)
-        b.append(e.upstreamStatus.map(Int64.init)); b.append(e.amountMinor); b.append(e.currency); b.append(e.amountMicros)
-        b.append(e.idempotencyKey); b.append(e.idempotencyAuto); b.append(e.upstreamRequestId); b.append(e.runId)
-        b.append(e.outcome?.rawValue); b.append(e.duplicateOf); b.append(e.resolves); b.append(e.overheadUs); b.append(e.upstreamUs)
+        AuditColumns.bind(event, into: &b)
         b.append(countUsageMonth)
         return b
     }
