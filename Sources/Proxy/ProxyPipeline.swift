@@ -27,6 +27,7 @@ public struct ProxyPipeline: Sendable {
     let clock: any KeybrakeCore.Clock
     let stripePricer: StripePricer
     let tenants: (any TenantRepository)?
+    let begins: BeginBatcher
     /// Tenant plan, a couple of seconds at most: only used to skip the quota round trip for pro tenants.
     let plans = ExpiringCache<String, Plan>(ttl: .seconds(2))
 
@@ -38,6 +39,7 @@ public struct ProxyPipeline: Sendable {
         self.authenticator = authenticator
         self.credentials = credentials
         self.ledger = ledger
+        self.begins = BeginBatcher(ledger: ledger)
         self.idempotency = idempotency
         self.forwarder = forwarder
         self.clock = clock
@@ -381,16 +383,18 @@ public struct ProxyPipeline: Sendable {
 
     /// First claim of a request whose amount is known: claims and reserve in one statement (kb_begin).
     func claimAndReserve(_ f: inout Flight, claims: [IdempotencyStore.Claim], periods: Periods) async throws -> SpendLedger.BeginResult {
-        let ledger = self.ledger, idempotency = self.idempotency, logger = f.logger, freeQuota = config.freeMonthlyRequests
-        let keyId = f.key.id, tenantId = f.key.tenantId, ownerId = f.audit.id, amount = f.amount
+        let ledger = self.ledger, begins = self.begins, idempotency = self.idempotency, logger = f.logger
+        let tenantId = f.key.tenantId, ownerId = f.audit.id
+        let item = BeginBatcher.Item(claims: claims, ownerId: ownerId, amount: f.amount)
+        let key = BeginBatcher.Key(keyId: f.key.id, tenantId: tenantId, day: periods.day, month: periods.month,
+                                   usageMonth: periods.utcMonth, freeQuota: config.freeMonthlyRequests)
         var lateAudit = f.audit
         lateAudit.decision = .denied
         lateAudit.errorCode = KeybrakeError.unavailable.code
         lateAudit.amountMicros = 0
         let audit503 = lateAudit
         let result = try await Deadline.run(config.databaseDeadline, {
-            try await ledger.begin(claims: claims, keyId: keyId, tenantId: tenantId, amount: amount, day: periods.day,
-                                   month: periods.month, usageMonth: periods.utcMonth, freeQuota: freeQuota, ownerId: ownerId, logger: logger)
+            try await begins.begin(item, key: key, logger: logger)
         }, onLateSuccess: { late in
             // We already answered 503 and forwarded nothing: give the reservation and the claims back.
             switch late {

@@ -109,6 +109,37 @@ public struct SpendLedger: Sendable {
         return out + "}"
     }
 
+    /// kb_begin for several requests on one key, in order, in one statement (see BeginBatcher); one result each.
+    func beginMany(_ items: [BeginBatcher.Item], key: BeginBatcher.Key, logger: Logger) async throws -> [BeginResult] {
+        var statement = BeginManyStatement(tenantId: key.tenantId, keyId: key.keyId, day: key.day, month: key.month,
+                                           usageMonth: key.usageMonth, freeQuota: Int64(key.freeQuota))
+        for (index, item) in items.enumerated() {
+            statement.ownerIds.append(item.ownerId)
+            statement.amounts.append(item.amount.micros)
+            for claim in item.claims {
+                statement.scopeItems.append(Int32(index + 1))
+                statement.scopes.append(claim.scope)
+                statement.hashes.append(claim.requestHash)
+                statement.upstreamKeys.append(claim.upstreamKey ?? "")
+                statement.ttls.append(Int32(clamping: claim.ttl.components.seconds))
+            }
+        }
+        var results = [BeginResult?](repeating: nil, count: items.count)
+        for try await (item, result, used, cap, claimed) in try await client.execute(statement, logger: logger) {
+            let index = Int(item) - 1
+            guard results.indices.contains(index) else { throw KeybrakeError.internalError }
+            switch result {
+            case "ok": results[index] = .ok
+            case "claims_partial": results[index] = .claimsPartial(claimed: Set(claimed))
+            default: results[index] = .denied(code: result, used: used, cap: cap)
+            }
+        }
+        return try results.map { r in
+            guard let r else { throw KeybrakeError.internalError }
+            return r
+        }
+    }
+
     /// true when this object's money was counted when it was created through Keybrake.
     public func isPriced(tenantId: String, vendor: String, objectId: String, logger: Logger) async throws -> Bool {
         let rows = try await client.query("""
@@ -168,6 +199,37 @@ struct BeginStatement: PostgresPreparedStatement {
         var b = PostgresBindings(capacity: 12)
         b.append(tenantId); b.append(ownerId); b.append(scopes); b.append(hashes); b.append(upstreamKeys); b.append(ttls)
         b.append(keyId); b.append(amount); b.append(day); b.append(month); b.append(usageMonth); b.append(freeQuota)
+        return b
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
+struct BeginManyStatement: PostgresPreparedStatement {
+    static let name = "kb_BeginManyStatement"
+    static let sql = """
+        SELECT item, result, used, cap, claimed FROM kb_begin_many($1, $2::text[], $3::bigint[], $4::int[], $5::text[], $6::text[],
+            $7::text[], $8::int[], $9, $10::date, $11::date, $12::date, $13)
+        """
+    typealias Row = (Int32, String, Int64, Int64, [String])
+    var tenantId: String
+    var ownerIds: [String] = [], amounts: [Int64] = []
+    var scopeItems: [Int32] = [], scopes: [String] = [], hashes: [String] = [], upstreamKeys: [String] = [], ttls: [Int32] = []
+    var keyId: String, day: String, month: String, usageMonth: String, freeQuota: Int64
+
+    init(tenantId: String, keyId: String, day: String, month: String, usageMonth: String, freeQuota: Int64) {
+        self.tenantId = tenantId
+        self.keyId = keyId
+        self.day = day
+        self.month = month
+        self.usageMonth = usageMonth
+        self.freeQuota = freeQuota
+    }
+
+    func makeBindings() throws -> PostgresBindings {
+        var b = PostgresBindings(capacity: 13)
+        b.append(tenantId); b.append(ownerIds); b.append(amounts); b.append(scopeItems); b.append(scopes); b.append(hashes)
+        b.append(upstreamKeys); b.append(ttls); b.append(keyId); b.append(day); b.append(month); b.append(usageMonth); b.append(freeQuota)
         return b
     }
 

@@ -46,6 +46,57 @@ final class ProxyConcurrencyTests: XCTestCase {
         XCTAssertEqual(audit.filter { $0.decision == "allowed" }.map(\.amount).reduce(0, +), 100_000_000)
     }
 
+    /// A burst on one hot key goes through the batched begin (kb_begin_many): 40 different $1 charges and a
+    /// retry of each of the first 10 (same Idempotency-Key, same body) against a $30 cap. Exactly 30 charges
+    /// reach the vendor, none twice, the ledger holds exactly $30, and the burst really was batched.
+    func testBurstOnOneHotKeyIsBatchedAndStaysExact() async throws {
+        let h = try await ProxyHarness.start()
+        defer { h.fake.stop() }
+        h.fake.latency.withLockedValue { $0 = .milliseconds(30) }
+        try await h.run { client in
+            let t = try await client.tenantWithCredentials()
+            let (keyId, token) = try await client.vaultKey(t, ["daily_usd_cap": 30])
+            // One request first, so the burst does not queue behind argon2 (the first use of a token is hashed).
+            _ = try await client.proxy(.get, "/stripe/v1/balance", key: token)
+            let before = try await Self.beginCounters(client)
+            let statuses = try await withThrowingTaskGroup(of: (Int, Int).self) { group in
+                for i in 0..<50 {
+                    let n = i < 40 ? i : i - 40
+                    group.addTask {
+                        let r = try await client.proxy(.post, "/stripe/v1/charges", key: token,
+                                                       form: [("amount", "100"), ("currency", "usd"), ("description", "burst \(n)")],
+                                                       headers: ["Idempotency-Key": "burst-\(n)"])
+                        return (n, Int(r.status.code))
+                    }
+                }
+                var all: [(Int, Int)] = []
+                for try await s in group { all.append(s) }
+                return all
+            }
+            let charges = h.fake.requests(path: "/v1/charges")
+            XCTAssertEqual(charges.count, 30, "exactly the cap's worth of charges reached the vendor: \(statuses)")
+            let keys = charges.compactMap { $0.headers["idempotency-key"] }
+            XCTAssertEqual(Set(keys).count, charges.count, "no charge reached the vendor twice")
+            do { let v = try await Ledger.day(keyId); XCTAssertEqual(v, .init(settled: 30_000_000, reserved: 0, unknown: 0)) }
+            XCTAssertEqual(statuses.filter { $0.1 == 200 }.count, statuses.count - statuses.filter { $0.1 == 429 || $0.1 == 409 }.count)
+            let after = try await Self.beginCounters(client)
+            XCTAssertGreaterThan(after.requests - before.requests, after.statements - before.statements,
+                                 "concurrent begins on one key shared statements (\(after) vs \(before))")
+        }
+    }
+
+    /// keybrake_begin_statements_total and keybrake_begin_requests_total from /metrics.
+    static func beginCounters(_ client: some TestClientProtocol) async throws -> (statements: Double, requests: Double) {
+        let text = try await client.call(.get, "/metrics").text
+        func value(_ name: String) -> Double {
+            for line in text.split(separator: "\n") where line.hasPrefix(name + " ") || line.hasPrefix(name + "{") {
+                return Double(line.split(separator: " ").last ?? "") ?? 0
+            }
+            return 0
+        }
+        return (value("keybrake_begin_statements_total"), value("keybrake_begin_requests_total"))
+    }
+
     func testDeclineReleasesAndServerErrorsHoldTheReservation() async throws {
         let h = try await ProxyHarness.start()
         defer { h.fake.stop() }
