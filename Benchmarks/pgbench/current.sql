@@ -1,6 +1,14 @@
--- The database work of one metered charge as Keybrake does it today (Migrations/0002): idempotency claim,
--- kb_reserve, kb_finish (settle + audit + complete the record). One pgbench client = one request in flight.
+-- The database work of one metered charge as Keybrake does it (Migrations/0004): kb_begin (idempotency claim +
+-- reserve, one statement) then the finish statement (audit row + kb_finish_records). One pgbench client = one
+-- request in flight, each begin on its own.
 \set n random(1, 2000000000)
-INSERT INTO idempotency_records (tenant_id, scope, request_hash, state, owner_id, reservation_id, upstream_key, expires_at) VALUES ('ten_pgb', 'idem:pgb:' || :client_id || ':' || :n, 'h', 'in_flight', 'aud_pgb_' || :client_id || '_' || :n, 'pgb_' || :client_id || '_' || :n, 'k', now() + interval '1 day') ON CONFLICT DO NOTHING;
-SELECT * FROM kb_reserve('key_pgb', 'ten_pgb', 1000000, current_date, date_trunc('month', current_date)::date, date_trunc('month', current_date)::date, 1000, 'pgb_' || :client_id || '_' || :n);
-SELECT kb_finish(('{"id":"aud_pgb_' || :client_id || '_' || :n || '","tenant_id":"ten_pgb","key_id":"key_pgb","vendor":"stripe","method":"POST","path":"/v1/charges","decision":"allowed","amount_micros":1000000,"idempotency_auto":false,"idempotency_key":"k","overhead_us":100,"upstream_us":100,"upstream_status":200,"outcome":"settled","key_label":"bench","operation":"charges.create"}')::jsonb, 'pgb_' || :client_id || '_' || :n, 'settled', 1000000, ARRAY['idem:pgb:' || :client_id || ':' || :n], 'completed', '{}'::text[], 200, '{"content-type":"application/json"}'::jsonb, '\x7b7d'::bytea, NULL, NULL);
+SELECT * FROM kb_begin('ten_pgb', 'aud_pgb_' || :client_id || '_' || :n, ARRAY['idem:pgb:' || :client_id || ':' || :n],
+    ARRAY['h'], ARRAY['k'], ARRAY[86400], 'key_pgb', 1000000, current_date, date_trunc('month', current_date)::date,
+    date_trunc('month', current_date)::date, 1000);
+WITH audit AS (INSERT INTO audit_events (id, tenant_id, key_id, key_label, vendor, method, path, operation, decision,
+        upstream_status, amount_micros, idempotency_key, outcome, overhead_us, upstream_us)
+    VALUES ('aud_pgb_' || :client_id || '_' || :n, 'ten_pgb', 'key_pgb', 'bench', 'stripe', 'POST', '/v1/charges',
+        'charges.create', 'allowed', 200, 1000000, 'k', 'settled', 100, 100))
+SELECT kb_finish_records('ten_pgb', 'aud_pgb_' || :client_id || '_' || :n, 'stripe', 'aud_pgb_' || :client_id || '_' || :n,
+    'settled', 1000000, ARRAY['idem:pgb:' || :client_id || ':' || :n], 'completed', '{}'::text[], 200,
+    '{"content-type":"application/json"}'::jsonb, '\x7b7d'::bytea, NULL, NULL);
