@@ -385,7 +385,7 @@ public struct ProxyPipeline: Sendable {
     func claimAndReserve(_ f: inout Flight, claims: [IdempotencyStore.Claim], periods: Periods) async throws -> SpendLedger.BeginResult {
         let ledger = self.ledger, begins = self.begins, idempotency = self.idempotency, logger = f.logger
         let tenantId = f.key.tenantId, ownerId = f.audit.id
-        let item = BeginBatcher.Item(claims: claims, ownerId: ownerId, amount: f.amount)
+        let item = BeginBatcher.Item(claims: claims, ownerId: ownerId, amount: f.amount, logger: logger)
         let key = BeginBatcher.Key(keyId: f.key.id, tenantId: tenantId, day: periods.day, month: periods.month,
                                    usageMonth: periods.utcMonth, freeQuota: config.freeMonthlyRequests)
         var lateAudit = f.audit
@@ -394,7 +394,7 @@ public struct ProxyPipeline: Sendable {
         lateAudit.amountMicros = 0
         let audit503 = lateAudit
         let result = try await Deadline.run(config.databaseDeadline, {
-            try await begins.begin(item, key: key, logger: logger)
+            try await begins.begin(item, key: key)
         }, onLateSuccess: { late in
             // We already answered 503 and forwarded nothing: give the reservation and the claims back.
             switch late {

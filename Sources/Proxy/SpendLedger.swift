@@ -9,8 +9,41 @@ import Storage
 /// quota and key status are checked and reserved atomically in Postgres, across any number of replicas.
 public struct SpendLedger: Sendable {
     let client: PostgresClient
+    /// Audit-only rows that arrive while one such insert is in flight are inserted together (one statement, one
+    /// commit). Each request still answers only after its own row is committed.
+    let auditRows: Coalescer<Int, AuditRow, Void>
 
-    public init(client: PostgresClient) { self.client = client }
+    struct AuditRow: Sendable {
+        var event: AuditEvent
+        var countUsageMonth: String?
+        var logger: Logger
+    }
+
+    public init(client: PostgresClient) {
+        self.client = client
+        self.auditRows = Coalescer(maxBatch: 256) { rows, _ in
+            if rows.count > 1 {
+                do {
+                    for try await _ in try await client.execute(AuditOnlyManyStatement(rows), logger: rows[0].logger) {}
+                    return rows.map { _ in .success(()) }
+                } catch {
+                    // Nothing of the batch was committed; one row the database refuses must not cost the others theirs.
+                    rows[0].logger.warning("batched audit insert failed; inserting one by one", metadata: ["rows": "\(rows.count)"])
+                }
+            }
+            var outcomes: [Result<Void, any Error>] = []
+            for row in rows {
+                do {
+                    for try await _ in try await client.execute(AuditOnlyStatement(event: row.event, countUsageMonth: row.countUsageMonth),
+                                                                logger: row.logger) {}
+                    outcomes.append(.success(()))
+                } catch {
+                    outcomes.append(.failure(error))
+                }
+            }
+            return outcomes
+        }
+    }
 
     public enum ReserveResult: Sendable, Equatable {
         case ok
@@ -84,7 +117,7 @@ public struct SpendLedger: Sendable {
     /// Settles the reservation, writes the audit row and completes idempotency records, atomically.
     public func finish(_ f: Finish, logger: Logger) async throws {
         if f.isAuditOnly {
-            for try await _ in try await client.execute(AuditOnlyStatement(event: f.audit, countUsageMonth: f.countUsageMonth), logger: logger) {}
+            try await auditRows.submit(AuditRow(event: f.audit, countUsageMonth: f.countUsageMonth, logger: logger), lane: 0)
             return
         }
         // The response is kept only in the idempotency records this request completes.
@@ -310,6 +343,61 @@ struct AuditOnlyStatement: PostgresPreparedStatement {
         var b = PostgresBindings(capacity: 24)
         AuditColumns.bind(event, into: &b)
         b.append(countUsageMonth)
+        return b
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { () }
+}
+
+/// Several audit-only rows in one statement (see `SpendLedger.auditRows`). Arrays cannot carry NULL through
+/// PostgresNIO, so absent values travel as '' (text) and Int64.min (numbers) and become NULL again here.
+struct AuditOnlyManyStatement: PostgresPreparedStatement {
+    static let name = "kb_AuditOnlyManyStatement"
+    static let sql = """
+        WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)),
+             r AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                       $8::text[], $9::text[], $10::text[], $11::int8[], $12::int8[], $13::text[], $14::int8[], $15::text[],
+                       $16::bool[], $17::text[], $18::text[], $19::text[], $20::text[], $21::text[], $22::int8[], $23::int8[], $24::text[])
+                   AS r(id, tenant_id, key_id, key_label, vendor, method, path, operation, decision, error_code, upstream_status,
+                        amount_minor, currency, amount_micros, idempotency_key, idempotency_auto, upstream_request_id, run_id,
+                        outcome, duplicate_of, resolves, overhead_us, upstream_us, usage_month)),
+             counted AS (INSERT INTO tenant_monthly_usage (tenant_id, month, shard, requests)
+                         SELECT tenant_id, usage_month::date, (txid_current() % 16)::smallint, count(*) FROM r
+                         WHERE usage_month <> '' GROUP BY tenant_id, usage_month
+                         ON CONFLICT (tenant_id, month, shard) DO UPDATE SET requests = tenant_monthly_usage.requests + EXCLUDED.requests)
+        INSERT INTO audit_events (\(AuditColumns.names))
+        SELECT id, tenant_id, NULLIF(key_id, ''), NULLIF(key_label, ''), vendor, method, path, NULLIF(operation, ''), decision,
+               NULLIF(error_code, ''), NULLIF(upstream_status, \(Int64.min))::int, NULLIF(amount_minor, \(Int64.min)),
+               NULLIF(currency, ''), amount_micros, NULLIF(idempotency_key, ''), idempotency_auto, NULLIF(upstream_request_id, ''),
+               NULLIF(run_id, ''), NULLIF(outcome, ''), NULLIF(duplicate_of, ''), NULLIF(resolves, ''),
+               NULLIF(overhead_us, \(Int64.min)), NULLIF(upstream_us, \(Int64.min)), now()
+        FROM r, relaxed
+        """
+    typealias Row = Void
+    var columns: [[String]] = Array(repeating: [], count: 24)   // text columns by position (others unused)
+    var ints: [Int: [Int64]] = [:]
+    var flags: [Bool] = []
+
+    init(_ rows: [SpendLedger.AuditRow]) {
+        for row in rows {
+            let e = row.event
+            let texts: [(Int, String?)] = [(0, e.id), (1, e.tenantId), (2, e.keyId), (3, e.keyLabel), (4, e.vendor), (5, e.method),
+                                            (6, e.path), (7, e.operation), (8, e.decision.rawValue), (9, e.errorCode), (12, e.currency),
+                                            (14, e.idempotencyKey), (16, e.upstreamRequestId), (17, e.runId), (18, e.outcome?.rawValue),
+                                            (19, e.duplicateOf), (20, e.resolves), (23, row.countUsageMonth)]
+            for (i, v) in texts { columns[i].append(v ?? "") }
+            let numbers: [(Int, Int64?)] = [(10, e.upstreamStatus.map(Int64.init)), (11, e.amountMinor), (13, e.amountMicros),
+                                            (21, e.overheadUs), (22, e.upstreamUs)]
+            for (i, v) in numbers { ints[i, default: []].append(v ?? Int64.min) }
+            flags.append(e.idempotencyAuto)
+        }
+    }
+
+    func makeBindings() throws -> PostgresBindings {
+        var b = PostgresBindings(capacity: 24)
+        for i in 0..<24 {
+            if let numbers = ints[i] { b.append(numbers) } else if i == 15 { b.append(flags) } else { b.append(columns[i]) }
+        }
         return b
     }
 

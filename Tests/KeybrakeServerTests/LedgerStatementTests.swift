@@ -19,7 +19,8 @@ final class LedgerStatementTests: XCTestCase {
             group.addTask { await client.run() }
             defer { group.cancelAll() }
             let ledger = SpendLedger(client: client)
-            let logger = Logger(label: "test")
+            let logs = LogCapture()
+            let logger = logs.logger
             let tenant = "ten_stmt" + String(Int.random(in: 0..<1_000_000_000))
 
             var bare = AuditEvent(tenantId: tenant, vendor: "stripe", method: "GET", path: "/v1/customers")
@@ -37,6 +38,17 @@ final class LedgerStatementTests: XCTestCase {
 
             // Audit-only path: NULLs first, then values, then NULLs again.
             for event in [bare, full, bare2] { try await ledger.finish(SpendLedger.Finish(audit: event), logger: logger) }
+            // Concurrent audit-only rows are inserted in batches (absent values travel as sentinels): same result.
+            var batch: [AuditEvent] = []
+            for i in 0..<40 {
+                var e = i % 2 == 0 ? full : bare
+                e.id = "aud_batch\(i)_" + String(Int.random(in: 0..<1_000_000_000))
+                batch.append(e)
+            }
+            try await withThrowingTaskGroup(of: Void.self) { inserts in
+                for e in batch { inserts.addTask { try await ledger.finish(SpendLedger.Finish(audit: e), logger: logger) } }
+                try await inserts.waitForAll()
+            }
             // Money/records path (a drop scope makes it one): values first, then NULLs.
             for event in [full2, { var e = bare; e.id = "aud_" + String(Int.random(in: 0..<1_000_000_000)); return e }()] {
                 var finish = SpendLedger.Finish(audit: event)
@@ -50,13 +62,14 @@ final class LedgerStatementTests: XCTestCase {
                 """, logger: logger)
             var read: [String: (Int?, Int64?, Int64?, Bool, String?, String?)] = [:]
             for try await r in rows.decode((String, Int?, Int64?, Int64?, Bool, String?, String?).self) { read[r.0] = (r.1, r.2, r.3, r.4, r.5, r.6) }
-            XCTAssertEqual(read.count, 5)
-            for event in [full, full2] {
+            XCTAssertEqual(read.count, 45)
+            XCTAssertFalse(logs.text.contains("one by one"), "the batched statement itself worked: \(logs.text)")
+            for event in [full, full2] + batch.enumerated().filter { $0.offset % 2 == 0 }.map(\.element) {
                 let r = try XCTUnwrap(read[event.id])
                 XCTAssertEqual(r.0, 200); XCTAssertEqual(r.1, 1234); XCTAssertEqual(r.2, 321); XCTAssertTrue(r.3)
                 XCTAssertEqual(r.4, "settled"); XCTAssertEqual(r.5, "run-1")
             }
-            for event in [bare, bare2] {
+            for event in [bare, bare2] + batch.enumerated().filter { $0.offset % 2 == 1 }.map(\.element) {
                 let r = try XCTUnwrap(read[event.id])
                 XCTAssertNil(r.0); XCTAssertNil(r.1); XCTAssertNil(r.2); XCTAssertFalse(r.3); XCTAssertNil(r.4)
             }
