@@ -32,6 +32,14 @@ public final class Coalescer<Lane: Hashable & Sendable, Item: Sendable, Output: 
     }
 
     public func submit(_ item: Item, lane: Lane) async throws -> Output {
+        // Idle lane: run now, without suspending (a continuation resumed at once still costs a trip through the
+        // executor, which showed as ~10 % of a sequential request).
+        let idle = lanes.withLockedValue { lanes -> Bool in
+            if lanes[lane] != nil { return false }
+            lanes[lane] = []
+            return true
+        }
+        if idle { return try await lead(item, others: [], lane: lane) }
         let wake = await withCheckedContinuation { (continuation: CheckedContinuation<Wake, Never>) in
             let leads = lanes.withLockedValue { lanes -> Bool in
                 if lanes[lane] != nil {
@@ -47,14 +55,18 @@ public final class Coalescer<Lane: Hashable & Sendable, Item: Sendable, Output: 
         case .done(let outcome):
             return try outcome.get()
         case .lead(let others):
-            var outcomes = await run([item] + others.map(\.item), lane)
-            if outcomes.count != others.count + 1 {
-                outcomes = Array(repeating: .failure(CoalescerError.resultCountMismatch), count: others.count + 1)
-            }
-            for (waiter, outcome) in zip(others, outcomes.dropFirst()) { waiter.continuation.resume(returning: .done(outcome)) }
-            handOver(lane)
-            return try outcomes[0].get()
+            return try await lead(item, others: others, lane: lane)
         }
+    }
+
+    private func lead(_ item: Item, others: [Waiter], lane: Lane) async throws -> Output {
+        var outcomes = await run(others.isEmpty ? [item] : [item] + others.map(\.item), lane)
+        if outcomes.count != others.count + 1 {
+            outcomes = Array(repeating: .failure(CoalescerError.resultCountMismatch), count: others.count + 1)
+        }
+        for (waiter, outcome) in zip(others, outcomes.dropFirst()) { waiter.continuation.resume(returning: .done(outcome)) }
+        handOver(lane)
+        return try outcomes[0].get()
     }
 
     /// The first waiting call (if any) runs the next batch, for up to `maxBatch` of the waiting calls.
