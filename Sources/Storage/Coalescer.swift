@@ -16,71 +16,95 @@ public final class Coalescer<Lane: Hashable & Sendable, Item: Sendable, Output: 
 
     enum Wake: Sendable {
         case done(Outcome)
-        /// This call runs the next batch, for itself and `others`.
-        case lead(others: [Waiter])
+        /// This call runs the next batch (of `slot`), for itself and `others`.
+        case lead(others: [Waiter], slot: UInt64)
+    }
+
+    /// The batch in flight on a lane (or being handed over), and the calls waiting for the next one.
+    struct Slot: Sendable {
+        var id: UInt64
+        var started: ContinuousClock.Instant
+        var waiting: [Waiter]
     }
 
     let maxBatch: Int
+    let staleAfter: Duration
     let run: @Sendable ([Item], Lane) async -> [Outcome]
-    /// A lane is present while one of its batches is in flight; its value is the queue of calls waiting.
-    let lanes = NIOLockedValueBox([Lane: [Waiter]]())
+    let lanes = NIOLockedValueBox(([Lane: Slot](), UInt64(0)))
 
-    public init(maxBatch: Int, run: @escaping @Sendable (_ items: [Item], _ lane: Lane) async -> [Outcome]) {
+    /// A batch in flight for longer than `staleAfter` no longer holds its lane: the next call starts a new batch
+    /// (taking over the calls queued behind the old one). A database call that hangs — a lease the pool is slow to
+    /// grant after an outage — then delays only its own batch, as it would without batching.
+    public init(maxBatch: Int, staleAfter: Duration = .seconds(1),
+                run: @escaping @Sendable (_ items: [Item], _ lane: Lane) async -> [Outcome]) {
         precondition(maxBatch >= 1)
         self.maxBatch = maxBatch
+        self.staleAfter = staleAfter
         self.run = run
     }
 
     public func submit(_ item: Item, lane: Lane) async throws -> Output {
         // Idle lane: run now, without suspending (a continuation resumed at once still costs a trip through the
         // executor, which showed as ~10 % of a sequential request).
-        let idle = lanes.withLockedValue { lanes -> Bool in
-            if lanes[lane] != nil { return false }
-            lanes[lane] = []
-            return true
+        let now = ContinuousClock.now
+        let claimed = lanes.withLockedValue { state -> (UInt64, [Waiter])? in
+            if let slot = state.0[lane], now - slot.started < staleAfter { return nil }
+            return Self.newSlot(&state, lane: lane, now: now, maxBatch: maxBatch)
         }
-        if idle { return try await lead(item, others: [], lane: lane) }
+        if let (slot, others) = claimed { return try await lead(item, others: others, lane: lane, slot: slot) }
         let wake = await withCheckedContinuation { (continuation: CheckedContinuation<Wake, Never>) in
-            let leads = lanes.withLockedValue { lanes -> Bool in
-                if lanes[lane] != nil {
-                    lanes[lane]!.append(Waiter(item: item, continuation: continuation))
-                    return false
+            let claimed = lanes.withLockedValue { state -> (UInt64, [Waiter])? in
+                let now = ContinuousClock.now
+                if let slot = state.0[lane], now - slot.started < staleAfter {
+                    state.0[lane]!.waiting.append(Waiter(item: item, continuation: continuation))
+                    return nil
                 }
-                lanes[lane] = []
-                return true
+                return Self.newSlot(&state, lane: lane, now: now, maxBatch: maxBatch)
             }
-            if leads { continuation.resume(returning: .lead(others: [])) }
+            if let (slot, others) = claimed { continuation.resume(returning: .lead(others: others, slot: slot)) }
         }
         switch wake {
         case .done(let outcome):
             return try outcome.get()
-        case .lead(let others):
-            return try await lead(item, others: others, lane: lane)
+        case .lead(let others, let slot):
+            return try await lead(item, others: others, lane: lane, slot: slot)
         }
     }
 
-    private func lead(_ item: Item, others: [Waiter], lane: Lane) async throws -> Output {
+    /// A new batch on the lane; the calls left waiting behind a stale batch join it.
+    private static func newSlot(_ state: inout ([Lane: Slot], UInt64), lane: Lane, now: ContinuousClock.Instant,
+                                maxBatch: Int) -> (UInt64, [Waiter]) {
+        state.1 &+= 1
+        let stranded = state.0[lane]?.waiting ?? []
+        let joining = Array(stranded.prefix(maxBatch - 1))
+        state.0[lane] = Slot(id: state.1, started: now, waiting: Array(stranded.dropFirst(joining.count)))
+        return (state.1, joining)
+    }
+
+    private func lead(_ item: Item, others: [Waiter], lane: Lane, slot: UInt64) async throws -> Output {
         var outcomes = await run(others.isEmpty ? [item] : [item] + others.map(\.item), lane)
         if outcomes.count != others.count + 1 {
             outcomes = Array(repeating: .failure(CoalescerError.resultCountMismatch), count: others.count + 1)
         }
         for (waiter, outcome) in zip(others, outcomes.dropFirst()) { waiter.continuation.resume(returning: .done(outcome)) }
-        handOver(lane)
+        handOver(lane, slot: slot)
         return try outcomes[0].get()
     }
 
-    /// The first waiting call (if any) runs the next batch, for up to `maxBatch` of the waiting calls.
-    private func handOver(_ lane: Lane) {
-        let next = lanes.withLockedValue { lanes -> (Waiter, [Waiter])? in
-            guard let queue = lanes[lane], let first = queue.first else {
-                lanes[lane] = nil
+    /// The first waiting call (if any) runs the next batch, for up to `maxBatch` of the waiting calls. A batch that
+    /// went stale and was replaced hands over nothing: its lane belongs to the newer batch.
+    private func handOver(_ lane: Lane, slot: UInt64) {
+        let next = lanes.withLockedValue { state -> (Waiter, [Waiter])? in
+            guard let current = state.0[lane], current.id == slot else { return nil }
+            guard let first = current.waiting.first else {
+                state.0[lane] = nil
                 return nil
             }
-            let taken = queue.prefix(maxBatch)
-            lanes[lane] = Array(queue.dropFirst(taken.count))
+            let taken = current.waiting.prefix(maxBatch)
+            state.0[lane] = Slot(id: slot, started: ContinuousClock.now, waiting: Array(current.waiting.dropFirst(taken.count)))
             return (first, Array(taken.dropFirst()))
         }
-        if let (first, others) = next { first.continuation.resume(returning: .lead(others: others)) }
+        if let (first, others) = next { first.continuation.resume(returning: .lead(others: others, slot: slot)) }
     }
 }
 

@@ -44,7 +44,7 @@ final class CoalescerTests: XCTestCase {
         XCTAssertEqual(batches.flatMap { $0 }.sorted(), Array(0..<40), "every item runs exactly once")
         XCTAssertLessThan(batches.count, 40, "concurrent calls shared batches: \(batches)")
         XCTAssertLessThanOrEqual(batches.map(\.count).max() ?? 0, 16, "no batch exceeds maxBatch")
-        XCTAssertTrue(recorder.batches.withLockedValue { _ in coalescer.lanes.withLockedValue { $0.isEmpty } }, "the lane is idle again")
+        XCTAssertTrue(coalescer.lanes.withLockedValue { $0.0.isEmpty }, "the lane is idle again")
     }
 
     func testLanesDoNotWaitForEachOther() async throws {
@@ -60,6 +60,32 @@ final class CoalescerTests: XCTestCase {
         XCTAssertLessThan(ContinuousClock.now - started, .milliseconds(300), "another lane's batch in flight does not delay this one")
         let slowResult = try await blocked
         XCTAssertEqual(slowResult, 1)
+    }
+
+    /// A batch that hangs (a database call stuck after an outage) holds its lane only until it is stale; later
+    /// calls run in a new batch, and the hung batch still delivers its own result when it finally returns.
+    func testAHungBatchDoesNotHoldItsLaneForever() async throws {
+        let hang = NIOLockedValueBox(true)
+        let coalescer = Coalescer<String, Int, Int>(maxBatch: 8, staleAfter: .milliseconds(200)) { items, _ in
+            if items.contains(0) {
+                while hang.withLockedValue({ $0 }) { try? await Task.sleep(for: .milliseconds(20)) }
+            }
+            return items.map { .success($0 + 100) }
+        }
+        async let hung = coalescer.submit(0, lane: "db")
+        try await Task.sleep(for: .milliseconds(50))
+        async let queued = coalescer.submit(1, lane: "db")   // behind the hung batch, not yet stale
+        try await Task.sleep(for: .milliseconds(300))
+        let started = ContinuousClock.now
+        let fresh = try await coalescer.submit(2, lane: "db")
+        XCTAssertEqual(fresh, 102)
+        XCTAssertLessThan(ContinuousClock.now - started, .milliseconds(150), "a stale batch does not hold the lane")
+        let stranded = try await queued
+        XCTAssertEqual(stranded, 101, "the call queued behind the hung batch was taken into a new one")
+        hang.withLockedValue { $0 = false }
+        let late = try await hung
+        XCTAssertEqual(late, 100, "the hung batch still delivers its own result")
+        XCTAssertTrue(coalescer.lanes.withLockedValue { $0.0.isEmpty }, "the lane is idle again")
     }
 
     func testAWrongResultCountFailsEveryCallerInsteadOfMisassigning() async {
