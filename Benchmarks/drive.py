@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import http.client
+import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -436,6 +437,55 @@ class Bench:
         sql("SELECT pg_reload_conf()")
         self.profile["postgres"] = out
 
+    def dashboard_pages(self):
+        """Issue 7's target: dashboard pages render in < 50 ms server-side with 10,000+ audit rows. Signs in as the
+        bench tenant (whose audit trail the runs above filled) and reads each page's own `Server-Timing: total`."""
+        rows = int(sql(f"SELECT count(*) FROM audit_events WHERE tenant_id = '{self.tenant_id}'") or 0)
+        conn = http.client.HTTPConnection("127.0.0.1", KB, timeout=30)
+
+        def request(method, path, body=None, cookies=None):
+            headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in (cookies or {}).items())} if cookies else {}
+            if body is not None:
+                headers["Content-Type"] = "application/x-www-form-urlencoded"
+            conn.request(method, path, body=body, headers=headers)
+            r = conn.getresponse()
+            r.read()
+            set_cookies = {}
+            for name, value in r.getheaders():
+                if name.lower() == "set-cookie":
+                    k, _, rest = value.partition("=")
+                    set_cookies[k] = rest.split(";", 1)[0]
+            return r, set_cookies
+
+        _, login_cookies = request("GET", "/dashboard/login")
+        csrf = login_cookies.get("kb_login", "")
+        form = urllib.parse.urlencode({"token": self.admin, "login_csrf": csrf})
+        r, session = request("POST", "/dashboard/login", form, {"kb_login": csrf})
+        if "kb_session" not in session:
+            log(f"dashboard sign-in failed ({r.status}): skipping the page timings")
+            return
+        some_key = sql(f"SELECT id FROM vault_keys WHERE tenant_id = '{self.tenant_id}' ORDER BY created_at LIMIT 1")
+        some_event = sql(f"SELECT id FROM audit_events WHERE tenant_id = '{self.tenant_id}' ORDER BY created_at DESC LIMIT 1 OFFSET 500")
+        pages = ["/dashboard", "/dashboard/keys", "/dashboard/audit", f"/dashboard/audit?key_id={some_key}",
+                 "/dashboard/audit?decision=denied&vendor=stripe", f"/dashboard/audit/{some_event}",
+                 f"/dashboard/keys/{some_key}", "/dashboard/vendors"]
+        out = {"audit_rows": rows, "pages": {}}
+        for page in pages:
+            times = []
+            for _ in range(21):
+                r, _ = request("GET", page, cookies={"kb_session": session["kb_session"]})
+                timing = r.getheader("Server-Timing") or ""
+                m = re.search(r"total;dur=([0-9.]+)", timing)
+                if r.status == 200 and m:
+                    times.append(float(m.group(1)))
+            times.sort()
+            if times:
+                out["pages"][page] = {"p50_ms": times[len(times) // 2], "max_ms": times[-1], "samples": len(times)}
+        conn.close()
+        self.profile["dashboard"] = out
+        worst = max((v["p50_ms"] for v in out["pages"].values()), default=None)
+        log(f"dashboard: {rows} audit rows, slowest page p50 {worst} ms server-side")
+
     def anchors(self):
         """Keybrake's own floor, one connection: /health (HTTP server only) and /ready (plus one `SELECT 1`)."""
         out = {}
@@ -623,6 +673,7 @@ def main():
     bench.scenarios()
     if PROFILE:
         bench.audit_phase_profile()
+        bench.dashboard_pages()
         bench.anchors()
         bench.pg_profile()
         bench.perf_profile()

@@ -167,16 +167,13 @@ BEGIN
 END;
 $fn$;
 
--- Claims a request's idempotency records (scopes sorted by the caller) and, when it got all of them, reserves
--- its money: one round trip, one commit. 'claims_partial' (with the scopes it did get) means another request
--- holds a record: nothing was reserved and the caller looks at the record. A reserve denial gives the claims back.
-CREATE FUNCTION kb_begin(
-    p_tenant_id TEXT, p_owner_id TEXT, p_scopes TEXT[], p_hashes TEXT[], p_upstream_keys TEXT[], p_ttl_seconds INTEGER[],
-    p_key_id TEXT, p_amount BIGINT, p_day DATE, p_month DATE, p_usage_month DATE, p_free_quota BIGINT
-) RETURNS TABLE (result TEXT, used BIGINT, cap BIGINT, claimed TEXT[]) LANGUAGE plpgsql AS $fn$
+-- Claims a request's idempotency records: new scopes, and expired records taken over, in scope order (the order
+-- kb_finish_records locks them). Returns the scopes claimed; the others are live records of other requests.
+CREATE FUNCTION kb_claim(
+    p_tenant_id TEXT, p_owner_id TEXT, p_scopes TEXT[], p_hashes TEXT[], p_upstream_keys TEXT[], p_ttl_seconds INTEGER[]
+) RETURNS TEXT[] LANGUAGE plpgsql AS $fn$
 DECLARE
     v_claimed TEXT[];
-    r RECORD;
 BEGIN
     WITH claimed AS (
         INSERT INTO idempotency_records (tenant_id, scope, request_hash, state, owner_id, reservation_id, upstream_key, expires_at)
@@ -192,6 +189,21 @@ BEGIN
         RETURNING scope
     )
     SELECT COALESCE(array_agg(scope), '{}') INTO v_claimed FROM claimed;
+    RETURN v_claimed;
+END;
+$fn$;
+
+-- Claims a request's idempotency records and, when it got all of them, reserves its money: one round trip, one
+-- commit. 'claims_partial' (with the scopes it did get) means another request holds a record: nothing was reserved
+-- and the caller looks at the record. A reserve denial gives the claims back.
+CREATE FUNCTION kb_begin(
+    p_tenant_id TEXT, p_owner_id TEXT, p_scopes TEXT[], p_hashes TEXT[], p_upstream_keys TEXT[], p_ttl_seconds INTEGER[],
+    p_key_id TEXT, p_amount BIGINT, p_day DATE, p_month DATE, p_usage_month DATE, p_free_quota BIGINT
+) RETURNS TABLE (result TEXT, used BIGINT, cap BIGINT, claimed TEXT[]) LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_claimed TEXT[] := kb_claim(p_tenant_id, p_owner_id, p_scopes, p_hashes, p_upstream_keys, p_ttl_seconds);
+    r RECORD;
+BEGIN
     IF cardinality(v_claimed) < cardinality(p_scopes) THEN
         RETURN QUERY SELECT 'claims_partial'::TEXT, 0::BIGINT, 0::BIGINT, v_claimed; RETURN;
     END IF;

@@ -29,36 +29,17 @@ public struct IdempotencyStore: Sendable {
         public var response: StoredResponse?
     }
 
-    /// Claims every scope for `ownerId` in one statement; returns the scopes actually claimed
-    /// (new, or expired and taken over). The others are live records owned by someone else.
-    public func claim(_ claims: [Claim], tenantId: String, ownerId: String, reservationId: String, logger: Logger) async throws -> Set<String> {
+    /// Claims every scope for `ownerId` in one statement (kb_claim, which kb_begin also uses); returns the scopes
+    /// actually claimed (new, or expired and taken over). The others are live records owned by someone else.
+    public func claim(_ claims: [Claim], tenantId: String, ownerId: String, logger: Logger) async throws -> Set<String> {
         guard !claims.isEmpty else { return [] }
-        var binds = PostgresBindings()
-        func bind(_ value: String?) -> String {
-            binds.append(value)
-            return "$\(binds.count)"
-        }
-        let owner = bind(ownerId), tenant = bind(tenantId), reservation = bind(reservationId)
-        // Always in scope order: kb_finish_records locks the same rows in the same order (no lock-order deadlock).
-        let rows = claims.sorted { $0.scope < $1.scope }.map { c in
-            "(\(tenant), \(bind(c.scope)), \(bind(c.requestHash)), 'in_flight', \(owner), \(reservation), \(bind(c.upstreamKey)), now() + make_interval(secs => \(Int64(c.ttl.components.seconds))))"
-        }
-        let sql = """
-            INSERT INTO idempotency_records (tenant_id, scope, request_hash, state, owner_id, reservation_id, upstream_key, expires_at)
-            VALUES \(rows.joined(separator: ", "))
-            ON CONFLICT (tenant_id, scope) DO UPDATE SET
-                request_hash = EXCLUDED.request_hash, state = 'in_flight', owner_id = EXCLUDED.owner_id,
-                reservation_id = EXCLUDED.reservation_id, upstream_key = EXCLUDED.upstream_key,
-                response_status = NULL, response_headers = NULL, response_body = NULL,
-                created_at = now(), expires_at = EXCLUDED.expires_at
-            WHERE idempotency_records.expires_at <= now()
-            RETURNING scope
-            """
-        var claimed = Set<String>()
-        for try await scope in try await client.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger).decode(String.self) {
-            claimed.insert(scope)
-        }
-        return claimed
+        // Postgres arrays of text cannot carry NULL through PostgresNIO's [String]: '' stands for "no upstream key".
+        let rows = try await client.query("""
+            SELECT kb_claim(\(tenantId), \(ownerId), \(claims.map(\.scope))::text[], \(claims.map(\.requestHash))::text[],
+                \(claims.map { $0.upstreamKey ?? "" })::text[], \(claims.map { Int32(clamping: $0.ttl.components.seconds) })::int[])
+            """, logger: logger)
+        for try await claimed in rows.decode([String].self) { return Set(claimed) }
+        return []
     }
 
     public func record(tenantId: String, scope: String, logger: Logger) async throws -> Record? {

@@ -328,7 +328,7 @@ public struct ProxyPipeline: Sendable {
                 }
             } else {
                 claimed = try await Deadline.run(config.databaseDeadline, {
-                    try await idempotency.claim(toClaim, tenantId: tenantId, ownerId: ownerId, reservationId: ownerId, logger: logger)
+                    try await idempotency.claim(toClaim, tenantId: tenantId, ownerId: ownerId, logger: logger)
                 }, onLateSuccess: { late in
                     try? await idempotency.release(tenantId: tenantId, scopes: Array(late), ownerId: ownerId, logger: logger)
                 })
