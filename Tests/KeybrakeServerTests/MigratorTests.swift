@@ -35,6 +35,63 @@ final class MigratorTests: XCTestCase {
         try await TestDatabase.withClient { db in _ = try await db.query("DROP DATABASE \(unescaped: name) WITH (FORCE)") }
     }
 
+    /// 0004 replaces the spend ledger table with counters + a view: on a database that already holds spend, the
+    /// counters, the settled / reserved / unknown breakdown and the month's request count come through unchanged.
+    func testHotPathMigrationKeepsExistingSpendAndUsage() async throws {
+        let name = "kb_migr_\(UInt32.random(in: 0...UInt32.max))"
+        try await TestDatabase.withClient { db in _ = try await db.query("CREATE DATABASE \(unescaped: name)") }
+        var url = try TestDatabase.url
+        url.database = name
+        let logger = Logger(label: "test.migrate")
+        let all = try Migrator(directory: TestDatabase.migrationsDirectory)
+        let before = Migrator(migrations: all.migrations.filter { $0.version < 4 })
+        let rows = try await withPostgresClient(url, logger: logger) { db in
+            _ = try await before.migrate(client: db, logger: logger)
+            _ = try await db.query("""
+                INSERT INTO tenants (id, name, email, plan) VALUES ('ten_m', 'm', 'm@example.com', 'free')
+                """)
+            _ = try await db.query("""
+                INSERT INTO vault_keys (id, tenant_id, vendor, label, token_hash, allowed_endpoints, daily_cap_micros)
+                VALUES ('key_m', 'ten_m', 'stripe', 'm', '$argon2id$unused', '{"POST /v1/charges"}', 10000000)
+                """)
+            _ = try await db.query("""
+                INSERT INTO spend_ledger (key_id, period, period_start, settled_micros, reserved_micros, unknown_micros)
+                VALUES ('key_m', 'day', '2026-11-23', 5000000, 1000000, 2000000), ('key_m', 'month', '2026-11-01', 5000000, 1000000, 2000000)
+                """)
+            _ = try await db.query("""
+                INSERT INTO reservations (id, tenant_id, key_id, amount_micros, day, month, state, settled_micros) VALUES
+                ('res_1', 'ten_m', 'key_m', 5000000, '2026-11-23', '2026-11-01', 'settled', 5000000),
+                ('res_2', 'ten_m', 'key_m', 1000000, '2026-11-23', '2026-11-01', 'held', NULL),
+                ('res_3', 'ten_m', 'key_m', 2000000, '2026-11-23', '2026-11-01', 'unknown', NULL)
+                """)
+            _ = try await db.query("INSERT INTO tenant_monthly_usage (tenant_id, month, requests) VALUES ('ten_m', '2026-11-01', 42)")
+            let applied = try await all.migrate(client: db, logger: logger)
+            XCTAssertEqual(applied, [4])
+
+            var ledger: [String: [Int64]] = [:]
+            for try await r in try await db.query("""
+                SELECT period, counted_micros, settled_micros, reserved_micros, unknown_micros FROM spend_ledger WHERE key_id = 'key_m'
+                """).decode((String, Int64, Int64, Int64, Int64).self) { ledger[r.0] = [r.1, r.2, r.3, r.4] }
+            // The cap still sees the $8 already counted: a $2.50 reserve is refused, a $2 one fits exactly.
+            var results: [String] = []
+            for (amount, id) in [(Int64(2_500_000), "res_4"), (Int64(2_000_000), "res_5")] {
+                for try await r in try await db.query("""
+                    SELECT result FROM kb_reserve('key_m', 'ten_m', \(amount), '2026-11-23', '2026-11-01', '2026-11-01', 1000, \(id))
+                    """).decode(String.self) { results.append(r) }
+            }
+            var usage: Int64 = 0
+            for try await n in try await db.query("""
+                SELECT sum(requests)::bigint FROM tenant_monthly_usage WHERE tenant_id = 'ten_m' AND month = '2026-11-01'
+                """).decode(Int64.self) { usage = n }
+            return (ledger, usage, results)
+        }
+        XCTAssertEqual(rows.0["day"], [8_000_000, 5_000_000, 1_000_000, 2_000_000])
+        XCTAssertEqual(rows.0["month"], [8_000_000, 5_000_000, 1_000_000, 2_000_000])
+        XCTAssertEqual(rows.1, 43, "42 requests carried over, plus the one reserve that went through")
+        XCTAssertEqual(rows.2, ["daily_usd_cap_exceeded", "ok"])
+        try await TestDatabase.withClient { db in _ = try await db.query("DROP DATABASE \(unescaped: name) WITH (FORCE)") }
+    }
+
     /// A failing migration leaves nothing behind (it runs in a transaction) and is not recorded.
     func testFailedMigrationRollsBack() async throws {
         let name = "kb_migr_\(UInt32.random(in: 0...UInt32.max))"
