@@ -50,10 +50,7 @@ final class BeginBatcher: Sendable {
             var outcomes: [Result<SpendLedger.BeginResult, any Error>] = []
             for item in items {
                 do {
-                    outcomes.append(.success(try await ledger.begin(
-                        claims: item.claims, keyId: key.keyId, tenantId: key.tenantId, amount: item.amount, day: key.day,
-                        month: key.month, usageMonth: key.usageMonth, freeQuota: key.freeQuota, ownerId: item.ownerId,
-                        logger: item.logger)))
+                    outcomes.append(.success(try await ledger.begin(item, key: key)))
                 } catch {
                     outcomes.append(.failure(error))
                 }

@@ -203,23 +203,15 @@ public struct ProxyPipeline: Sendable {
         }
         let reserveId = f.audit.id
         let ledger = self.ledger, keyId = f.key.id, freeQuota = config.freeMonthlyRequests
-        var audit503 = f.audit
-        audit503.decision = .denied
-        audit503.errorCode = KeybrakeError.unavailable.code
-        audit503.amountMicros = 0
-        let lateAudit = audit503, owned = f.owned
+        let giveBack = LateUndo(f, ledger: ledger), owned = f.owned
         let result = try await Deadline.run(config.databaseDeadline, {
             try await ledger.reserve(
                 keyId: keyId, tenantId: tenantId, amount: amount, day: periods.day, month: periods.month,
                 usageMonth: periods.utcMonth, freeQuota: freeQuota, reservationId: reserveId, logger: logger
             )
         }, onLateSuccess: { result in
-            // We already answered 503 and forwarded nothing: give the reservation and the claims back.
             guard result == .ok else { return }
-            var undo = SpendLedger.Finish(audit: lateAudit)
-            if amount > .zero { undo.reservationId = reserveId; undo.outcome = "released" }
-            undo.dropScopes = owned
-            try? await ledger.finish(undo, logger: logger)
+            await giveBack(reservationId: amount > .zero ? reserveId : nil, scopes: owned)
         })
         if case .denied(let code, let used, let cap) = result {
             throw Denial(error: reserveDenial(code: code, used: used, cap: cap, f, periods: periods))
@@ -383,27 +375,18 @@ public struct ProxyPipeline: Sendable {
 
     /// First claim of a request whose amount is known: claims and reserve in one statement (kb_begin).
     func claimAndReserve(_ f: inout Flight, claims: [IdempotencyStore.Claim], periods: Periods) async throws -> SpendLedger.BeginResult {
-        let ledger = self.ledger, begins = self.begins, idempotency = self.idempotency, logger = f.logger
+        let begins = self.begins, idempotency = self.idempotency, logger = f.logger
         let tenantId = f.key.tenantId, ownerId = f.audit.id
         let item = BeginBatcher.Item(claims: claims, ownerId: ownerId, amount: f.amount, logger: logger)
         let key = BeginBatcher.Key(keyId: f.key.id, tenantId: tenantId, day: periods.day, month: periods.month,
                                    usageMonth: periods.utcMonth, freeQuota: config.freeMonthlyRequests)
-        var lateAudit = f.audit
-        lateAudit.decision = .denied
-        lateAudit.errorCode = KeybrakeError.unavailable.code
-        lateAudit.amountMicros = 0
-        let audit503 = lateAudit
+        let giveBack = LateUndo(f, ledger: ledger)
         let result = try await Deadline.run(config.databaseDeadline, {
             try await begins.begin(item, key: key)
         }, onLateSuccess: { late in
-            // We already answered 503 and forwarded nothing: give the reservation and the claims back.
             switch late {
             case .ok:
-                var undo = SpendLedger.Finish(audit: audit503)
-                undo.reservationId = ownerId
-                undo.outcome = "released"
-                undo.dropScopes = claims.map(\.scope)
-                try? await ledger.finish(undo, logger: logger)
+                await giveBack(reservationId: ownerId, scopes: claims.map(\.scope))
             case .claimsPartial(let got):
                 try? await idempotency.release(tenantId: tenantId, scopes: Array(got), ownerId: ownerId, logger: logger)
             case .denied:
@@ -417,6 +400,34 @@ public struct ProxyPipeline: Sendable {
             ProxyMetrics.reservationsHeld(delta: 1)
         }
         return result
+    }
+
+    /// Gives back what a reserve or begin left behind when it finished after its request was already answered 503
+    /// (nothing was forwarded): the reservation is released and the claims dropped, recorded under the 503's audit row.
+    struct LateUndo: Sendable {
+        let ledger: SpendLedger
+        let audit: AuditEvent
+        let logger: Logger
+
+        init(_ f: Flight, ledger: SpendLedger) {
+            var audit = f.audit
+            audit.decision = .denied
+            audit.errorCode = KeybrakeError.unavailable.code
+            audit.amountMicros = 0
+            self.ledger = ledger
+            self.audit = audit
+            self.logger = f.logger
+        }
+
+        func callAsFunction(reservationId: String?, scopes: [String]) async {
+            var undo = SpendLedger.Finish(audit: audit)
+            if let reservationId {
+                undo.reservationId = reservationId
+                undo.outcome = "released"
+            }
+            undo.dropScopes = scopes
+            try? await ledger.finish(undo, logger: logger)
+        }
     }
 
     func replay(_ stored: StoredResponse, of ownerId: String, isDuplicate: Bool, _ f: inout Flight) async throws -> Response {

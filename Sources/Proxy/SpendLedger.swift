@@ -72,25 +72,29 @@ public struct SpendLedger: Sendable {
         case claimsPartial(claimed: Set<String>)
         /// The reserve was refused; the claims were given back.
         case denied(code: String, used: Int64, cap: Int64)
+
+        /// A row of kb_begin / kb_begin_many.
+        init(result: String, used: Int64, cap: Int64, claimed: [String]) {
+            switch result {
+            case "ok": self = .ok
+            case "claims_partial": self = .claimsPartial(claimed: Set(claimed))
+            default: self = .denied(code: result, used: used, cap: cap)
+            }
+        }
     }
 
-    /// Claims the request's idempotency records and reserves `amount`, in one statement (kb_begin).
-    public func begin(
-        claims: [IdempotencyStore.Claim], keyId: String, tenantId: String, amount: MicroUSD, day: String, month: String,
-        usageMonth: String, freeQuota: Int, ownerId: String, logger: Logger
-    ) async throws -> BeginResult {
-        let sorted = claims.sorted { $0.scope < $1.scope }
+    /// Claims one request's idempotency records and reserves its amount, in one statement (kb_begin; kb_claim
+    /// orders the scopes).
+    func begin(_ item: BeginBatcher.Item, key: BeginBatcher.Key) async throws -> BeginResult {
         // Postgres arrays of text cannot carry NULL through PostgresNIO's [String]: '' stands for "no upstream key".
+        let claims = item.claims
         let statement = BeginStatement(
-            tenantId: tenantId, ownerId: ownerId, scopes: sorted.map(\.scope), hashes: sorted.map(\.requestHash),
-            upstreamKeys: sorted.map { $0.upstreamKey ?? "" }, ttls: sorted.map { Int32(clamping: $0.ttl.components.seconds) },
-            keyId: keyId, amount: amount.micros, day: day, month: month, usageMonth: usageMonth, freeQuota: Int64(freeQuota))
-        for try await (result, used, cap, claimed) in try await client.execute(statement, logger: logger) {
-            switch result {
-            case "ok": return .ok
-            case "claims_partial": return .claimsPartial(claimed: Set(claimed))
-            default: return .denied(code: result, used: used, cap: cap)
-            }
+            tenantId: key.tenantId, ownerId: item.ownerId, scopes: claims.map(\.scope), hashes: claims.map(\.requestHash),
+            upstreamKeys: claims.map { $0.upstreamKey ?? "" }, ttls: claims.map { Int32(clamping: $0.ttl.components.seconds) },
+            keyId: key.keyId, amount: item.amount.micros, day: key.day, month: key.month, usageMonth: key.usageMonth,
+            freeQuota: Int64(key.freeQuota))
+        for try await (result, used, cap, claimed) in try await client.execute(statement, logger: item.logger) {
+            return BeginResult(result: result, used: used, cap: cap, claimed: claimed)
         }
         throw KeybrakeError.internalError
     }
@@ -161,11 +165,7 @@ public struct SpendLedger: Sendable {
         for try await (item, result, used, cap, claimed) in try await client.execute(statement, logger: logger) {
             let index = Int(item) - 1
             guard results.indices.contains(index) else { throw KeybrakeError.internalError }
-            switch result {
-            case "ok": results[index] = .ok
-            case "claims_partial": results[index] = .claimsPartial(claimed: Set(claimed))
-            default: results[index] = .denied(code: result, used: used, cap: cap)
-            }
+            results[index] = BeginResult(result: result, used: used, cap: cap, claimed: claimed)
         }
         return try results.map { r in
             guard let r else { throw KeybrakeError.internalError }

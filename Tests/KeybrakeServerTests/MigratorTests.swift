@@ -7,10 +7,7 @@ import XCTest
 final class MigratorTests: XCTestCase {
     /// Two servers starting together against an empty database: both succeed, each migration runs once.
     func testConcurrentMigratorsApplyEachMigrationOnce() async throws {
-        let name = "kb_migr_\(UInt32.random(in: 0...UInt32.max))"
-        try await TestDatabase.withClient { db in _ = try await db.query("CREATE DATABASE \(unescaped: name)") }
-        var url = try TestDatabase.url
-        url.database = name
+        let (url, name) = try await Self.scratchDatabase()
         let migrator = try Migrator(directory: TestDatabase.migrationsDirectory)
         XCTAssertFalse(migrator.migrations.isEmpty)
         let logger = Logger(label: "test.migrate")
@@ -32,16 +29,13 @@ final class MigratorTests: XCTestCase {
             return versions
         }
         XCTAssertEqual(recorded, migrator.migrations.map(\.version))
-        try await TestDatabase.withClient { db in _ = try await db.query("DROP DATABASE \(unescaped: name) WITH (FORCE)") }
+        try await Self.dropScratchDatabase(name)
     }
 
     /// 0004 replaces the spend ledger table with counters + a view: on a database that already holds spend, the
     /// counters, the settled / reserved / unknown breakdown and the month's request count come through unchanged.
     func testHotPathMigrationKeepsExistingSpendAndUsage() async throws {
-        let name = "kb_migr_\(UInt32.random(in: 0...UInt32.max))"
-        try await TestDatabase.withClient { db in _ = try await db.query("CREATE DATABASE \(unescaped: name)") }
-        var url = try TestDatabase.url
-        url.database = name
+        let (url, name) = try await Self.scratchDatabase()
         let logger = Logger(label: "test.migrate")
         let all = try Migrator(directory: TestDatabase.migrationsDirectory)
         let before = Migrator(migrations: all.migrations.filter { $0.version < 4 })
@@ -89,15 +83,12 @@ final class MigratorTests: XCTestCase {
         XCTAssertEqual(rows.0["month"], [8_000_000, 5_000_000, 1_000_000, 2_000_000])
         XCTAssertEqual(rows.1, 43, "42 requests carried over, plus the one reserve that went through")
         XCTAssertEqual(rows.2, ["daily_usd_cap_exceeded", "ok"])
-        try await TestDatabase.withClient { db in _ = try await db.query("DROP DATABASE \(unescaped: name) WITH (FORCE)") }
+        try await Self.dropScratchDatabase(name)
     }
 
     /// A failing migration leaves nothing behind (it runs in a transaction) and is not recorded.
     func testFailedMigrationRollsBack() async throws {
-        let name = "kb_migr_\(UInt32.random(in: 0...UInt32.max))"
-        try await TestDatabase.withClient { db in _ = try await db.query("CREATE DATABASE \(unescaped: name)") }
-        var url = try TestDatabase.url
-        url.database = name
+        let (url, name) = try await Self.scratchDatabase()
         let logger = Logger(label: "test.migrate")
         let migrator = Migrator(migrations: [
             .init(version: 1, name: "ok", sql: "CREATE TABLE one (x INT);"),
@@ -116,6 +107,19 @@ final class MigratorTests: XCTestCase {
         }
         XCTAssertEqual(versions, [1])
         XCTAssertFalse(twoExists)
+        try await Self.dropScratchDatabase(name)
+    }
+
+    /// An empty database of its own (migrations need one), on the test cluster.
+    static func scratchDatabase() async throws -> (DatabaseURL, String) {
+        let name = "kb_migr_\(UInt32.random(in: 0...UInt32.max))"
+        try await TestDatabase.withClient { db in _ = try await db.query("CREATE DATABASE \(unescaped: name)") }
+        var url = try TestDatabase.url
+        url.database = name
+        return (url, name)
+    }
+
+    static func dropScratchDatabase(_ name: String) async throws {
         try await TestDatabase.withClient { db in _ = try await db.query("DROP DATABASE \(unescaped: name) WITH (FORCE)") }
     }
 }
