@@ -27,6 +27,7 @@ PYTHON="${PYTHON:-python3}"
 
 say() { echo "browser: $*" >&2; }
 die() { say "$*"; exit 1; }
+. scripts/serve-lib.sh   # (the script has cd-ed to the repository root)
 
 mkdir -p "$WORK" "$ARTIFACTS"
 
@@ -74,7 +75,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # --- throwaway Postgres -----------------------------------------------------------------------------------------
 scripts/postgres.sh start "$PG_DIR" "$PG_PORT"
@@ -82,12 +82,12 @@ scripts/postgres.sh createdb "$PG_PORT" "$DB_NAME" --fresh
 
 # --- fake Stripe upstream ---------------------------------------------------------------------------------------
 STRIPE_SECRET="sk_test_browser$("$PYTHON" -c 'import secrets; print(secrets.token_hex(12))')"
-FAKE_PORT="$(free_port)"
+FAKE_PORT="$(free_port "$PYTHON")"
 "$VENV/bin/python" Tests/browser/fake_stripe.py "$FAKE_PORT" "$STRIPE_SECRET" >"$WORK/fake-stripe.log" 2>&1 &
 FAKE_PID=$!
 
 # --- the server -------------------------------------------------------------------------------------------------
-PORT="$(free_port)"
+PORT="$(free_port "$PYTHON")"
 BASE="http://127.0.0.1:$PORT"
 MASTER_KEYS="$("$BIN" generate-master-key --id d1)"
 say "starting $BIN serve on $BASE (log: $WORK/server.log)"
@@ -99,12 +99,7 @@ KEYBRAKE_SIGNUPS_PER_MINUTE=1000 \
   "$BIN" serve --port "$PORT" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 
-for _ in $(seq 1 300); do
-  curl -fsS -o /dev/null "$BASE/ready" 2>/dev/null && break
-  kill -0 "$SERVER_PID" 2>/dev/null || { tail -30 "$WORK/server.log" >&2; die "the server exited during start-up"; }
-  sleep 0.2
-done
-curl -fsS -o /dev/null "$BASE/ready" || { tail -30 "$WORK/server.log" >&2; die "the server did not become ready"; }
+wait_ready "$BASE" "$SERVER_PID" "$WORK/server.log"
 kill -0 "$FAKE_PID" 2>/dev/null || { cat "$WORK/fake-stripe.log" >&2; die "the fake Stripe upstream did not start"; }
 
 # --- a tenant ---------------------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ SERVER_LOG="$WORK/server.log"
 
 say() { echo "contract: $*" >&2; }
 die() { say "$*"; exit 1; }
+. scripts/serve-lib.sh   # (the script has cd-ed to the repository root)
 
 mkdir -p "$WORK"
 
@@ -77,7 +78,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # --- throwaway Postgres ---------------------------------------------------------------------------
 scripts/postgres.sh start "$PG_DIR" "$PG_PORT"
@@ -105,12 +105,7 @@ KEYBRAKE_UPSTREAM_TIMEOUT_MS=2000 \
   "$BIN" serve --port "$PORT" >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 
-for _ in $(seq 1 300); do
-  curl -fsS -o /dev/null "$BASE/ready" 2>/dev/null && break
-  kill -0 "$SERVER_PID" 2>/dev/null || { tail -30 "$SERVER_LOG" >&2; die "the server exited during start-up"; }
-  sleep 0.2
-done
-curl -fsS -o /dev/null "$BASE/ready" || { tail -30 "$SERVER_LOG" >&2; die "the server did not become ready"; }
+wait_ready "$BASE" "$SERVER_PID" "$SERVER_LOG"
 
 # --- a tenant with data, so the by-id routes answer 200 -------------------------------------------
 # api METHOD PATH [JSON] [TOKEN] → prints the body; fails unless the status is 2xx.
