@@ -71,6 +71,16 @@ public struct Policy: Sendable, Equatable {
                 throw .invalidRequest("allowed_endpoints[\(i)]: \(error.reason).", field: "allowed_endpoints")
             }
         }
+        // A capped key may not open an endpoint that moves money Keybrake cannot price (DESIGN §7): its cap would not
+        // see that money. (An endpoint the registry does not know is refused at request time instead.)
+        if !isUncapped {
+            let registry = EndpointRegistry.of(vendor)
+            for pattern in endpointPatterns {
+                if let endpoint = registry.unpricedEndpoints(openedBy: pattern).first {
+                    throw .invalidRequest("allowed_endpoints: '\(pattern.source)' opens \(endpoint), which moves money Keybrake cannot price before it moves (\(endpoint.reason ?? "unpriced")); a key with caps cannot allow it. Allow narrower endpoints, or use a key without caps for it.", field: "allowed_endpoints")
+                }
+            }
+        }
         for (field, cap) in [("daily_usd_cap", dailyCap), ("monthly_usd_cap", monthlyCap), ("max_request_usd", maxRequest)] {
             if let cap, cap.micros <= 0 {
                 throw .invalidRequest("\(field) must be greater than 0 (omit it or send null for no limit).", field: field)

@@ -6,6 +6,8 @@ import KeybrakeCore
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOPosix
+import NIOSSL
 
 /// One shared AsyncHTTPClient for every upstream call, with a pool sized for proxy traffic.
 public final class Forwarder: Sendable {
@@ -23,6 +25,8 @@ public final class Forwarder: Sendable {
         /// No complete response: timeout, refused or dropped connection. The request may or may not have been acted on.
         case timeout
         case connection(String)
+        /// No connection was made (refused, DNS, TLS handshake, connect timeout): nothing reached the vendor.
+        case notSent(String)
     }
 
     let client: HTTPClient
@@ -57,12 +61,27 @@ public final class Forwarder: Sendable {
             let response = try await client.execute(request, deadline: deadline, logger: logger)
             let collected = try await response.body.collect(upTo: maxResponseBody)
             return UpstreamResponse(status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) }, body: collected)
-        } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
+        } catch let error as HTTPClientError where error == .connectTimeout {
+            throw .notSent("connect timeout")
+        } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout {
             throw .timeout
+        } catch where Self.neverConnected(error) {
+            logger.warning("upstream unreachable", metadata: ["error": "\(String(describing: type(of: error)))"])
+            throw .notSent(String(describing: error))
         } catch {
             logger.warning("upstream connection failed", metadata: ["error": "\(String(describing: type(of: error)))"])
             throw .connection(String(describing: error))
         }
+    }
+
+    /// Errors raised before a connection existed, so before any byte of the request left: the vendor cannot have
+    /// acted on it. Everything else (a reset after sending, a read timeout) leaves the outcome unknown.
+    static func neverConnected(_ error: any Error) -> Bool {
+        if error is NIOConnectionError { return true }
+        if let channel = error as? ChannelError, case .connectTimeout = channel { return true }
+        if let io = error as? IOError, [ECONNREFUSED, EHOSTUNREACH, ENETUNREACH].contains(io.errnoCode) { return true }
+        if error is NIOSSLError { return true }
+        return false
     }
 
     /// Hop-by-hop and framing headers never cross the proxy (RFC 9110 §7.6.1).

@@ -15,8 +15,11 @@ public struct IdempotencyStore: Sendable {
     public struct Claim: Sendable {
         public var scope: String
         public var requestHash: String
+        /// How long the record lives while in flight (at least as long as its request can).
         public var ttl: Duration
         public var upstreamKey: String?
+        /// How long it lives once completed (the duplicate window, or the idempotency TTL).
+        public var window: Duration
     }
 
     public struct Record: Sendable {
@@ -60,17 +63,47 @@ public struct IdempotencyStore: Sendable {
         return nil
     }
 
-    /// Takes over a record whose outcome is unknown, so a retry can settle it; nil if someone else did first.
-    public func takeOverUnknown(tenantId: String, scope: String, newOwner: String, logger: Logger) async throws -> Record? {
+    public enum TakeOver: Sendable, Equatable {
+        /// This request now owns the record; the earlier request's reservation (if it had one) is held for it.
+        case taken(reservationId: String?)
+        /// The unknown amount is held against another vault key's caps: that key alone may retry it.
+        case heldByAnotherKey
+        /// No longer unknown (resumed by someone else, resolved or expired).
+        case gone
+    }
+
+    /// Takes over a record whose outcome is unknown, so a retry can settle it — only by the vault key whose caps
+    /// hold its amount.
+    public func takeOverUnknown(tenantId: String, scope: String, newOwner: String, keyId: String, logger: Logger) async throws -> TakeOver {
         let rows = try await client.query("""
-            UPDATE idempotency_records SET state = 'in_flight', owner_id = \(newOwner)
-            WHERE tenant_id = \(tenantId) AND scope = \(scope) AND state = 'unknown' AND expires_at > now()
-            RETURNING request_hash, reservation_id, upstream_key
+            WITH target AS (
+                SELECT i.scope, r.id AS reservation_id, r.key_id
+                FROM idempotency_records i LEFT JOIN reservations r ON r.id = i.reservation_id
+                WHERE i.tenant_id = \(tenantId) AND i.scope = \(scope) AND i.state = 'unknown' AND i.expires_at > now()
+            ), taken AS (
+                UPDATE idempotency_records i SET state = 'in_flight', owner_id = \(newOwner)
+                FROM target t
+                WHERE i.tenant_id = \(tenantId) AND i.scope = t.scope AND i.state = 'unknown'
+                  AND (t.key_id IS NULL OR t.key_id = \(keyId))
+                RETURNING t.reservation_id
+            )
+            SELECT (SELECT count(*) FROM taken)::int, (SELECT reservation_id FROM taken), (SELECT count(*) FROM target)::int
             """, logger: logger)
-        for try await r in rows.decode((String, String?, String?).self) {
-            return Record(scope: scope, requestHash: r.0, state: "in_flight", ownerId: newOwner, reservationId: r.1, upstreamKey: r.2, response: nil)
+        for try await (taken, reservationId, found) in rows.decode((Int, String?, Int).self) {
+            if taken > 0 { return .taken(reservationId: reservationId) }
+            return found > 0 ? .heldByAnotherKey : .gone
         }
-        return nil
+        return .gone
+    }
+
+    /// Hands records back to the earlier request whose outcome is still unknown (a resumed retry that was denied,
+    /// or that saw a replay): never dropped, so the next retry finds them and their upstream key.
+    public func restoreUnknown(tenantId: String, scopes: [String], ownerId: String, earlierOwner: String, logger: Logger) async throws {
+        guard !scopes.isEmpty else { return }
+        try await client.query("""
+            UPDATE idempotency_records SET state = 'unknown', owner_id = \(earlierOwner)
+            WHERE tenant_id = \(tenantId) AND scope = ANY(\(scopes)) AND owner_id = \(ownerId)
+            """, logger: logger)
     }
 
     /// Gives up claims (the request was denied before it went upstream).

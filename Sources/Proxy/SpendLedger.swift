@@ -101,21 +101,31 @@ public struct SpendLedger: Sendable {
 
     public struct Finish: Sendable {
         public var audit: AuditEvent
+        /// The request that holds the records and the reservation (the audit row's id, except for a late undo,
+        /// whose own row resolves that request's).
+        public var ownerId: String
         public var reservationId: String?
         public var outcome: String?          // settled | released | unknown
         public var actual: MicroUSD?
         public var completeScopes: [String] = []
+        /// Seconds each completed record is kept from now (its window; an unknown outcome's: the idempotency TTL).
+        public var completeWindows: [Int32] = []
         public var recordState: String = "completed"
+        /// Records handed back to this earlier request, whose outcome stays unknown.
+        public var restoreOwner: String?
         public var dropScopes: [String] = []
         public var response: StoredResponse?
-        public var pricedObject: String?
+        public var countedObject: String?
         /// UTC month (YYYY-MM-01) to count this request in, when no reserve step counted it.
         public var countUsageMonth: String?
 
-        public init(audit: AuditEvent) { self.audit = audit }
+        public init(audit: AuditEvent, ownerId: String) {
+            self.audit = audit
+            self.ownerId = ownerId
+        }
 
         /// Only the audit row (and maybe a request count) to write: no money, no idempotency records.
-        var isAuditOnly: Bool { reservationId == nil && completeScopes.isEmpty && dropScopes.isEmpty && pricedObject == nil }
+        var isAuditOnly: Bool { reservationId == nil && completeScopes.isEmpty && dropScopes.isEmpty && countedObject == nil }
     }
 
     /// Settles the reservation, writes the audit row and completes idempotency records, atomically.
@@ -127,10 +137,11 @@ public struct SpendLedger: Sendable {
         // The response is kept only in the idempotency records this request completes.
         let stored = f.completeScopes.isEmpty ? nil : f.response
         let statement = FinishStatement(
-            event: f.audit, reservationId: f.reservationId, outcome: f.outcome, actual: f.actual?.micros,
-            completeScopes: f.completeScopes, recordState: f.recordState, dropScopes: f.dropScopes,
+            event: f.audit, ownerId: f.ownerId, reservationId: f.reservationId, outcome: f.outcome, actual: f.actual?.micros,
+            completeScopes: f.completeScopes, completeWindows: f.completeWindows, recordState: f.recordState,
+            restoreOwner: f.restoreOwner, dropScopes: f.dropScopes,
             status: stored.map { Int64($0.status) }, headersJSON: stored.map { Self.headersJSON($0.headers) },
-            body: stored.map { ByteBuffer(bytes: $0.body) }, pricedObject: f.pricedObject, countUsageMonth: f.countUsageMonth)
+            body: stored.map { ByteBuffer(bytes: $0.body) }, countedObject: f.countedObject, countUsageMonth: f.countUsageMonth)
         for try await _ in try await client.execute(statement, logger: logger) {}
     }
 
@@ -173,13 +184,13 @@ public struct SpendLedger: Sendable {
         }
     }
 
-    /// true when this object's money was counted when it was created through Keybrake.
-    public func isPriced(tenantId: String, vendor: String, objectId: String, logger: Logger) async throws -> Bool {
+    /// What Keybrake already counted for a PaymentIntent or charge (its create with `confirm=true`, an earlier capture).
+    public func countedFor(tenantId: String, vendor: String, objectId: String, logger: Logger) async throws -> MicroUSD {
         let rows = try await client.query("""
-            SELECT 1 FROM priced_objects WHERE tenant_id = \(tenantId) AND vendor = \(vendor) AND object_id = \(objectId)
+            SELECT counted_micros FROM priced_objects WHERE tenant_id = \(tenantId) AND vendor = \(vendor) AND object_id = \(objectId)
             """, logger: logger)
-        for try await _ in rows { return true }
-        return false
+        for try await counted in rows.decode(Int64.self) { return MicroUSD(counted) }
+        return .zero
     }
 }
 
@@ -299,22 +310,24 @@ struct FinishStatement: PostgresPreparedStatement {
     static let name = "kb_FinishStatement"
     static let sql = """
         WITH audit AS (INSERT INTO audit_events (\(AuditColumns.names)) SELECT \(AuditColumns.values))
-        SELECT kb_finish_records($2, $1, $5, $24, $25, $26, $27, $28, $29, $30::int, $31::jsonb, $32, $33, $34::date)
+        SELECT kb_finish_records($2, $24, $5, $25, $26, $27, $28, $29::int[], $30, $31, $32, $33::int, $34::jsonb, $35, $36, $37::date)
         """
     static let bindingDataTypes: [PostgresDataType] = AuditColumns.types + [
-        .text, .text, .int8, .textArray, .text, .textArray, .int8, .text, .bytea, .text, .text,
+        .text, .text, .text, .int8, .textArray, .int4Array, .text, .text, .textArray, .int8, .text, .bytea, .text, .text,
     ]
     typealias Row = Void
     var event: AuditEvent
+    var ownerId: String
     var reservationId: String?, outcome: String?, actual: Int64?
-    var completeScopes: [String], recordState: String, dropScopes: [String]
-    var status: Int64?, headersJSON: String?, body: ByteBuffer?, pricedObject: String?, countUsageMonth: String?
+    var completeScopes: [String], completeWindows: [Int32], recordState: String, restoreOwner: String?, dropScopes: [String]
+    var status: Int64?, headersJSON: String?, body: ByteBuffer?, countedObject: String?, countUsageMonth: String?
 
     func makeBindings() throws -> PostgresBindings {
-        var b = PostgresBindings(capacity: 34)
+        var b = PostgresBindings(capacity: 37)
         AuditColumns.bind(event, into: &b)
-        b.append(reservationId); b.append(outcome); b.append(actual); b.append(completeScopes); b.append(recordState)
-        b.append(dropScopes); b.append(status); b.append(headersJSON); b.append(body); b.append(pricedObject); b.append(countUsageMonth)
+        b.append(ownerId); b.append(reservationId); b.append(outcome); b.append(actual); b.append(completeScopes)
+        b.append(completeWindows); b.append(recordState); b.append(restoreOwner); b.append(dropScopes); b.append(status)
+        b.append(headersJSON); b.append(body); b.append(countedObject); b.append(countUsageMonth)
         return b
     }
 

@@ -12,6 +12,7 @@ extension HTTPField.Name {
     static let keybrakeKey = HTTPField.Name("X-Keybrake-Key")!
     static let keybrakeRunId = HTTPField.Name("X-Keybrake-Run-Id")!
     static let stripeAccount = HTTPField.Name("Stripe-Account")!
+    static let stripeContext = HTTPField.Name("Stripe-Context")!
 }
 
 /// Renders Keybrake errors in each vendor's own error envelope, so the official SDK raises its usual

@@ -25,10 +25,19 @@ final class FakeVendors: Sendable {
         }
     }
 
-    enum Fault: Sendable {
+    enum Fault: Sendable, Equatable {
         case none
-        case status(Int)            // answer with this vendor error status
-        case delay(Duration)        // answer late (past the proxy's upstream timeout)
+        case status(Int)            // answer with this vendor error status (nothing done)
+        case delay(Duration)        // answer late (past the proxy's upstream timeout), having done it
+        case actThenStatus(Int)     // do it (money moves), then answer with this error: the answer is lost
+    }
+
+    /// One execution that moved money at the vendor.
+    struct Movement: Sendable {
+        let path: String
+        let amount: Int            // minor units (Stripe), micro-USD (Twilio, Resend)
+        let operation: String?     // `metadata[op]` (Stripe) / Body (Twilio): what the agent meant to do once
+        let account: String?       // Stripe-Account
     }
 
     let received = NIOLockedValueBox<[Received]>([])
@@ -38,6 +47,16 @@ final class FakeVendors: Sendable {
     let objects = NIOLockedValueBox<[String: [String: Any & Sendable]]>([:])
     /// Milliseconds each successful money-moving response takes, to widen race windows in tests.
     let latency = NIOLockedValueBox<Duration>(.zero)
+    /// Faults for the next requests that move money, in order (then `fault`).
+    let faultQueue = NIOLockedValueBox<[Fault]>([])
+    /// What really moved, as the vendor would report it.
+    let movements = NIOLockedValueBox<[Movement]>([])
+    /// Stripe and Resend keep the first result per Idempotency-Key (24 h) and replay it; Twilio has no idempotency.
+    let idempotent = NIOLockedValueBox<[String: (status: Int, body: Data)]>([:])
+    /// The price Twilio reports in the Message resource (`nil`: null, as Twilio answers before delivery).
+    let twilioPrice = NIOLockedValueBox<String?>(nil)
+
+    var moved: [Movement] { movements.withLockedValue { $0 } }
     private let state = NIOLockedValueBox<(port: Int, task: Task<Void, any Error>?)>((0, nil))
     var port: Int { state.withLockedValue { $0.port } }
 
@@ -83,27 +102,54 @@ final class FakeVendors: Sendable {
                            body: String(buffer: body))
         received.withLockedValue { $0.append(rec) }
 
-        switch fault.withLockedValue({ $0 }) {
-        case .none: break
-        case .delay(let d): try await Task.sleep(for: d)
-        case .status(let s): return error(rec, status: s)
+        let vendorKey = rec.path.hasPrefix("/2010-04-01/") ? nil : rec.headers["idempotency-key"].map { "\(rec.headers["stripe-account"] ?? "")|\($0)" }
+        if rec.method == "POST", let vendorKey, let stored = idempotent.withLockedValue({ $0[vendorKey] }) {
+            return Response(status: .init(code: stored.status), headers: [.contentType: "application/json", HTTPField.Name("Idempotent-Replayed")!: "true"],
+                            body: .init(byteBuffer: ByteBuffer(bytes: stored.body)))
+        }
+        var current = fault.withLockedValue { $0 }
+        if rec.method == "POST" {
+            current = faultQueue.withLockedValue { queue in queue.isEmpty ? current : queue.removeFirst() }
+        }
+        switch current {
+        case .none, .actThenStatus: break
+        case .delay: break
+        case .status(let s): return error(rec, status: s).response
         }
         let extra = latency.withLockedValue { $0 }
         if extra > .zero { try await Task.sleep(for: extra) }
 
-        if rec.path.hasPrefix("/v1/") { return stripe(rec) }
-        if rec.path.hasPrefix("/2010-04-01/") { return twilio(rec) }
-        return resend(rec)
+        let reply: Reply
+        if rec.path.hasPrefix("/v1/") { reply = stripe(rec) } else if rec.path.hasPrefix("/2010-04-01/") { reply = twilio(rec) } else { reply = resend(rec) }
+        if rec.method == "POST", let vendorKey { idempotent.withLockedValue { $0[vendorKey] = (reply.status, reply.data) } }
+        if case .actThenStatus(let s) = current { return error(rec, status: s).response }
+        if case .delay(let d) = current { try await Task.sleep(for: d) }
+        return reply.response
     }
 
-    func json(_ status: Int, _ object: Any, headers: [String: String] = [:]) -> Response {
+    func move(_ rec: Received, amount: Int) {
+        movements.withLockedValue {
+            $0.append(Movement(path: rec.path, amount: amount, operation: rec.form["metadata[op]"] ?? rec.form["Body"],
+                               account: rec.headers["stripe-account"]))
+        }
+    }
+
+    /// A vendor answer before it becomes a Response (the body is kept for the vendor's own idempotency replay).
+    struct Reply {
+        var status: Int
+        var headers: HTTPFields
+        var data: Data
+        var response: Response { Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data))) }
+    }
+
+    func json(_ status: Int, _ object: Any, headers: [String: String] = [:]) -> Reply {
         var fields: HTTPFields = [.contentType: "application/json"]
         for (k, v) in headers { fields[HTTPField.Name(k)!] = v }
         let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-        return Response(status: .init(code: status), headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        return Reply(status: status, headers: fields, data: data)
     }
 
-    func error(_ rec: Received, status: Int) -> Response {
+    func error(_ rec: Received, status: Int) -> Reply {
         if rec.path.hasPrefix("/v1/") {
             let (type, code) = status == 402 ? ("card_error", "card_declined") : status >= 500 ? ("api_error", "api_error") : ("invalid_request_error", "bad")
             return json(status, ["error": ["type": type, "code": code, "message": "fake \(status)"]], headers: ["Request-Id": "req_err"])
@@ -114,7 +160,7 @@ final class FakeVendors: Sendable {
         return json(status, ["statusCode": status, "name": "validation_error", "message": "fake \(status)"])
     }
 
-    func stripe(_ rec: Received) -> Response {
+    func stripe(_ rec: Received) -> Reply {
         let form = rec.form
         let reqId = ["Request-Id": "req_\(counter.withLockedValue { $0 })"]
         let parts = rec.path.split(separator: "/").map(String.init)
@@ -125,16 +171,28 @@ final class FakeVendors: Sendable {
         var object: [String: Any & Sendable] = [:]
         for (k, v) in form { object[k] = v }
         if let amount = form["amount"].flatMap(Int.init) { object["amount"] = amount }
+        let amount = form["amount"].flatMap(Int.init) ?? 0
         switch parts.count >= 2 ? parts[1] : "" {
-        case "charges": object["id"] = nextId("ch"); object["object"] = "charge"; object["amount_refunded"] = 0
+        case "charges" where parts.count == 2:
+            object["id"] = nextId("ch"); object["object"] = "charge"; object["amount_refunded"] = 0
+            move(rec, amount: amount)
         case "payment_intents" where parts.count == 2:
             object["id"] = nextId("pi"); object["object"] = "payment_intent"
             object["status"] = form["confirm"] == "true" ? "succeeded" : "requires_confirmation"
+            if form["confirm"] == "true" { move(rec, amount: amount) }
+        case "payment_intents" where parts.count == 3:
+            // Update: the amount changes, nothing moves.
+            var existing = objects.withLockedValue { $0[parts[2]] } ?? [:]
+            if let a = form["amount"].flatMap(Int.init) { existing["amount"] = a }
+            object = existing
         case "payment_intents":
             var existing = objects.withLockedValue { $0[parts[2]] } ?? [:]
+            if existing["status"] as? String != "succeeded" { move(rec, amount: existing["amount"] as? Int ?? 0) }
             existing["status"] = "succeeded"
             object = existing
-        case "refunds": object["id"] = nextId("re"); object["object"] = "refund"
+        case "refunds", "transfers", "payouts", "topups":
+            move(rec, amount: amount)
+            object["id"] = nextId(String(parts[1].prefix(2))); object["object"] = String(parts[1].dropLast())
         case "customers": object["id"] = nextId("cus"); object["object"] = "customer"
         default: object["id"] = nextId("obj")
         }
@@ -142,19 +200,25 @@ final class FakeVendors: Sendable {
         return json(200, object, headers: reqId)
     }
 
-    func twilio(_ rec: Received) -> Response {
+    func twilio(_ rec: Received) -> Reply {
         let form = rec.form
         let sid = rec.path.split(separator: "/").dropFirst(2).first.map(String.init) ?? ""
+        let price = twilioPrice.withLockedValue { $0 }
+        if rec.method == "POST", rec.path.hasSuffix("/Messages.json") {
+            move(rec, amount: price.flatMap { Double($0) }.map { Int(abs($0) * 1_000_000) } ?? 0)
+        }
         return json(201, ["sid": nextId("SM"), "account_sid": sid, "to": form["To"] ?? "", "from": form["From"] ?? "",
-                          "body": form["Body"] ?? "", "status": "queued", "price": NSNull(), "price_unit": "USD"],
+                          "body": form["Body"] ?? "", "status": "queued", "price": price.map { $0 as Any & Sendable } ?? NSNull(), "price_unit": "USD"],
                     headers: ["Twilio-Request-Id": "RQ\(counter.withLockedValue { $0 })"])
     }
 
-    func resend(_ rec: Received) -> Response {
+    func resend(_ rec: Received) -> Reply {
         if rec.path == "/emails/batch" {
             let count = ((try? JSONSerialization.jsonObject(with: Data(rec.body.utf8))) as? [Any])?.count ?? 0
+            move(rec, amount: count)
             return json(200, ["data": (0..<count).map { _ in ["id": nextId("em")] }])
         }
+        if rec.method == "POST", rec.path == "/emails" { move(rec, amount: 1) }
         return json(200, ["id": nextId("em")])
     }
 }

@@ -37,7 +37,7 @@ final class LedgerStatementTests: XCTestCase {
             full2.id = "aud_" + String(Int.random(in: 0..<1_000_000_000))
 
             // Audit-only path: NULLs first, then values, then NULLs again.
-            for event in [bare, full, bare2] { try await ledger.finish(SpendLedger.Finish(audit: event), logger: logger) }
+            for event in [bare, full, bare2] { try await ledger.finish(SpendLedger.Finish(audit: event, ownerId: event.id), logger: logger) }
             // Concurrent audit-only rows are inserted in batches (absent values travel as sentinels): same result.
             var batch: [AuditEvent] = []
             for i in 0..<40 {
@@ -46,12 +46,12 @@ final class LedgerStatementTests: XCTestCase {
                 batch.append(e)
             }
             try await withThrowingTaskGroup(of: Void.self) { inserts in
-                for e in batch { inserts.addTask { try await ledger.finish(SpendLedger.Finish(audit: e), logger: logger) } }
+                for e in batch { inserts.addTask { try await ledger.finish(SpendLedger.Finish(audit: e, ownerId: e.id), logger: logger) } }
                 try await inserts.waitForAll()
             }
             // Money/records path (a drop scope makes it one): values first, then NULLs.
             for event in [full2, { var e = bare; e.id = "aud_" + String(Int.random(in: 0..<1_000_000_000)); return e }()] {
-                var finish = SpendLedger.Finish(audit: event)
+                var finish = SpendLedger.Finish(audit: event, ownerId: event.id)
                 finish.dropScopes = ["idem:none"]
                 try await ledger.finish(finish, logger: logger)
             }

@@ -60,7 +60,7 @@ final class MigratorTests: XCTestCase {
                 """)
             _ = try await db.query("INSERT INTO tenant_monthly_usage (tenant_id, month, requests) VALUES ('ten_m', '2026-11-01', 42)")
             let applied = try await all.migrate(client: db, logger: logger)
-            XCTAssertEqual(applied, [4])
+            XCTAssertEqual(applied, [4, 5])
 
             var ledger: [String: [Int64]] = [:]
             for try await r in try await db.query("""

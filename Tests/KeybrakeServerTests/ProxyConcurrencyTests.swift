@@ -133,18 +133,30 @@ final class ProxyConcurrencyTests: XCTestCase {
         }
     }
 
-    func testDroppedConnectionIsAnUnknownOutcome() async throws {
+    /// Case 8 of the money-edges issue: a connection that was never made (refused here; DNS, TLS and connect
+    /// timeouts alike) sent nothing, so the reservation is released and the identical retry is not refused.
+    func testRefusedConnectionReleasesTheReservation() async throws {
         let h = try await ProxyHarness.start()
         defer { h.fake.stop() }
-        // Nothing listens on port 9: the connection fails after the reservation was made.
-        try await h.run({ $0.proxy.upstreams[.stripe] = "http://127.0.0.1:9" }) { client in
+        // Nothing listens on port 9: the connection fails after the reservation was made, before any byte left.
+        try await h.run({ $0.proxy.upstreams[.stripe] = "http://127.0.0.1:9"; $0.proxy.upstreams[.twilio] = "http://127.0.0.1:9" }) { client in
             let t = try await client.tenantWithCredentials()
             let (keyId, token) = try await client.vaultKey(t, ["daily_usd_cap": 30])
-            let r = try await client.proxy(.post, "/stripe/v1/charges", key: token, form: [("amount", "1000"), ("currency", "usd")])
-            expectStatus(r, .badGateway)
-            XCTAssertEqual((r.json["error"] as? [String: Any])?["code"] as? String, "upstream_error")
-            do { let v = try await Ledger.day(keyId); XCTAssertEqual(v.unknown, 10_000_000) }
-            do { let a = try await Ledger.audit(keyId); XCTAssertEqual(a.first?.outcome, "outcome_unknown") }
+            for _ in 0..<2 {
+                let r = try await client.proxy(.post, "/stripe/v1/charges", key: token, form: [("amount", "1000"), ("currency", "usd")])
+                expectStatus(r, .badGateway)
+                XCTAssertEqual((r.json["error"] as? [String: Any])?["code"] as? String, "upstream_unreachable")
+            }
+            do { let v = try await Ledger.day(keyId); XCTAssertEqual(v, .init(settled: 0, reserved: 0, unknown: 0)) }
+            do { let a = try await Ledger.audit(keyId); XCTAssertEqual(a.map { $0.outcome ?? "-" }, ["released", "released"]) }
+            // Twilio, which cannot deduplicate a retry, takes the retry too: nothing was sent.
+            let sms = try await client.vaultKey(t, ["vendor": "twilio", "allowed_endpoints": ["POST /2010-04-01/Accounts/*/Messages.json"], "daily_usd_cap": 1])
+            for _ in 0..<2 {
+                let r = try await client.proxy(.post, "/twilio/2010-04-01/Accounts/AC1/Messages.json", key: sms.token,
+                                               form: [("To", "+15551234567"), ("From", "+15550000000"), ("Body", "hi")], basicAuth: true)
+                expectStatus(r, .badGateway)
+                XCTAssertEqual(r.headers[HTTPField.Name("Keybrake-Error-Code")!], "upstream_unreachable")
+            }
         }
     }
 

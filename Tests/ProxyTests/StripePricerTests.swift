@@ -41,7 +41,7 @@ final class StripePricerTests: XCTestCase {
     func testMissingAmountOrCurrency() {
         assertError("/v1/charges", "currency=usd", code: "amount_required", contains: "amount")
         assertError("/v1/charges", "amount=&currency=usd", code: "amount_required")
-        assertError("/v1/payment_intents", "amount=100", code: "amount_required", contains: "currency")
+        assertError("/v1/payment_intents", "amount=100&confirm=true", code: "amount_required", contains: "currency")
         assertError("/v1/transfers", "", code: "amount_required", contains: "transfers.create")
     }
 
@@ -70,8 +70,7 @@ final class StripePricerTests: XCTestCase {
         XCTAssertEqual(try decide("/v1/customers", "email=a%40b.c"), .free)
         XCTAssertEqual(try decide("/v1/payment_methods/pm_1/attach", "customer=cus_1"), .free)
         XCTAssertEqual(try decide("/v1/payment_intents/pi_1", "amount=999999"), .free)  // update: priced at confirm
-        XCTAssertEqual(try decide("/v1/payment_intents/pi_1/capture", "amount_to_capture=500"), .free)
-        XCTAssertEqual(try decide("/v1/charges/ch_1/capture", "amount=500"), .free)
+        XCTAssertEqual(try decide("/v1/payment_intents", "amount=5000&currency=usd"), .free)  // nothing moves until confirmed
         XCTAssertEqual(try decide("/v1/refunds/re_1", "metadata[a]=b"), .free)
         XCTAssertEqual(try decide("/v2/charges", "amount=1"), .free)
         XCTAssertEqual(try decide("/", ""), .free)
@@ -81,12 +80,36 @@ final class StripePricerTests: XCTestCase {
 
     func testConfirmAndInvoicePayLookUp() throws {
         XCTAssertEqual(try decide("/v1/payment_intents/pi_3MtwBw/confirm", "payment_method=pm_card_visa"),
-                       .lookup(StripeLookup(path: "/v1/payment_intents/pi_3MtwBw", kind: .paymentIntentAmount)))
+                       .lookup(StripeLookup(path: "/v1/payment_intents/pi_3MtwBw", kind: .paymentIntentAmount, countedObject: "pi_3MtwBw")))
         XCTAssertEqual(try decide("/v1/invoices/in_1Mtx/pay", ""),
                        .lookup(StripeLookup(path: "/v1/invoices/in_1Mtx", kind: .invoiceAmountDue)))
         XCTAssertEqual(try decide("/v1/payment_intents/pi_1/increment_authorization", "amount=3000"),
-                       .lookup(StripeLookup(path: "/v1/payment_intents/pi_1", kind: .paymentIntentIncrement, amountOverride: 3000)))
+                       .lookup(StripeLookup(path: "/v1/payment_intents/pi_1", kind: .paymentIntentAmount, amountOverride: 3000, countedObject: "pi_1")))
         assertError("/v1/payment_intents/pi_1/increment_authorization", "", code: "amount_required")
+    }
+
+    /// Captures, reversals and fee refunds move money: priced at the amount named, or the object's remainder.
+    func testCapturesReversalsAndFeeRefundsArePriced() throws {
+        XCTAssertEqual(try decide("/v1/payment_intents/pi_1/capture", "amount_to_capture=500"),
+                       .lookup(StripeLookup(path: "/v1/payment_intents/pi_1", kind: .paymentIntentCapturable, amountOverride: 500, countedObject: "pi_1")))
+        XCTAssertEqual(try decide("/v1/payment_intents/pi_1/capture", ""),
+                       .lookup(StripeLookup(path: "/v1/payment_intents/pi_1", kind: .paymentIntentCapturable, countedObject: "pi_1")))
+        XCTAssertEqual(try decide("/v1/charges/ch_1/capture", "amount=500"),
+                       .lookup(StripeLookup(path: "/v1/charges/ch_1", kind: .chargeAmount, amountOverride: 500, countedObject: "ch_1")))
+        XCTAssertEqual(try decide("/v1/transfers/tr_1/reversals", ""),
+                       .lookup(StripeLookup(path: "/v1/transfers/tr_1", kind: .transferReversible)))
+        XCTAssertEqual(try decide("/v1/application_fees/fee_1/refunds", "amount=300"),
+                       .lookup(StripeLookup(path: "/v1/application_fees/fee_1", kind: .applicationFeeRefundable, amountOverride: 300)))
+        XCTAssertEqual(try decide("/v1/payment_intents", "amount=5000&currency=usd&confirm=true"),
+                       .priced(PriceQuote(micros: MicroUSD(50_000_000), amountMinor: 5000, currency: "usd")))
+        XCTAssertEqual(try decide("/v1/treasury/outbound_payments", "amount=700&currency=usd&financial_account=fa_1"),
+                       .priced(PriceQuote(micros: MicroUSD(7_000_000), amountMinor: 700, currency: "usd")))
+        let transfer = #"{"id":"tr_1","amount":1000,"amount_reversed":250,"currency":"usd"}"#
+        XCTAssertEqual(try pricer.priceLookup(StripeLookup(path: "/v1/transfers/tr_1", kind: .transferReversible), objectJSON: Data(transfer.utf8)),
+                       PriceQuote(micros: MicroUSD(7_500_000), amountMinor: 750, currency: "usd"))
+        let intent = #"{"id":"pi_1","amount":1000,"amount_capturable":800,"currency":"usd"}"#
+        XCTAssertEqual(try pricer.priceLookup(StripeLookup(path: "/v1/payment_intents/pi_1", kind: .paymentIntentCapturable), objectJSON: Data(intent.utf8)),
+                       PriceQuote(micros: MicroUSD(8_000_000), amountMinor: 800, currency: "usd"))
     }
 
     func testRefunds() throws {
@@ -136,8 +159,6 @@ final class StripePricerTests: XCTestCase {
                        PriceQuote(micros: MicroUSD(20_000_000), amountMinor: 2000, currency: "usd"))
         XCTAssertEqual(try quote(StripeLookup(path: "/v1/payment_intents/pi_1", kind: .paymentIntentAmount, amountOverride: 3000), pi),
                        PriceQuote(micros: MicroUSD(30_000_000), amountMinor: 3000, currency: "usd"))
-        XCTAssertEqual(try quote(StripeLookup(path: "/v1/payment_intents/pi_1", kind: .paymentIntentIncrement, amountOverride: 2500), pi),
-                       PriceQuote(micros: MicroUSD(25_000_000), amountMinor: 2500, currency: "usd"))
         let received = #"{"id":"pi_2","object":"payment_intent","amount":1200,"amount_received":1000,"currency":"kwd"}"#
         XCTAssertEqual(try quote(StripeLookup(path: "/v1/payment_intents/pi_2", kind: .paymentIntentRefundable), received),
                        PriceQuote(micros: MicroUSD(3_250_000), amountMinor: 1000, currency: "kwd"))

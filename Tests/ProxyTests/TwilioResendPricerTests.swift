@@ -43,7 +43,7 @@ final class TwilioPricerTests: XCTestCase {
         let pricer = TwilioPricer()
         XCTAssertEqual(pricer.price(method: "POST", normalizedPath: messages, form: form([("To", "+15551234567"), ("Body", "hi")])),
                        .priced(PriceQuote(micros: MicroUSD(11_300))))
-        XCTAssertEqual(pricer.price(method: "POST", normalizedPath: messages, form: form([("Body", String(repeating: "a", count: 161))])),
+        XCTAssertEqual(pricer.price(method: "POST", normalizedPath: messages, form: form([("To", "+15551234567"), ("Body", String(repeating: "a", count: 161))])),
                        .priced(PriceQuote(micros: MicroUSD(22_600))))
         XCTAssertEqual(pricer.price(method: "POST", normalizedPath: messages, form: form([("To", "+1555")])),
                        .priced(PriceQuote(micros: MicroUSD(11_300))))
@@ -51,11 +51,24 @@ final class TwilioPricerTests: XCTestCase {
                                     form: form([("Body", String(repeating: "a", count: 400)), ("MediaUrl", "https://x.io/a.png")])),
                        .priced(PriceQuote(micros: MicroUSD(22_000))))
         let custom = TwilioPricer(pricePerSegment: MicroUSD(10_000), carrierFeePerSegment: MicroUSD(2_500), pricePerMMS: MicroUSD(30_000))
-        XCTAssertEqual(custom.price(method: "POST", normalizedPath: messages, form: form([("Body", String(repeating: "a", count: 307))])),
+        XCTAssertEqual(custom.price(method: "POST", normalizedPath: messages, form: form([("To", "+12125550100"), ("Body", String(repeating: "a", count: 307))])),
                        .priced(PriceQuote(micros: MicroUSD(37_500))))
         // Several Body values: the longest is priced.
-        XCTAssertEqual(pricer.price(method: "POST", normalizedPath: messages, form: form([("Body", "a"), ("Body", String(repeating: "b", count: 200))])),
+        XCTAssertEqual(pricer.price(method: "POST", normalizedPath: messages, form: form([("To", "+15551234567"), ("Body", "a"), ("Body", String(repeating: "b", count: 200))])),
                        .priced(PriceQuote(micros: MicroUSD(22_600))))
+    }
+
+    /// A destination outside the price table (or none) is reserved at the high international estimate, so a cap is
+    /// not overshot by an estimate far below the real price (an SMS to the UK costs ~5x a US one, some routes 50x).
+    func testInternationalDestinationsAreReservedHigh() {
+        var pricer = TwilioPricer()
+        XCTAssertEqual(pricer.price(method: "POST", normalizedPath: messages, form: form([("To", "+447700900123"), ("Body", "hi")])),
+                       .priced(PriceQuote(micros: MicroUSD(253_000))))
+        XCTAssertEqual(pricer.price(method: "POST", normalizedPath: messages, form: form([("Body", "hi")])),
+                       .priced(PriceQuote(micros: MicroUSD(253_000))))
+        pricer.destinationPerSegment["+44"] = MicroUSD(40_000)
+        XCTAssertEqual(pricer.price(method: "POST", normalizedPath: messages, form: form([("To", "+447700900123"), ("Body", "hi")])),
+                       .priced(PriceQuote(micros: MicroUSD(43_000))))
     }
 
     func testOtherTwilioRequestsAreFree() {

@@ -41,14 +41,24 @@ public struct StripeLookup: Sendable, Equatable {
         case chargeRefundable
         /// `amount_received`, `currency` (refunding a PaymentIntent without an amount).
         case paymentIntentRefundable
-        /// `currency` only; `amountOverride` is the new authorised total (increment_authorization).
-        /// Distinct from `.paymentIntentAmount` so "already priced at create" never waves it through.
-        case paymentIntentIncrement
+        /// `amount_capturable`, `currency` (capturing a PaymentIntent without `amount_to_capture`).
+        case paymentIntentCapturable
+        /// `amount`, `currency` (capturing a charge).
+        case chargeAmount
+        /// `amount - amount_reversed`, `currency` (reversing a transfer).
+        case transferReversible
+        /// `amount - amount_refunded`, `currency` (refunding an application fee).
+        case applicationFeeRefundable
     }
 
-    public init(path: String, kind: Kind, amountOverride: Int64? = nil) {
+    /// An object whose money Keybrake may already have counted (a PaymentIntent created with `confirm=true`, a
+    /// charge created uncaptured): only the part above what was counted for it is priced.
+    public let countedObject: String?
+
+    public init(path: String, kind: Kind, amountOverride: Int64? = nil, countedObject: String? = nil) {
         self.path = path
         self.kind = kind
         self.amountOverride = amountOverride
+        self.countedObject = countedObject
     }
 }

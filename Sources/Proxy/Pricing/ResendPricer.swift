@@ -11,9 +11,18 @@ public struct ResendPricer: Sendable {
     public func price(method: String, normalizedPath: String, jsonBody: Data) throws(KeybrakeError) -> PricingDecision {
         guard method.uppercased() == "POST" else { return .free }
         switch normalizedPath {
-        case "/emails":
+        case "/emails": return try price(rule: .resendEmail, jsonBody: jsonBody)
+        case "/emails/batch": return try price(rule: .resendBatch, jsonBody: jsonBody)
+        default: return .free
+        }
+    }
+
+    /// Prices a POST by its registry rule (`EndpointRegistry.resend`).
+    public func price(rule: PricingRule, jsonBody: Data) throws(KeybrakeError) -> PricingDecision {
+        switch rule {
+        case .resendEmail:
             return .priced(PriceQuote(micros: pricePerEmail))
-        case "/emails/batch":
+        case .resendBatch:
             guard let body = ExactJSON.parse(jsonBody), case .array(let emails) = body else {
                 throw .invalidRequest("POST /emails/batch takes a JSON array of emails; Keybrake prices the batch by counting them.")
             }

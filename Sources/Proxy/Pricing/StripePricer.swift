@@ -8,41 +8,64 @@ public struct StripePricer: Sendable {
 
     public init(fx: FXTable = .default) { self.fx = fx }
 
-    /// Create endpoints whose body carries `amount` + `currency`.
-    static let explicitAmountResources: Set<String> = ["charges", "payment_intents", "transfers", "payouts", "topups"]
-
+    /// Prices a request by the registry's rule for its endpoint (a request the registry does not know moves no
+    /// money here: the pipeline refuses it on capped keys before pricing).
     public func price(method: String, normalizedPath: String, form: FormBody) throws(KeybrakeError) -> PricingDecision {
-        guard method.uppercased() == "POST" else { return .free }
-        let s = PathNormalizer.segments(normalizedPath).map(String.init)
-        guard s.first == "v1" else { return .free }
-        let operation = StripeOperations.operationName(method: "POST", normalizedPath: normalizedPath) ?? "POST \(normalizedPath)"
+        guard let endpoint = EndpointRegistry.stripe.lookup(method: method.uppercased(), normalizedPath: normalizedPath) else { return .free }
+        return try price(rule: endpoint.rule, normalizedPath: normalizedPath, form: form)
+    }
 
-        switch (s.count, s.count > 1 ? s[1] : "", s.count > 3 ? s[3] : "") {
-        case (2, let resource, _) where Self.explicitAmountResources.contains(resource):
+    /// Prices a POST by its registry rule (`EndpointRegistry.stripe`); `.none` moves no money.
+    public func price(rule: PricingRule, normalizedPath: String, form: FormBody) throws(KeybrakeError) -> PricingDecision {
+        let s = PathNormalizer.segments(normalizedPath).map(String.init)
+        let operation = StripeOperations.operationName(method: "POST", normalizedPath: normalizedPath) ?? "POST \(normalizedPath)"
+        func id(_ i: Int) throws(KeybrakeError) -> String { try Self.objectID(i < s.count ? s[i] : "") }
+
+        switch rule {
+        case .amountAndCurrency:
             return .priced(try explicitAmount(form, operation: operation))
-        case (2, "refunds", _):
+        case .paymentIntentCreate:
+            // Nothing moves until the PaymentIntent is confirmed; its confirm is priced at its amount then.
+            guard try Self.single(form, "confirm") == "true" else { return .free }
+            return .priced(try explicitAmount(form, operation: operation))
+        case .refund:
             return try refund(form, chargeFromPath: nil, operation: operation)
-        // Legacy refund routes Stripe still serves; left free they would bypass every cap.
-        case (4, "charges", "refunds"), (4, "charges", "refund"):
-            return try refund(form, chargeFromPath: try Self.objectID(s[2]), operation: operation)
-        case (4, "payment_intents", "confirm"):
-            return .lookup(StripeLookup(path: "/v1/payment_intents/\(try Self.objectID(s[2]))", kind: .paymentIntentAmount))
-        case (4, "payment_intents", "increment_authorization"):
-            // `amount` is the new total: pricing all of it over-counts the part already reserved at
-            // create, which is the safe direction. The currency comes from the PaymentIntent.
-            guard let text = try Self.single(form, "amount") else {
+        case .chargeRefund:
+            return try refund(form, chargeFromPath: try id(2), operation: operation)
+        case .paymentIntentConfirm:
+            let intent = try id(2)
+            return .lookup(StripeLookup(path: "/v1/payment_intents/\(intent)", kind: .paymentIntentAmount, countedObject: intent))
+        case .terminalPaymentIntent:
+            guard let intent = try Self.single(form, "payment_intent") else {
+                throw Self.amountRequired("\(operation) needs `payment_intent` so Keybrake can price it against the key's caps.")
+            }
+            let checked = try Self.objectID(intent, field: "payment_intent")
+            return .lookup(StripeLookup(path: "/v1/payment_intents/\(checked)", kind: .paymentIntentAmount, countedObject: checked))
+        case .paymentIntentCapture:
+            let intent = try id(2)
+            return .lookup(StripeLookup(path: "/v1/payment_intents/\(intent)", kind: .paymentIntentCapturable,
+                                        amountOverride: try Self.optionalMinorUnits(form, "amount_to_capture"), countedObject: intent))
+        case .chargeCapture:
+            let charge = try id(2)
+            return .lookup(StripeLookup(path: "/v1/charges/\(charge)", kind: .chargeAmount,
+                                        amountOverride: try Self.optionalMinorUnits(form, "amount"), countedObject: charge))
+        case .incrementAuthorization:
+            // `amount` is the new authorised total; what was already counted for the PaymentIntent is subtracted.
+            guard let amount = try Self.optionalMinorUnits(form, "amount") else {
                 throw Self.amountRequired("\(operation) needs `amount` (the new total, in the currency's smallest unit).")
             }
-            return .lookup(StripeLookup(
-                path: "/v1/payment_intents/\(try Self.objectID(s[2]))", kind: .paymentIntentIncrement,
-                amountOverride: try Self.minorUnits(text, field: "amount")
-            ))
-        case (4, "invoices", "pay"):
-            return .lookup(StripeLookup(path: "/v1/invoices/\(try Self.objectID(s[2]))", kind: .invoiceAmountDue))
-        // `/v1/payment_intents/{id}/capture` (with or without `amount_to_capture`) and
-        // `/v1/charges/{id}/capture` stay free: capture can only take up to the amount authorised,
-        // which was already counted at create/confirm; pricing it again would double-count.
-        default:
+            let intent = try id(2)
+            return .lookup(StripeLookup(path: "/v1/payment_intents/\(intent)", kind: .paymentIntentAmount, amountOverride: amount,
+                                        countedObject: intent))
+        case .invoicePay:
+            return .lookup(StripeLookup(path: "/v1/invoices/\(try id(2))", kind: .invoiceAmountDue))
+        case .transferReversal:
+            return .lookup(StripeLookup(path: "/v1/transfers/\(try id(2))", kind: .transferReversible,
+                                        amountOverride: try Self.optionalMinorUnits(form, "amount")))
+        case .applicationFeeRefund:
+            return .lookup(StripeLookup(path: "/v1/application_fees/\(try id(2))", kind: .applicationFeeRefundable,
+                                        amountOverride: try Self.optionalMinorUnits(form, "amount")))
+        case .none, .twilioMessage, .resendEmail, .resendBatch:
             return .free
         }
     }
@@ -66,8 +89,14 @@ public struct StripePricer: Sendable {
             amount = override
         } else {
             switch lookup.kind {
-            case .paymentIntentAmount, .paymentIntentIncrement: amount = try amountField("amount")
+            case .paymentIntentAmount: amount = try amountField("amount")
+            case .paymentIntentCapturable: amount = try amountField("amount_capturable")
+            case .chargeAmount: amount = try amountField("amount")
             case .invoiceAmountDue: amount = try amountField("amount_due")
+            case .transferReversible:
+                amount = max(0, try amountField("amount") - (object["amount_reversed"] == nil ? 0 : try amountField("amount_reversed")))
+            case .applicationFeeRefundable:
+                amount = max(0, try amountField("amount") - (object["amount_refunded"] == nil ? 0 : try amountField("amount_refunded")))
             case .paymentIntentRefundable: amount = try amountField("amount_received")
             case .chargeRefundable:
                 let total = try amountField("amount")
@@ -121,6 +150,11 @@ public struct StripePricer: Sendable {
         }
         guard let value = values.first, !value.isEmpty else { return nil }
         return value
+    }
+
+    static func optionalMinorUnits(_ form: FormBody, _ key: String) throws(KeybrakeError) -> Int64? {
+        guard let text = try single(form, key) else { return nil }
+        return try minorUnits(text, field: key)
     }
 
     static func minorUnits(_ text: String, field: String) throws(KeybrakeError) -> Int64 {

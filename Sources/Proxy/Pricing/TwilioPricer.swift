@@ -18,20 +18,41 @@ public struct TwilioPricer: Sendable {
         self.pricePerMMS = pricePerMMS
     }
 
+    /// Per-segment price by destination (E.164 prefix, longest match wins) beyond US/Canada (`+1`, at
+    /// `pricePerSegment`); destinations not listed use `internationalPerSegment`, high on purpose: an estimate below
+    /// the real price lets a cap be overshot by the difference before the reported price settles it.
+    public var destinationPerSegment: [String: MicroUSD] = [:]
+    public var internationalPerSegment = MicroUSD(250_000)
+
     public func price(method: String, normalizedPath: String, form: FormBody) -> PricingDecision {
         let s = PathNormalizer.segments(normalizedPath)
         guard method.uppercased() == "POST", s.count == 4, s[0] == "2010-04-01", s[1] == "Accounts", s[3] == "Messages.json" else {
             return .free
         }
+        return priceMessage(form: form)
+    }
+
+    /// The reservation for one message: per segment at the destination's price, plus the carrier fee.
+    public func priceMessage(form: FormBody) -> PricingDecision {
         if form.all("MediaUrl").contains(where: { !$0.isEmpty }) {
             return .priced(PriceQuote(micros: pricePerMMS))
         }
         // Twilio sends one Body; if several arrive, price the longest so no reading under-counts.
         let segments = max(1, form.all("Body").map(Self.segments(body:)).max() ?? 1)
-        let perSegment = pricePerSegment.micros.addingReportingOverflow(carrierFeePerSegment.micros)
+        let perSegment = segmentPrice(to: form.all("To").first ?? "").micros.addingReportingOverflow(carrierFeePerSegment.micros)
         let total = perSegment.partialValue.multipliedReportingOverflow(by: Int64(segments))
         let micros = perSegment.overflow || total.overflow ? Int64.max : total.partialValue
         return .priced(PriceQuote(micros: MicroUSD(micros)))
+    }
+
+    func segmentPrice(to destination: String) -> MicroUSD {
+        let number = destination.hasPrefix("+") ? destination : "+" + destination
+        // A destination that is not a phone number (whatsapp:, messenger:) is priced as international.
+        var best: (Int, MicroUSD)? = number.hasPrefix("+1") ? (2, pricePerSegment) : nil
+        for (prefix, price) in destinationPerSegment where number.hasPrefix(prefix) && prefix.count > (best?.0 ?? 0) {
+            best = (prefix.count, price)
+        }
+        return best?.1 ?? internationalPerSegment
     }
 
     /// The settled cost from a Message resource: Twilio reports `"price": "-0.00830"` (negative,

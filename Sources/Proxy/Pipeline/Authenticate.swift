@@ -1,0 +1,76 @@
+import Audit
+import Foundation
+import Hummingbird
+import KeybrakeCore
+import Keys
+import Logging
+import Storage
+
+extension ProxyPipeline {
+    enum Authenticated {
+        case authenticated(Flight)
+        /// The key is known but refused (revoked, expired): audited like every denial.
+        case denied(KeybrakeError, Flight)
+        /// No key, or not a key: nothing to attribute an audit row to.
+        case answered(Response)
+    }
+
+    /// Phase 1: the vault key, from `X-Keybrake-Key`, `Authorization: Bearer` or HTTP Basic.
+    func authenticate(vendor: Vendor, rawPath: String, request: Request, logger: Logger, started: ContinuousClock.Instant) async -> Authenticated {
+        let method = request.method.rawValue
+        guard let token = Self.vaultToken(request.headers) else {
+            ProxyMetrics.request(vendor: vendor.rawValue, decision: "denied", code: "vault_key_invalid")
+            return .answered(VendorErrorRenderer.response(VaultKeyAuthenticator.invalidError, vendor: vendor))
+        }
+        func flight(_ key: VaultKey) -> Flight {
+            Flight(vendor: vendor, method: method, started: started, logger: logger, key: key,
+                   audit: Self.audit(for: key, vendor: vendor, method: method, path: rawPath, request: request))
+        }
+        do {
+            let authenticator = self.authenticator, now = clock.now()
+            switch try await Deadline.run(config.databaseDeadline, { try await authenticator.authenticate(token: token, now: now, logger: logger) }) {
+            case .success(let key):
+                return .authenticated(flight(key))
+            case .failure(.invalid):
+                ProxyMetrics.request(vendor: vendor.rawValue, decision: "denied", code: "vault_key_invalid")
+                logger.info("proxy request with an invalid vault key", metadata: ["vendor": "\(vendor.rawValue)"])
+                return .answered(VendorErrorRenderer.response(VaultKeyAuthenticator.invalidError, vendor: vendor))
+            case .failure(.denied(let key, let error)):
+                return .denied(error, flight(key))
+            }
+        } catch {
+            return .answered(VendorErrorRenderer.response(DatabaseErrors.map(error, logger: logger), vendor: vendor))
+        }
+    }
+
+    static func audit(for key: VaultKey, vendor: Vendor, method: String, path: String, request: Request) -> AuditEvent {
+        var audit = AuditEvent(tenantId: key.tenantId, vendor: vendor.rawValue, method: method, path: String(path.prefix(512)))
+        audit.keyId = key.id
+        audit.keyLabel = key.policy.label
+        audit.runId = AuditEvent.sanitize(request.headers[.keybrakeRunId], maxLength: 200)
+        return audit
+    }
+
+    /// The vault key from `X-Keybrake-Key`, `Authorization: Bearer`, or HTTP Basic (the password; Twilio's SDK).
+    static func vaultToken(_ headers: HTTPFields) -> String? {
+        if let explicit = headers[.keybrakeKey], !explicit.isEmpty { return trimmed(explicit) }
+        guard let auth = headers[.authorization] else { return nil }
+        let parts = auth.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2 else { return nil }
+        switch parts[0].lowercased() {
+        case "bearer": return trimmed(parts[1])
+        case "basic":
+            guard let data = Data(base64Encoded: trimmed(parts[1])),
+                  let text = String(data: data, encoding: .utf8), let colon = text.firstIndex(of: ":") else { return nil }
+            return String(text[text.index(after: colon)...])
+        default: return nil
+        }
+    }
+
+    /// Without spaces and tabs at either end (Foundation's CharacterSet trimming is slow enough to show in profiles).
+    static func trimmed(_ s: some StringProtocol) -> String {
+        let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+        guard let first = s.firstIndex(where: { !blank($0) }), let last = s.lastIndex(where: { !blank($0) }) else { return "" }
+        return String(s[first...last])
+    }
+}

@@ -1,0 +1,153 @@
+import Audit
+import Foundation
+import HTTPLayer
+import Hummingbird
+import KeybrakeCore
+import NIOCore
+import Storage
+import Vault
+
+extension ProxyPipeline {
+    /// Phases 8 and 9: forward with the real credential, then settle, complete the records and write the audit row,
+    /// as the request's `MoneyState` says for what the upstream answered. The agent gets the vendor's answer even when
+    /// the settle statement fails (the reservation then stays held, still counted).
+    func forwardAndSettle(_ f: inout Flight, path: String, request: Request, body: ByteBuffer, creds: VendorCredentials) async -> Response {
+        var headers: [(String, String)] = []
+        for field in request.headers {
+            let name = field.name.canonicalName
+            if Forwarder.hopByHop.contains(name) || name == "authorization" || name.hasPrefix("x-keybrake-") || name == "idempotency-key" { continue }
+            headers.append((field.name.rawName, field.value))
+        }
+        headers += Self.credentialHeaders(creds)
+        if f.vendor.deduplicatesIdempotencyKeys, let key = f.upstreamKey { headers.append(("Idempotency-Key", key)) }
+        let query = request.uri.query.map { "?" + $0 } ?? ""
+        let url = baseURL(f.vendor) + path + query
+
+        let upstreamStart = ContinuousClock.now
+        let sent: Result<Forwarder.UpstreamResponse, Forwarder.Failure>
+        do {
+            sent = .success(try await forwarder.send(method: f.method, url: url, headers: headers, body: body, logger: f.logger))
+        } catch {
+            sent = .failure(error)
+        }
+        let upstreamElapsed = ContinuousClock.now - upstreamStart
+        ProxyMetrics.upstreamLatency(vendor: f.vendor.rawValue, nanoseconds: Self.nanos(upstreamElapsed))
+        f.audit.upstreamUs = Self.micros(upstreamElapsed)
+        f.audit.decision = .allowed
+
+        let response: Response
+        let transition: MoneyState.Transition
+        var finish = SpendLedger.Finish(audit: f.audit, ownerId: f.audit.id)
+        finish.countUsageMonth = f.countUsageMonth
+        switch sent {
+        case .failure(let failure):
+            let error: KeybrakeError
+            switch failure {
+            case .notSent:
+                transition = f.money.after(.notSent)
+                error = KeybrakeError(status: 502, code: "upstream_unreachable",
+                    message: "Could not connect to \(f.vendor.rawValue); nothing was sent\(transition.outcome == .released ? " and the amount was released" : ""). Retry shortly.")
+            case .timeout:
+                transition = f.money.after(.lost)
+                error = KeybrakeError(status: 504, code: "upstream_timeout", message: "\(f.vendor.rawValue) did not answer in time; the outcome is unknown and the amount stays counted. Retry with the same request to settle it.")
+            case .connection:
+                transition = f.money.after(.lost)
+                error = KeybrakeError(status: 502, code: "upstream_error", message: "The connection to \(f.vendor.rawValue) failed; the outcome is unknown and the amount stays counted. Retry with the same request to settle it.")
+            }
+            finish.audit.errorCode = error.code
+            response = VendorErrorRenderer.response(error, vendor: f.vendor)
+        case .success(let upstream):
+            transition = f.money.after(.answered(status: upstream.status))
+            finish.audit.upstreamStatus = upstream.status
+            finish.audit.upstreamRequestId = upstream.header("request-id") ?? upstream.header("twilio-request-id") ?? upstream.header("x-request-id")
+            finish.response = StoredResponse(status: upstream.status, headers: Self.replayableHeaders(upstream), body: Array(upstream.body.readableBytesView))
+            if (200..<300).contains(upstream.status) {
+                finish.actual = actualAmount(f, upstream: upstream)
+                if let actual = finish.actual { finish.audit.amountMicros = actual.micros }
+                finish.countedObject = countedObject(f, upstream: upstream)
+            }
+            var out = HTTPFields()
+            for (name, value) in upstream.headers {
+                guard let n = HTTPField.Name(name), !Forwarder.hopByHop.contains(n.canonicalName) else { continue }
+                out.append(HTTPField(name: n, value: value))
+            }
+            if f.autoKey, let key = f.upstreamKey { out[.keybrakeIdempotencyKey] = key }
+            if case .resuming(let earlier, _) = f.money { out[.keybrakeDuplicateOf] = earlier }
+            response = Response(status: HTTPResponse.Status(code: upstream.status), headers: out, body: .init(byteBuffer: upstream.body))
+        }
+        apply(transition, to: &finish, f)
+        if case .reserved = f.money, transition.outcome != .outcomeUnknown { ProxyMetrics.reservationsHeld(delta: -1) }
+        finish.audit.overheadUs = Self.micros(ContinuousClock.now - f.started - upstreamElapsed)
+        ProxyMetrics.overhead(vendor: f.vendor.rawValue, nanoseconds: Self.nanos(ContinuousClock.now - f.started - upstreamElapsed))
+        ProxyMetrics.request(vendor: f.vendor.rawValue, decision: "allowed", code: finish.audit.errorCode)
+        do {
+            try await ledger.finish(finish, logger: f.logger)
+        } catch {
+            // The vendor answered; the agent must see it. The reservation stays held (still counted against caps).
+            f.logger.error("could not record settlement and audit", metadata: ["audit_id": "\(f.audit.id)", "error": "\(DatabaseErrors.map(error, logger: f.logger).code)"])
+        }
+        return response
+    }
+
+    /// Turns a transition of the money state into the settle statement's arguments.
+    func apply(_ t: MoneyState.Transition, to finish: inout SpendLedger.Finish, _ f: Flight) {
+        finish.audit.outcome = t.outcome
+        switch t.reservation {
+        case .none: break
+        case .settle(let id): finish.reservationId = id; finish.outcome = "settled"
+        case .release(let id): finish.reservationId = id; finish.outcome = "released"
+        case .markUnknown(let id): finish.reservationId = id; finish.outcome = "unknown"
+        }
+        let windows = Dictionary(f.claims.map { ($0.scope, Int32(clamping: $0.window.components.seconds)) }, uniquingKeysWith: { a, _ in a })
+        switch t.records {
+        case .complete(let toDuplicates):
+            let kept = toDuplicates ? f.owned : f.owned.filter { !$0.hasPrefix("dup:") }
+            finish.completeScopes = kept
+            finish.completeWindows = kept.map { windows[$0] ?? 0 }
+            finish.dropScopes = f.owned.filter { !kept.contains($0) }
+        case .unknown:
+            finish.completeScopes = f.owned
+            finish.completeWindows = f.owned.map { _ in Int32(clamping: config.idempotencyTTL.components.seconds) }
+            finish.recordState = "unknown"
+            finish.response = nil
+        case .restoreUnknown(let earlier):
+            finish.completeScopes = f.owned
+            finish.completeWindows = f.owned.map { _ in Int32(clamping: config.idempotencyTTL.components.seconds) }
+            finish.recordState = "unknown"
+            finish.restoreOwner = earlier
+            finish.response = nil
+        case .drop:
+            finish.dropScopes = f.owned
+        }
+    }
+
+    /// The amount that really moved: the price Twilio reports (above the estimate too: the ledger must count at
+    /// least what moved); otherwise what was reserved.
+    func actualAmount(_ f: Flight, upstream: Forwarder.UpstreamResponse) -> MicroUSD? {
+        guard case .reserved = f.money else { return nil }
+        if f.vendor == .twilio, let price = TwilioPricer.settledPrice(responseJSON: Data(upstream.body.readableBytesView)) {
+            return price
+        }
+        return f.amount
+    }
+
+    /// The object whose counted amount grows with this settlement (its later capture or confirm is priced above it).
+    func countedObject(_ f: Flight, upstream: Forwarder.UpstreamResponse) -> String? {
+        guard case .reserved = f.money, let object = f.countedObject else { return nil }
+        switch object {
+        case .existing(let id): return id
+        case .createdByThisRequest:
+            guard let id = ExactJSON.parse(Data(upstream.body.readableBytesView))?["id"]?.stringValue else { return nil }
+            return id
+        }
+    }
+
+    static let replayedHeaderNames: Set<String> = ["content-type", "request-id", "stripe-version", "twilio-request-id", "x-request-id"]
+
+    static func replayableHeaders(_ upstream: Forwarder.UpstreamResponse) -> [(String, String)] {
+        upstream.headers.filter { replayedHeaderNames.contains($0.0.lowercased()) }.map { ($0.0.lowercased(), $0.1) }
+    }
+
+    static func micros(_ d: Duration) -> Int64 { d.components.seconds * 1_000_000 + d.components.attoseconds / 1_000_000_000_000 }
+    static func nanos(_ d: Duration) -> Int64 { d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000 }
+}

@@ -1,0 +1,75 @@
+import Foundation
+import KeybrakeCore
+import NIOCore
+import Vault
+
+extension ProxyPipeline {
+    /// Phase 4: the amount the body names, by the endpoint's registry rule. Lookups come after the claim, so
+    /// parallel duplicates don't repeat them.
+    func priceFromBody(_ f: inout Flight, path: String, body: ByteBuffer) throws -> PricingDecision {
+        guard let endpoint = f.endpoint, endpoint.money == .pricedFromBody || endpoint.money == .pricedByLookup else { return .free }
+        let decision: PricingDecision
+        do {
+            switch f.vendor {
+            case .stripe: decision = try stripePricer.price(rule: endpoint.rule, normalizedPath: path, form: FormBody(parsing: Data(body.readableBytesView)))
+            case .twilio: decision = config.twilio.priceMessage(form: FormBody(parsing: Data(body.readableBytesView)))
+            case .resend: decision = try config.resend.price(rule: endpoint.rule, jsonBody: Data(body.readableBytesView))
+            }
+        } catch {
+            throw Denial(error: error)
+        }
+        if case .priced(let quote) = decision { note(quote, &f) }
+        if case .lookup(let lookup) = decision, let object = lookup.countedObject { f.countedObject = .existing(object) }
+        // A charge (maybe uncaptured) or a confirmed PaymentIntent: its later capture or confirm is priced above this.
+        if case .priced = decision, f.vendor == .stripe, path == "/v1/charges" || path == "/v1/payment_intents" {
+            f.countedObject = .createdByThisRequest
+        }
+        return decision
+    }
+
+    func note(_ quote: PriceQuote, _ f: inout Flight) {
+        f.amount = quote.micros
+        f.audit.amountMicros = quote.micros.micros
+        f.audit.amountMinor = quote.amountMinor
+        f.audit.currency = quote.currency
+    }
+
+    /// Phase 6: the object's *current* amount, read upstream just before it moves money, less what Keybrake already
+    /// counted for that object (a PaymentIntent created with `confirm=true`, a charge created uncaptured).
+    func priceByLookup(_ lookup: StripeLookup, _ f: inout Flight, creds: VendorCredentials) async throws -> PricingDecision {
+        let upstream: Forwarder.UpstreamResponse
+        do {
+            upstream = try await forwarder.send(method: "GET", url: baseURL(f.vendor) + lookup.path,
+                                                headers: Self.credentialHeaders(creds), body: nil, logger: f.logger)
+        } catch {
+            throw Denial(error: KeybrakeError(status: 502, code: "upstream_error",
+                message: "Could not look up \(lookup.path) at \(f.vendor.rawValue) to price this request; nothing was sent. Retry shortly."))
+        }
+        guard (200..<300).contains(upstream.status) else {
+            throw Denial(error: KeybrakeError(status: upstream.status == 404 ? 404 : 400, code: "amount_required",
+                message: "Could not price this request: looking up \(lookup.path) returned \(upstream.status). Nothing was sent."))
+        }
+        var quote: PriceQuote
+        do {
+            quote = try stripePricer.priceLookup(lookup, objectJSON: Data(upstream.body.readableBytesView))
+        } catch {
+            throw Denial(error: error)
+        }
+        if let object = lookup.countedObject {
+            let counted = try await ledger.countedFor(tenantId: f.key.tenantId, vendor: f.vendor.rawValue, objectId: object, logger: f.logger)
+            quote.micros = MicroUSD(max(0, quote.micros.micros - counted.micros))
+        }
+        note(quote, &f)
+        return .priced(quote)
+    }
+
+    func baseURL(_ vendor: Vendor) -> String { config.upstreams[vendor] ?? "" }
+
+    static func credentialHeaders(_ creds: VendorCredentials) -> [(String, String)] {
+        switch creds {
+        case .stripe(let key): [("Authorization", "Bearer \(key)")]
+        case .resend(let key): [("Authorization", "Bearer \(key)")]
+        case .twilio(let sid, let token): [("Authorization", "Basic " + Data("\(sid):\(token)".utf8).base64EncodedString())]
+        }
+    }
+}

@@ -1,0 +1,45 @@
+import KeybrakeCore
+import Storage
+import Tenants
+
+extension ProxyPipeline {
+    /// Phase 7: caps, per-request max and quota, all or nothing, in one statement (kb_reserve). A request reserved
+    /// with its claims has nothing left to do; a retry resuming an unknown outcome reserves nothing new (its amount is
+    /// still held) but is counted against the quota and re-checks the key.
+    func reserve(_ f: inout Flight, periods: Periods) async throws {
+        if case .reserved = f.money { return }
+        let amount: MicroUSD = if case .open = f.money { f.amount } else { .zero }
+        if amount == .zero, try await plan(of: f) == .pro {
+            // Nothing to reserve and no quota to enforce: count the request when it finishes instead.
+            f.countUsageMonth = periods.utcMonth
+            return
+        }
+        let reserveId = f.audit.id, tenantId = f.key.tenantId, logger = f.logger
+        let ledger = self.ledger, keyId = f.key.id, freeQuota = config.freeMonthlyRequests
+        let giveBack = LateUndo(f, ledger: ledger), owned = f.owned
+        let result = try await Deadline.run(config.databaseDeadline, {
+            try await ledger.reserve(
+                keyId: keyId, tenantId: tenantId, amount: amount, day: periods.day, month: periods.month,
+                usageMonth: periods.utcMonth, freeQuota: freeQuota, reservationId: reserveId, logger: logger
+            )
+        }, onLateSuccess: { result in
+            guard result == .ok else { return }
+            await giveBack(reservationId: amount > .zero ? reserveId : nil, scopes: owned)
+        })
+        if case .denied(let code, let used, let cap) = result {
+            throw Denial(error: reserveDenial(code: code, used: used, cap: cap, f, periods: periods))
+        }
+        if amount > .zero {
+            f.money = .reserved(reservationId: reserveId, amount: amount)
+            ProxyMetrics.reservationsHeld(delta: 1)
+        }
+    }
+
+    func plan(of f: Flight) async throws -> Plan? {
+        guard let tenants else { return nil }
+        if let cached = plans.get(f.key.tenantId) { return cached }
+        guard let tenant = try await tenants.tenant(id: f.key.tenantId, logger: f.logger) else { return nil }
+        plans.set(f.key.tenantId, tenant.plan)
+        return tenant.plan
+    }
+}

@@ -1,0 +1,90 @@
+import Foundation
+import Hummingbird
+import KeybrakeCore
+import NIOCore
+import Storage
+import Vault
+
+extension ProxyPipeline {
+    /// Phase 2: the key's vendor, the tenant's credentials, the normalized path against the allowlist, the
+    /// endpoint's money class against the key's caps, and `Stripe-Account`.
+    func route(_ f: inout Flight, rawPath: String, request: Request) async throws -> (path: String, creds: VendorCredentials) {
+        let policy = f.key.policy
+        guard policy.vendor == f.vendor else {
+            throw Denial(error: KeybrakeError(status: 403, code: "vendor_not_allowed",
+                message: "This vault key (\(f.key.id)) is for \(policy.vendor.rawValue); it cannot call \(f.vendor.rawValue)."))
+        }
+        // Credentials are needed to route Twilio paths, and to forward.
+        let credentials = self.credentials, vendor = f.vendor, tenantId = f.key.tenantId, logger = f.logger
+        // A cache hit costs no round trip, so it needs no deadline (and none of its timer and task hops).
+        let found: VendorCredentials?
+        if let cached = credentials.cachedOnly(vendor: vendor, tenantId: tenantId) {
+            found = cached
+        } else {
+            found = try await Deadline.run(config.databaseDeadline, {
+                try await credentials.cachedCredentials(vendor: vendor, tenantId: tenantId, logger: logger)
+            })
+        }
+        guard let creds = found else {
+            throw Denial(error: KeybrakeError(status: 403, code: "vendor_credentials_missing",
+                message: "No \(f.vendor.rawValue) credentials are stored for this tenant. Store them with PUT /v1/vendors/\(f.vendor.rawValue)/credentials."))
+        }
+        let path: String
+        switch PathNormalizer.normalize(rawPath) {
+        case .success(let normalized): path = Self.substituteAccount(normalized, creds: creds)
+        case .failure(let rejection):
+            throw Denial(error: KeybrakeError(status: 403, code: "endpoint_not_allowed",
+                message: "Request refused: \(rejection.reason). Send a plain path without encoded slashes or dot segments."))
+        }
+        f.audit.path = path
+        f.audit.operation = f.vendor == .stripe ? StripeOperations.operationName(method: f.method, normalizedPath: path) : nil
+        let what = f.audit.operation.map { "\($0) (\(f.method) \(path))" } ?? "\(f.method) \(path)"
+        guard policy.endpointPatterns.allows(method: f.method, normalizedPath: path) else {
+            throw Denial(error: KeybrakeError(status: 403, code: "endpoint_not_allowed",
+                message: "\(what) is not allowed for key '\(policy.label)' (\(f.key.id)); it allows: \(policy.allowedEndpoints.joined(separator: ", "))."))
+        }
+        // No allowlist entry opens a route around the cap: on a capped key, an endpoint that moves money Keybrake
+        // cannot price, or a POST the registry does not know, is refused before anything is claimed or sent.
+        let registry = EndpointRegistry.of(f.vendor)
+        f.endpoint = registry.lookup(method: f.method, normalizedPath: path)
+        if !policy.isUncapped, registry.moneyClass(method: f.method, normalizedPath: path) == .unpriced {
+            let why = f.endpoint?.reason.map { "it moves money Keybrake cannot price before it moves (\($0))" }
+                ?? "Keybrake does not know this endpoint, so it cannot tell whether or how much money it moves"
+            throw Denial(error: KeybrakeError(status: 403, code: "endpoint_not_priced",
+                message: "\(what) is refused on capped key '\(policy.label)' (\(f.key.id)): \(why). Use a key without caps for it."))
+        }
+        if f.vendor == .stripe, let account = request.headers[.stripeAccount], !policy.allowedStripeAccounts.contains(account) {
+            throw Denial(error: KeybrakeError(status: 403, code: "stripe_account_not_allowed",
+                message: "Stripe-Account \(account.prefix(64)) is not in this key's allowed_stripe_accounts."))
+        }
+        return (path, creds)
+    }
+
+    /// Phase 3: the key's own requests-per-minute limit (per replica; safe to lose).
+    func rateLimit(_ f: Flight) throws {
+        let policy = f.key.policy
+        if let limit = policy.rateLimitPerMinute, let retry = rateLimiter.hit(f.key.id, limit: limit, now: clock.now()) {
+            throw Denial(error: .rateLimited("Key '\(policy.label)' is limited to \(limit) requests a minute; retry in \(retry) s.", retryAfter: retry))
+        }
+    }
+
+    func collectBody(_ request: Request) async throws -> ByteBuffer {
+        do {
+            return try await request.body.collect(upTo: config.maxRequestBody)
+        } catch {
+            throw Denial(error: KeybrakeError(status: 413, code: "body_too_large", message: "Request bodies are limited to \(config.maxRequestBody / 1024) KiB."))
+        }
+    }
+
+    /// Twilio paths carry an account SID; whatever the agent's SDK put there, the tenant's real one is used.
+    static func substituteAccount(_ path: String, creds: VendorCredentials) -> String {
+        guard case .twilio(let sid, _) = creds else { return path }
+        var parts = path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        if let i = parts.firstIndex(of: "Accounts"), i + 1 < parts.count {
+            let segment = parts[i + 1]
+            // Keep an extension such as `AC….json` on the account resource itself.
+            if let dot = segment.firstIndex(of: ".") { parts[i + 1] = sid + segment[dot...] } else { parts[i + 1] = sid }
+        }
+        return parts.joined(separator: "/")
+    }
+}
