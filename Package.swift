@@ -127,7 +127,7 @@ let package = Package(
             name: "KeybrakeCLI",
             dependencies: ["KeybrakeServer", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        .testTarget(name: "KeybrakeCoreTests", dependencies: ["KeybrakeCore"]),
+        .testTarget(name: "KeybrakeCoreTests", dependencies: ["KeybrakeCore"], exclude: ["Fixtures"]),
         .testTarget(name: "TokenAuthTests", dependencies: ["TokenAuth", "KeybrakeCore"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "KeybrakeCore"]),
         .testTarget(name: "ProxyTests", dependencies: ["Proxy", "KeybrakeCore"]),

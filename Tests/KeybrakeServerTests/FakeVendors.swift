@@ -102,19 +102,20 @@ final class FakeVendors: Sendable {
                            body: String(buffer: body))
         received.withLockedValue { $0.append(rec) }
 
-        let vendorKey = rec.path.hasPrefix("/2010-04-01/") ? nil : rec.headers["idempotency-key"].map { "\(rec.headers["stripe-account"] ?? "")|\($0)" }
-        if rec.method == "POST", let vendorKey, let stored = idempotent.withLockedValue({ $0[vendorKey] }) {
-            return Response(status: .init(code: stored.status), headers: [.contentType: "application/json", HTTPField.Name("Idempotent-Replayed")!: "true"],
-                            body: .init(byteBuffer: ByteBuffer(bytes: stored.body)))
-        }
         var current = fault.withLockedValue { $0 }
         if rec.method == "POST" {
             current = faultQueue.withLockedValue { queue in queue.isEmpty ? current : queue.removeFirst() }
         }
+        // A refusal comes before the vendor looks at its idempotency store (Stripe's 409 for a key in use, a 429).
         switch current {
         case .none, .actThenStatus: break
         case .delay: break
         case .status(let s): return error(rec, status: s).response
+        }
+        let vendorKey = rec.path.hasPrefix("/2010-04-01/") ? nil : rec.headers["idempotency-key"].map { "\(rec.headers["stripe-account"] ?? "")|\($0)" }
+        if rec.method == "POST", let vendorKey, let stored = idempotent.withLockedValue({ $0[vendorKey] }) {
+            return Response(status: .init(code: stored.status), headers: [.contentType: "application/json", HTTPField.Name("Idempotent-Replayed")!: "true"],
+                            body: .init(byteBuffer: ByteBuffer(bytes: stored.body)))
         }
         let extra = latency.withLockedValue { $0 }
         if extra > .zero { try await Task.sleep(for: extra) }
