@@ -38,6 +38,7 @@ final class FakeVendors: Sendable {
         let amount: Int            // minor units (Stripe), micro-USD (Twilio, Resend)
         let operation: String?     // `metadata[op]` (Stripe) / Body (Twilio): what the agent meant to do once
         let account: String?       // Stripe-Account
+        let vault: String?         // X-Test-Vault: which vault key's request made it (tests label their requests)
     }
 
     let received = NIOLockedValueBox<[Received]>([])
@@ -131,7 +132,7 @@ final class FakeVendors: Sendable {
     func move(_ rec: Received, amount: Int) {
         movements.withLockedValue {
             $0.append(Movement(path: rec.path, amount: amount, operation: rec.form["metadata[op]"] ?? rec.form["Body"],
-                               account: rec.headers["stripe-account"]))
+                               account: rec.headers["stripe-account"], vault: rec.headers["x-test-vault"]))
         }
     }
 
