@@ -29,7 +29,7 @@ BEGIN
     -- A request with no quota to check (a pro tenant's unpriced call) is counted here, in a random shard.
     IF p_count_usage_month IS NOT NULL THEN
         INSERT INTO tenant_monthly_usage (tenant_id, month, shard, requests)
-        VALUES (p_tenant_id, p_count_usage_month, floor(random() * 16)::smallint, 1)
+        VALUES (p_tenant_id, p_count_usage_month, kb_usage_shard(false), 1)
         ON CONFLICT (tenant_id, month, shard) DO UPDATE SET requests = tenant_monthly_usage.requests + 1;
     END IF;
 END;
