@@ -270,8 +270,7 @@ public struct AuditController: Sendable {
     func usage(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
         let admin = try context.requireAdmin()
         let query = Self.queryDictionary(request)
-        var utc = Calendar(identifier: .gregorian)
-        utc.timeZone = TimeZone(identifier: "UTC")!
+        let utc = KeyCalendar.calendar("UTC")
         var monthStart = utc.date(from: utc.dateComponents([.year, .month], from: clock.now()))!
         if let raw = query["month"], !raw.isEmpty {
             let parts = raw.split(separator: "-")
@@ -309,19 +308,13 @@ public struct AuditController: Sendable {
         let p = s.split(separator: "-", omittingEmptySubsequences: false)
         guard p.count == 3, p[0].count == 4, p[1].count == 2, p[2].count == 2, p.allSatisfy({ $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }),
               let y = Int(p[0]), let m = Int(p[1]), let d = Int(p[2]), (1000...9999).contains(y) else { return false }
-        var utc = Calendar(identifier: .gregorian)
-        utc.timeZone = TimeZone(identifier: "UTC")!
+        let utc = KeyCalendar.calendar("UTC")
         guard let date = utc.date(from: DateComponents(year: y, month: m, day: d)) else { return false }
         let back = utc.dateComponents([.year, .month, .day], from: date)
         return back.year == y && back.month == m && back.day == d
     }
 
-    static func utcDate(_ date: Date) -> String {
-        var utc = Calendar(identifier: .gregorian)
-        utc.timeZone = TimeZone(identifier: "UTC")!
-        let c = utc.dateComponents([.year, .month, .day], from: date)
-        return String(format: "%04d-%02d-%02d", c.year ?? 1970, c.month ?? 1, c.day ?? 1)
-    }
+    static func utcDate(_ date: Date) -> String { KeyCalendar.utcDateString(date) }
 
     func db<T>(_ context: KeybrakeRequestContext, _ body: () async throws -> T) async throws(KeybrakeError) -> T {
         do { return try await body() } catch { throw DatabaseErrors.map(error, logger: context.logger) }

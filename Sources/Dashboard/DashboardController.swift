@@ -222,7 +222,7 @@ public struct DashboardController: Sendable {
         let session = try await session(request, context)
         let chrome = chrome(session, .overview)
         let now = clock.now()
-        let utcToday = Self.day(now, timeZone: "UTC")
+        let utcToday = KeyCalendar.utcDateString(now)
         let month = String(utcToday.prefix(7))
         // Independent reads run side by side.
         async let usedRequests = db(context) {
@@ -304,7 +304,7 @@ public struct DashboardController: Sendable {
         var elsewhere: [String: [Int]] = [:]
         var dayOfZone: [String: String] = ["UTC": utcToday]
         for (i, k) in rows.enumerated() {
-            let d = dayOfZone[k.timezone] ?? Self.day(now, timeZone: k.timezone)
+            let d = dayOfZone[k.timezone] ?? KeyCalendar.periods(now: now, timezone: k.timezone).day
             dayOfZone[k.timezone] = d
             if d != utcToday { elsewhere[d, default: []].append(i) }
         }
@@ -314,13 +314,6 @@ public struct DashboardController: Sendable {
             for i in indices { if let r = byId[rows[i].keyId] { rows[i] = r } }
         }
         return rows
-    }
-
-    static func day(_ date: Date, timeZone: String) -> String {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone(identifier: timeZone) ?? TimeZone(identifier: "UTC")!
-        let c = calendar.dateComponents([.year, .month, .day], from: date)
-        return String(format: "%04d-%02d-%02d", c.year ?? 1970, c.month ?? 1, c.day ?? 1)
     }
 
     // MARK: - Keys
