@@ -257,23 +257,12 @@ public struct DashboardController: Sendable {
         keyRows = Array(keyRows.prefix(Self.overviewMaxRows))
 
         // Per label: caps add up; one uncapped key makes the label uncapped.
-        var order: [String] = []
-        var groups: [String: [SpendRepository.KeyDay]] = [:]
-        for k in rows where k.status == "active" || (k.settled + k.reserved + k.unknown).micros > 0 {
-            if groups[k.label] == nil { order.append(k.label) }
-            groups[k.label, default: []].append(k)
-        }
-        let labelTotals = order.map { label -> (String, [SpendRepository.KeyDay], MicroUSD?) in
-            let g = groups[label] ?? []
-            let cap: MicroUSD? = g.allSatisfy { $0.dailyCap != nil } ? g.reduce(MicroUSD.zero) { $0 + ($1.dailyCap ?? .zero) } : nil
-            return (label, g, cap)
-        }
-        let labelUncappedMax = labelTotals.filter { $0.2 == nil }.map { $0.1.reduce(MicroUSD.zero) { $0 + $1.settled + $1.reserved + $1.unknown } }.max() ?? .zero
-        var labelRows = labelTotals.map { label, g, cap -> SpendRow in
-            var row = SpendRow(settled: g.reduce(.zero) { $0 + $1.settled }, reserved: g.reduce(.zero) { $0 + $1.reserved },
-                               unknown: g.reduce(.zero) { $0 + $1.unknown }, cap: cap, uncappedScale: labelUncappedMax)
-            row.label = label
-            row.keyCount = g.count
+        let labels = LabelSpend.group(rows.filter { $0.status == "active" || ($0.settled + $0.reserved + $0.unknown).micros > 0 })
+        let labelUncappedMax = labels.filter { $0.dailyCap == nil }.map(\.spent).max() ?? .zero
+        var labelRows = labels.map { l -> SpendRow in
+            var row = SpendRow(settled: l.settled, reserved: l.reserved, unknown: l.unknown, cap: l.dailyCap, uncappedScale: labelUncappedMax)
+            row.label = l.label
+            row.keyCount = l.keys.count
             return row
         }
         labelRows.sort { a, b in a.ratio != b.ratio ? a.ratio > b.ratio : (a.spentMicros != b.spentMicros ? a.spentMicros > b.spentMicros : a.label < b.label) }
@@ -546,31 +535,17 @@ public struct DashboardController: Sendable {
 
     // MARK: - Audit
 
-    static let decisions = ["allowed", "denied", "replayed", "resolved"]
-    static let outcomes = ["settled", "released", "outcome_unknown"]
+    /// The audit filters the page offers (and carries into its page links); parsed by Audit, as GET /v1/audit's are.
+    static let auditFilterParameters = ["key_id", "vendor", "decision", "outcome"]
 
     func auditPage(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
         let session = try await session(request, context)
         let chrome = chrome(session, .audit)
         let q = request.uri.queryParameters
         func param(_ name: String) -> String? { q[Substring(name)].map(String.init).flatMap { $0.isEmpty ? nil : $0 } }
-        var filter = AuditFilter()
-        if let v = param("key_id") {
-            guard v.count <= 64 else { throw KeybrakeError.invalidRequest("key_id is too long.", field: "key_id") }
-            filter.keyId = v
-        }
-        if let v = param("vendor") {
-            guard Vendor(rawValue: v) != nil else { throw KeybrakeError.invalidRequest("vendor must be one of \(Vendor.names).", field: "vendor") }
-            filter.vendor = v
-        }
-        if let v = param("decision") {
-            guard Self.decisions.contains(v) else { throw KeybrakeError.invalidRequest("Unknown decision filter.", field: "decision") }
-            filter.decision = v
-        }
-        if let v = param("outcome") {
-            guard Self.outcomes.contains(v) else { throw KeybrakeError.invalidRequest("Unknown outcome filter.", field: "outcome") }
-            filter.outcome = v
-        }
+        var asked: [String: String] = [:]
+        for name in Self.auditFilterParameters { asked[name] = param(name) }
+        let filter = try AuditFilter.parse(asked)
         var after: String?
         if let raw = param("cursor") {
             guard let id = PageCursor.decode(raw, kind: "a1", idPrefix: "aud_") else { throw Self.badCursor }
@@ -594,9 +569,9 @@ public struct DashboardController: Sendable {
             vendorOptions: [Option(value: "", text: "All vendors", selected: filter.vendor == nil)]
                 + Vendor.allCases.map { Option(value: $0.rawValue, text: $0.rawValue, selected: $0.rawValue == filter.vendor) },
             decisionOptions: [Option(value: "", text: "Any decision", selected: filter.decision == nil)]
-                + Self.decisions.map { Option(value: $0, text: $0, selected: $0 == filter.decision) },
+                + AuditFilter.decisions.map { Option(value: $0, text: $0, selected: $0 == filter.decision) },
             outcomeOptions: [Option(value: "", text: "Any outcome", selected: filter.outcome == nil)]
-                + Self.outcomes.map { Option(value: $0, text: $0, selected: $0 == filter.outcome) }
+                + AuditFilter.outcomes.map { Option(value: $0, text: $0, selected: $0 == filter.outcome) }
         )
         let events = page.map { r in
             AuditRowView(
