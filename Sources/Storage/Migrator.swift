@@ -154,9 +154,7 @@ public struct Migrator: Sendable {
         for migration in migrations where !done.contains(migration.version) {
             logger.info("applying migration", metadata: ["version": "\(migration.version)", "name": "\(migration.name)"])
             try await connection.withTransaction(logger: logger) { tx in
-                for statement in SQLScript.statements(migration.sql) {
-                    _ = try await tx.query(PostgresQuery(unsafeSQL: statement), logger: logger)
-                }
+                try await Self.run(migration.sql, on: tx, logger: logger)
                 _ = try await tx.query(
                     "INSERT INTO schema_migrations (version, name) VALUES (\(migration.version), \(migration.name))",
                     logger: logger
@@ -195,9 +193,7 @@ public struct Migrator: Sendable {
         try await connection.withTransaction(logger: logger) { tx in
             for function in changed {
                 logger.info("applying function", metadata: ["name": "\(function.name)"])
-                for statement in SQLScript.statements(byName[function.name] ?? "") {
-                    _ = try await tx.query(PostgresQuery(unsafeSQL: statement), logger: logger)
-                }
+                try await Self.run(byName[function.name] ?? "", on: tx, logger: logger)
                 _ = try await tx.query("""
                     INSERT INTO schema_functions (name, checksum) VALUES (\(function.name), \(function.checksum))
                     ON CONFLICT (name) DO UPDATE SET checksum = EXCLUDED.checksum, applied_at = now()
@@ -205,5 +201,12 @@ public struct Migrator: Sendable {
             }
         }
         return changed.map(\.name)
+    }
+
+    /// Runs a file's statements one by one (the extended protocol takes one statement per query).
+    private static func run(_ script: String, on connection: PostgresConnection, logger: Logger) async throws {
+        for statement in SQLScript.statements(script) {
+            _ = try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+        }
     }
 }
