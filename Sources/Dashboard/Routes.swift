@@ -1,16 +1,12 @@
+import Audit
 import Foundation
 import HTTPLayer
 import Hummingbird
 import KeybrakeCore
 import Keys
-import Logging
-import Mustache
-import NIOConcurrencyHelpers
 import PostgresNIO
-import Storage
 import Tenants
 import TokenAuth
-import Audit
 import Vault
 
 /// Server-rendered pages under /dashboard: overview (spend per key and label, monthly usage), keys (issue, edit caps,

@@ -2,16 +2,7 @@ import Foundation
 import HTTPLayer
 import Hummingbird
 import KeybrakeCore
-import Keys
-import Logging
-import Mustache
-import NIOConcurrencyHelpers
-import PostgresNIO
 import Storage
-import Tenants
-import TokenAuth
-import Audit
-import Vault
 
 extension DashboardController {
     /// A database call: errors mapped to the public vocabulary, time added to the page's `Server-Timing: db`.

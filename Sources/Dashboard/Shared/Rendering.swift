@@ -2,16 +2,8 @@ import Foundation
 import HTTPLayer
 import Hummingbird
 import KeybrakeCore
-import Keys
-import Logging
 import Mustache
 import NIOConcurrencyHelpers
-import PostgresNIO
-import Storage
-import Tenants
-import TokenAuth
-import Audit
-import Vault
 
 extension String {
     func nonEmptyOr(_ fallback: String) -> String { isEmpty ? fallback : self }

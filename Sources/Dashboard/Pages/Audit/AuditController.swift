@@ -1,17 +1,9 @@
+import Audit
 import Foundation
 import HTTPLayer
 import Hummingbird
 import KeybrakeCore
 import Keys
-import Logging
-import Mustache
-import NIOConcurrencyHelpers
-import PostgresNIO
-import Storage
-import Tenants
-import TokenAuth
-import Audit
-import Vault
 
 extension DashboardController {
     /// The audit filters the page offers (and carries into its page links); parsed by Audit, as GET /v1/audit's are.

@@ -3,15 +3,7 @@ import HTTPLayer
 import Hummingbird
 import KeybrakeCore
 import Keys
-import Logging
-import Mustache
-import NIOConcurrencyHelpers
-import PostgresNIO
-import Storage
-import Tenants
 import TokenAuth
-import Audit
-import Vault
 
 extension DashboardController {
     func keysPage(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {

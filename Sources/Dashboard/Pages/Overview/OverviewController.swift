@@ -1,17 +1,9 @@
+import Audit
 import Foundation
 import HTTPLayer
 import Hummingbird
 import KeybrakeCore
-import Keys
-import Logging
-import Mustache
-import NIOConcurrencyHelpers
-import PostgresNIO
-import Storage
 import Tenants
-import TokenAuth
-import Audit
-import Vault
 
 extension DashboardController {
     func overview(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
