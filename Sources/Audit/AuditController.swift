@@ -70,48 +70,6 @@ public struct AuditController: Sendable {
 
     // MARK: - Audit
 
-    static let decisions: Set<String> = ["allowed", "denied", "replayed", "resolved"]
-    static let outcomes: Set<String> = ["settled", "released", "outcome_unknown"]
-
-    static func filter(_ query: [String: String]) throws(KeybrakeError) -> AuditFilter {
-        var f = AuditFilter()
-        func text(_ name: String, max: Int = 255) throws(KeybrakeError) -> String? {
-            guard let v = query[name], !v.isEmpty else { return nil }
-            guard v.count <= max else { throw .invalidRequest("\(name) is too long.", field: name) }
-            guard !v.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
-                throw .invalidRequest("\(name) must not contain control characters.", field: name)
-            }
-            return v
-        }
-        f.keyId = try text("key_id", max: 64)
-        if let v = try text("vendor", max: 20) {
-            guard Vendor(rawValue: v) != nil else { throw .invalidRequest("vendor must be one of \(Vendor.names).", field: "vendor") }
-            f.vendor = v
-        }
-        if let v = try text("decision", max: 20) {
-            guard decisions.contains(v) else { throw .invalidRequest("decision must be one of \(decisions.sorted().joined(separator: ", ")).", field: "decision") }
-            f.decision = v
-        }
-        if let v = try text("outcome", max: 20) {
-            guard outcomes.contains(v) else { throw .invalidRequest("outcome must be one of \(outcomes.sorted().joined(separator: ", ")).", field: "outcome") }
-            f.outcome = v
-        }
-        if let v = try text("status", max: 3) {
-            guard let s = Int(v), (100...599).contains(s) else { throw .invalidRequest("status must be an HTTP status code.", field: "status") }
-            f.status = s
-        }
-        f.errorCode = try text("error_code", max: 64)
-        for name in ["from", "to"] {
-            if let v = try text(name, max: 64) {
-                guard let d = RFC3339.parse(v) else { throw .invalidRequest("\(name) must be an RFC 3339 timestamp.", field: name) }
-                if name == "from" { f.from = d } else { f.to = d }
-            }
-        }
-        f.idempotencyKey = try text("idempotency_key")
-        f.runId = try text("run_id", max: 200)
-        return f
-    }
-
     static func queryDictionary(_ request: Request) -> [String: String] {
         var out: [String: String] = [:]
         for (k, v) in request.uri.queryParameters { out[String(k)] = String(v) }
@@ -121,7 +79,7 @@ public struct AuditController: Sendable {
     func list(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
         let admin = try context.requireAdmin()
         let query = Self.queryDictionary(request)
-        let filter = try Self.filter(query)
+        let filter = try AuditFilter.parse(query)
         var limit = Self.defaultPageSize
         if let raw = query["limit"] {
             guard let n = Int(raw), (1...Self.maxPageSize).contains(n) else {
@@ -243,24 +201,11 @@ public struct AuditController: Sendable {
                                 remainingUsd: k.dailyCap.map { USDAmount(max(.zero, $0 - spent)) })
             }
         } else {
-            var order: [String] = []
-            var groups: [String: [SpendRepository.KeyDay]] = [:]
-            for k in keys {
-                if groups[k.label] == nil { order.append(k.label) }
-                groups[k.label, default: []].append(k)
-            }
-            rows = order.map { label in
-                let g = groups[label] ?? []
-                let settled = g.reduce(MicroUSD.zero) { $0 + $1.settled }
-                let reserved = g.reduce(MicroUSD.zero) { $0 + $1.reserved }
-                let unknown = g.reduce(MicroUSD.zero) { $0 + $1.unknown }
-                let spent = settled + reserved + unknown
-                // A label's cap is the sum of its keys' caps; one uncapped key makes the whole label uncapped.
-                let cap: MicroUSD? = g.allSatisfy({ $0.dailyCap != nil }) ? g.reduce(MicroUSD.zero) { $0 + ($1.dailyCap ?? .zero) } : nil
-                return SpendRow(keyId: nil, label: label, vendor: Set(g.map(\.vendor)).count == 1 ? g.first?.vendor : nil, timezone: nil,
-                                keys: g.count, settledUsd: USDAmount(settled), reservedUsd: USDAmount(reserved),
-                                outcomeUnknownUsd: USDAmount(unknown), spentUsd: USDAmount(spent), dailyUsdCap: USDAmount(cap),
-                                remainingUsd: cap.map { USDAmount(max(.zero, $0 - spent)) })
+            rows = LabelSpend.group(keys).map { l in
+                SpendRow(keyId: nil, label: l.label, vendor: l.vendor, timezone: nil,
+                         keys: l.keys.count, settledUsd: USDAmount(l.settled), reservedUsd: USDAmount(l.reserved),
+                         outcomeUnknownUsd: USDAmount(l.unknown), spentUsd: USDAmount(l.spent), dailyUsdCap: USDAmount(l.dailyCap),
+                         remainingUsd: l.dailyCap.map { USDAmount(max(.zero, $0 - l.spent)) })
             }
         }
         struct Body: Encodable { let date: String; let groupBy: String; let data: [SpendRow] }
@@ -270,8 +215,7 @@ public struct AuditController: Sendable {
     func usage(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
         let admin = try context.requireAdmin()
         let query = Self.queryDictionary(request)
-        var utc = Calendar(identifier: .gregorian)
-        utc.timeZone = TimeZone(identifier: "UTC")!
+        let utc = KeyCalendar.calendar("UTC")
         var monthStart = utc.date(from: utc.dateComponents([.year, .month], from: clock.now()))!
         if let raw = query["month"], !raw.isEmpty {
             let parts = raw.split(separator: "-")
@@ -309,19 +253,13 @@ public struct AuditController: Sendable {
         let p = s.split(separator: "-", omittingEmptySubsequences: false)
         guard p.count == 3, p[0].count == 4, p[1].count == 2, p[2].count == 2, p.allSatisfy({ $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }),
               let y = Int(p[0]), let m = Int(p[1]), let d = Int(p[2]), (1000...9999).contains(y) else { return false }
-        var utc = Calendar(identifier: .gregorian)
-        utc.timeZone = TimeZone(identifier: "UTC")!
+        let utc = KeyCalendar.calendar("UTC")
         guard let date = utc.date(from: DateComponents(year: y, month: m, day: d)) else { return false }
         let back = utc.dateComponents([.year, .month, .day], from: date)
         return back.year == y && back.month == m && back.day == d
     }
 
-    static func utcDate(_ date: Date) -> String {
-        var utc = Calendar(identifier: .gregorian)
-        utc.timeZone = TimeZone(identifier: "UTC")!
-        let c = utc.dateComponents([.year, .month, .day], from: date)
-        return String(format: "%04d-%02d-%02d", c.year ?? 1970, c.month ?? 1, c.day ?? 1)
-    }
+    static func utcDate(_ date: Date) -> String { KeyCalendar.utcDateString(date) }
 
     func db<T>(_ context: KeybrakeRequestContext, _ body: () async throws -> T) async throws(KeybrakeError) -> T {
         do { return try await body() } catch { throw DatabaseErrors.map(error, logger: context.logger) }

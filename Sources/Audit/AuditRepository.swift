@@ -31,32 +31,13 @@ public struct AuditRecord: Sendable {
     public var createdAt: Date
 }
 
-/// Filters of GET /v1/audit; every one optional, all combined with AND.
-public struct AuditFilter: Sendable {
-    public var keyId: String?
-    public var vendor: String?
-    public var decision: String?
-    public var status: Int?
-    public var errorCode: String?
-    public var from: Date?
-    public var to: Date?
-    public var idempotencyKey: String?
-    public var runId: String?
-    public var outcome: String?
-    public init() {}
-}
-
 /// Reads the audit trail. Every query is scoped by tenant, including cursor positioning.
 public struct AuditRepository: Sendable {
     let client: PostgresClient
 
     public init(client: PostgresClient) { self.client = client }
 
-    static let columns = """
-        id, key_id, key_label, vendor, method, path, operation, decision, error_code, upstream_status, amount_minor,
-        currency, amount_micros, idempotency_key, idempotency_auto, upstream_request_id, run_id, outcome, duplicate_of,
-        resolves, overhead_us, upstream_us, created_at
-        """
+    static let columns = AuditColumns.select
 
     static func decode(_ rows: PostgresRowSequence) async throws -> [AuditRecord] {
         var out: [AuditRecord] = []

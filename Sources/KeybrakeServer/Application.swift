@@ -169,11 +169,8 @@ struct LedgerKeySpendReader: KeySpendReader {
     let spend: SpendRepository
 
     func spend(of key: VaultKey, now: Date, context: KeybrakeRequestContext) async throws -> KeySpend {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone(identifier: key.policy.timezone) ?? TimeZone(identifier: "UTC")!
-        let c = calendar.dateComponents([.year, .month, .day], from: now)
-        let day = String(format: "%04d-%02d-%02d", c.year ?? 1970, c.month ?? 1, c.day ?? 1)
-        let month = String(format: "%04d-%02d-01", c.year ?? 1970, c.month ?? 1)
+        let periods = KeyCalendar.periods(now: now, timezone: key.policy.timezone)
+        let (day, month) = (periods.day, periods.month)
         let (d, m) = try await spend.key(keyId: key.id, day: day, month: month, logger: context.logger)
         return KeySpend(
             today: .init(start: day, settled: d.settled, reserved: d.reserved, unknown: d.unknown, cap: key.policy.dailyCap),

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Hummingbird
+import KeybrakeCore
 import Logging
 import Metrics
 import Prometheus
@@ -164,8 +165,7 @@ struct AuditCommand: AsyncParsableCommand {
         @Option(help: "First day to keep, YYYY-MM-DD (UTC). Rows created before it are removed.") var before: String
 
         func run() async throws {
-            var utc = Calendar(identifier: .gregorian)
-            utc.timeZone = TimeZone(identifier: "UTC")!
+            let utc = KeyCalendar.calendar("UTC")
             let parts = before.split(separator: "-").compactMap { Int($0) }
             guard parts.count == 3, let date = utc.date(from: DateComponents(year: parts[0], month: parts[1], day: parts[2])) else {
                 throw ValidationError("--before must be YYYY-MM-DD")

@@ -280,30 +280,6 @@ struct BeginManyStatement: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
 
-/// The audit table's columns, in the order both statements below bind them ($1 … $23).
-enum AuditColumns {
-    static let names = """
-        id, tenant_id, key_id, key_label, vendor, method, path, operation, decision, error_code,
-        upstream_status, amount_minor, currency, amount_micros, idempotency_key, idempotency_auto, upstream_request_id,
-        run_id, outcome, duplicate_of, resolves, overhead_us, upstream_us, created_at
-        """
-    static let values = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::int, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, now()"
-    /// Explicit: a NULL binding carries no type, and a statement prepared with one would take the type from its
-    /// context (`$11::int` → int4) and then reject the int8 a later request binds there.
-    static let types: [PostgresDataType] = [
-        .text, .text, .text, .text, .text, .text, .text, .text, .text, .text,   // id … error_code
-        .int8, .int8, .text, .int8, .text, .bool, .text, .text, .text, .text, .text, .int8, .int8,   // upstream_status … upstream_us
-    ]
-
-    static func bind(_ e: AuditEvent, into b: inout PostgresBindings) {
-        b.append(e.id); b.append(e.tenantId); b.append(e.keyId); b.append(e.keyLabel); b.append(e.vendor); b.append(e.method)
-        b.append(e.path); b.append(e.operation); b.append(e.decision.rawValue); b.append(e.errorCode)
-        b.append(e.upstreamStatus.map(Int64.init)); b.append(e.amountMinor); b.append(e.currency); b.append(e.amountMicros)
-        b.append(e.idempotencyKey); b.append(e.idempotencyAuto); b.append(e.upstreamRequestId); b.append(e.runId)
-        b.append(e.outcome?.rawValue); b.append(e.duplicateOf); b.append(e.resolves); b.append(e.overheadUs); b.append(e.upstreamUs)
-    }
-}
-
 /// A request that moved money or holds idempotency records: its audit row and kb_finish_records in one statement
 /// (one transaction, committed with fsync).
 struct FinishStatement: PostgresPreparedStatement {

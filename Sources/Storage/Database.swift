@@ -122,11 +122,18 @@ public func withPostgresClient<T: Sendable>(
 ) async throws -> T {
     let client = PostgresClient(configuration: url.clientConfiguration(maxConnections: 4), backgroundLogger: logger)
     return try await withThrowingTaskGroup(of: T?.self) { group in
+        // `body` must not lease a connection before `run()` has begun: PostgresNIO warns "PostgresClient.run()
+        // hasn't been called yet" (seen on most `keybrake migrate` runs, since the child task had not started yet).
+        // The child says when it starts and goes straight into `run()`, whose first act is to mark the client
+        // running; PostgresNIO offers nothing to await beyond that.
+        let (started, signal) = AsyncStream<Void>.makeStream()
         group.addTask {
+            signal.finish()
             await client.run()
             return nil
         }
         defer { group.cancelAll() }
+        for await _ in started {}
         return try await body(client)
     }
 }

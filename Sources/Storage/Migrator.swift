@@ -5,6 +5,11 @@ import PostgresNIO
 /// Applies `Migrations/NNNN_name.sql` in order, each in its own transaction, recorded in
 /// `schema_migrations`. A Postgres advisory lock serialises concurrent migrators (two servers
 /// starting together): the second waits, then finds nothing left to do.
+///
+/// Numbered migrations are history and are never edited. The current body of each SQL function lives once, in
+/// `Migrations/functions/<name>.sql` (Flyway's "repeatable migrations"): after the numbered migrations, every such
+/// file whose SHA-256 differs from the one recorded in `schema_functions` is applied again, in file-name order, all
+/// in one transaction under the same lock. `git log Migrations/functions/kb_reserve.sql` is that function's history.
 public struct Migrator: Sendable {
     public struct Migration: Sendable, Equatable {
         public let version: Int
@@ -15,6 +20,28 @@ public struct Migrator: Sendable {
             self.version = version
             self.name = name
             self.sql = sql
+        }
+    }
+
+    /// One `functions/*.sql` file: the current definition of one function (re-applied when its text changes).
+    public struct FunctionFile: Sendable, Equatable {
+        public let name: String
+        public let sql: String
+
+        public init(name: String, sql: String) {
+            self.name = name
+            self.sql = sql
+        }
+    }
+
+    /// What one `apply` call did: the migration versions and the function files it applied.
+    public struct Applied: Sendable, Equatable {
+        public var versions: [Int] = []
+        public var functions: [String] = []
+
+        public init(versions: [Int] = [], functions: [String] = []) {
+            self.versions = versions
+            self.functions = functions
         }
     }
 
@@ -35,8 +62,13 @@ public struct Migrator: Sendable {
     static let advisoryLockKey: Int64 = 0x6B62_6D69_6772
 
     public let migrations: [Migration]
+    /// In name order, the order they are applied in.
+    public let functions: [FunctionFile]
 
-    public init(migrations: [Migration]) { self.migrations = migrations.sorted { $0.version < $1.version } }
+    public init(migrations: [Migration], functions: [FunctionFile] = []) {
+        self.migrations = migrations.sorted { $0.version < $1.version }
+        self.functions = functions.sorted { $0.name < $1.name }
+    }
 
     public init(directory: String) throws {
         var isDir: ObjCBool = false
@@ -56,7 +88,15 @@ public struct Migrator: Sendable {
         if let dup = versions.first(where: { v in versions.filter { $0 == v }.count > 1 }) {
             throw MigrationError.duplicateVersion(dup)
         }
-        self.init(migrations: found)
+        var functions: [FunctionFile] = []
+        let functionsDirectory = directory + "/functions"
+        if FileManager.default.fileExists(atPath: functionsDirectory) {
+            for file in try FileManager.default.contentsOfDirectory(atPath: functionsDirectory) where file.hasSuffix(".sql") {
+                let sql = try String(contentsOfFile: functionsDirectory + "/" + file, encoding: .utf8)
+                functions.append(FunctionFile(name: String(file.dropLast(4)), sql: sql))
+            }
+        }
+        self.init(migrations: found, functions: functions)
     }
 
     /// Finds `Migrations/`: `KEYBRAKE_MIGRATIONS_DIR`, else `./Migrations`, else next to the executable's package.
@@ -74,13 +114,21 @@ public struct Migrator: Sendable {
         return cwd
     }
 
-    /// Applies pending migrations; returns the versions applied by this call.
+    /// Applies pending migrations, then changed function files; returns the versions applied by this call.
     @discardableResult
     public func migrate(client: PostgresClient, logger: Logger) async throws -> [Int] {
+        try await apply(client: client, logger: logger).versions
+    }
+
+    /// Applies pending migrations, then the function files whose text changed; returns what it applied.
+    @discardableResult
+    public func apply(client: PostgresClient, logger: Logger) async throws -> Applied {
         try await client.withConnection { connection in
             _ = try await connection.query("SELECT pg_advisory_lock(\(Migrator.advisoryLockKey))", logger: logger)
             do {
-                let applied = try await applyPending(connection, logger: logger)
+                var applied = Applied()
+                applied.versions = try await applyPending(connection, logger: logger)
+                applied.functions = try await applyChangedFunctions(connection, logger: logger)
                 _ = try await connection.query("SELECT pg_advisory_unlock(\(Migrator.advisoryLockKey))", logger: logger)
                 return applied
             } catch {
@@ -106,9 +154,7 @@ public struct Migrator: Sendable {
         for migration in migrations where !done.contains(migration.version) {
             logger.info("applying migration", metadata: ["version": "\(migration.version)", "name": "\(migration.name)"])
             try await connection.withTransaction(logger: logger) { tx in
-                for statement in SQLScript.statements(migration.sql) {
-                    _ = try await tx.query(PostgresQuery(unsafeSQL: statement), logger: logger)
-                }
+                try await Self.run(migration.sql, on: tx, logger: logger)
                 _ = try await tx.query(
                     "INSERT INTO schema_migrations (version, name) VALUES (\(migration.version), \(migration.name))",
                     logger: logger
@@ -117,5 +163,50 @@ public struct Migrator: Sendable {
             applied.append(migration.version)
         }
         return applied
+    }
+
+    /// Re-applies each function file whose SHA-256 (computed by Postgres, so Storage needs no crypto library)
+    /// differs from the recorded one. One transaction: a change spanning two functions lands whole or not at all.
+    private func applyChangedFunctions(_ connection: PostgresConnection, logger: Logger) async throws -> [String] {
+        _ = try await connection.query("""
+            CREATE TABLE IF NOT EXISTS schema_functions (
+                name TEXT PRIMARY KEY,
+                checksum TEXT NOT NULL,
+                applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+            )
+            """, logger: logger)
+        if functions.isEmpty { return [] }
+        let names = functions.map(\.name)
+        let texts = functions.map(\.sql)
+        var changed: [(name: String, checksum: String)] = []
+        for try await (name, checksum, isCurrent) in try await connection.query("""
+            SELECT f.name, f.checksum, s.checksum IS NOT DISTINCT FROM f.checksum
+            FROM (SELECT name, encode(sha256(convert_to(sql, 'UTF8')), 'hex') AS checksum
+                  FROM unnest(\(names)::text[], \(texts)::text[]) AS f(name, sql)) f
+            LEFT JOIN schema_functions s ON s.name = f.name
+            ORDER BY f.name COLLATE "C"
+            """, logger: logger).decode((String, String, Bool).self) where !isCurrent {
+            changed.append((name, checksum))
+        }
+        if changed.isEmpty { return [] }
+        let byName = Dictionary(uniqueKeysWithValues: functions.map { ($0.name, $0.sql) })
+        try await connection.withTransaction(logger: logger) { tx in
+            for function in changed {
+                logger.info("applying function", metadata: ["name": "\(function.name)"])
+                try await Self.run(byName[function.name] ?? "", on: tx, logger: logger)
+                _ = try await tx.query("""
+                    INSERT INTO schema_functions (name, checksum) VALUES (\(function.name), \(function.checksum))
+                    ON CONFLICT (name) DO UPDATE SET checksum = EXCLUDED.checksum, applied_at = now()
+                    """, logger: logger)
+            }
+        }
+        return changed.map(\.name)
+    }
+
+    /// Runs a file's statements one by one (the extended protocol takes one statement per query).
+    private static func run(_ script: String, on connection: PostgresConnection, logger: Logger) async throws {
+        for statement in SQLScript.statements(script) {
+            _ = try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+        }
     }
 }

@@ -182,10 +182,5 @@ public struct TenantController: Sendable {
     }
 
     /// First day of the UTC month, `YYYY-MM-01`.
-    public static func utcMonth(_ date: Date) -> String {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone(identifier: "UTC")!
-        let c = calendar.dateComponents([.year, .month], from: date)
-        return String(format: "%04d-%02d-01", c.year ?? 1970, c.month ?? 1)
-    }
+    public static func utcMonth(_ date: Date) -> String { KeyCalendar.periods(now: date, timezone: "UTC").utcMonth }
 }

@@ -110,6 +110,108 @@ final class MigratorTests: XCTestCase {
         try await Self.dropScratchDatabase(name)
     }
 
+    /// Function bodies live in `Migrations/functions/`: a database migrated before they moved there (the numbered
+    /// migrations alone, as on main, functions as 0002/0004 left them) and a fresh one end with the same schema.
+    func testFreshMigrateAndUpgradeFromNumberedOnlyGiveTheSameSchema() async throws {
+        let logger = Logger(label: "test.migrate")
+        let all = try Migrator(directory: TestDatabase.migrationsDirectory)
+        XCTAssertTrue(all.functions.contains { $0.name == "kb_reserve" })
+        let numberedOnly = Migrator(migrations: all.migrations)
+
+        let (upgradedURL, upgradedName) = try await Self.scratchDatabase()
+        let upgraded = try await withPostgresClient(upgradedURL, logger: logger) { db in
+            _ = try await numberedOnly.apply(client: db, logger: logger)
+            let applied = try await all.apply(client: db, logger: logger)
+            XCTAssertEqual(applied.versions, [])
+            XCTAssertEqual(applied.functions, all.functions.map(\.name), "every function file applied once on upgrade")
+            let again = try await all.apply(client: db, logger: logger)
+            XCTAssertEqual(again, Migrator.Applied(), "unchanged files are not applied again")
+            return try await Self.schemaFacts(db)
+        }
+        let (freshURL, freshName) = try await Self.scratchDatabase()
+        let fresh = try await withPostgresClient(freshURL, logger: logger) { db in
+            _ = try await all.apply(client: db, logger: logger)
+            return try await Self.schemaFacts(db)
+        }
+        XCTAssertTrue(fresh.contains { $0.hasPrefix("function kb_reserve(") })
+        XCTAssertTrue(fresh.contains { $0.hasPrefix("column schema_functions.checksum ") })
+        XCTAssertEqual(fresh.count, upgraded.count)
+        for (a, b) in zip(fresh, upgraded) where a != b { XCTFail("fresh:\n\(a)\nupgraded:\n\(b)") }
+        try await Self.dropScratchDatabase(upgradedName)
+        try await Self.dropScratchDatabase(freshName)
+    }
+
+    /// A function file is applied again when its text changes, and only then; a broken one changes nothing.
+    func testChangedFunctionFileIsReappliedAndABrokenOneRollsBack() async throws {
+        let (url, name) = try await Self.scratchDatabase()
+        let logger = Logger(label: "test.migrate")
+        @Sendable func file(_ body: String) -> Migrator.FunctionFile {
+            .init(name: "kb_answer", sql: "CREATE OR REPLACE FUNCTION kb_answer() RETURNS INTEGER LANGUAGE sql AS $fn$ \(body) $fn$;")
+        }
+        let results = try await withPostgresClient(url, logger: logger) { db in
+            func answer() async throws -> Int {
+                var n = 0
+                for try await v in try await db.query("SELECT kb_answer()").decode(Int.self) { n = v }
+                return n
+            }
+            var log: [String] = []
+            let first = try await Migrator(migrations: [], functions: [file("SELECT 1")]).apply(client: db, logger: logger)
+            var n = try await answer()
+            log.append("\(first.functions) \(n)")
+            let same = try await Migrator(migrations: [], functions: [file("SELECT 1")]).apply(client: db, logger: logger)
+            n = try await answer()
+            log.append("\(same.functions) \(n)")
+            let changed = try await Migrator(migrations: [], functions: [file("SELECT 2")]).apply(client: db, logger: logger)
+            n = try await answer()
+            log.append("\(changed.functions) \(n)")
+            let broken = Migrator(migrations: [], functions: [
+                file("SELECT 3"), .init(name: "kb_broken", sql: "CREATE OR REPLACE FUNCTION kb_broken() RETURNS INTEGER LANGUAGE sql AS $fn$ SELECT x FROM missing_table $fn$;"),
+            ])
+            do {
+                _ = try await broken.apply(client: db, logger: logger)
+                log.append("broken applied")
+            } catch {
+                n = try await answer()
+                log.append("broken failed \(n)")
+            }
+            return log
+        }
+        XCTAssertEqual(results, ["[\"kb_answer\"] 1", "[] 1", "[\"kb_answer\"] 2", "broken failed 2"])
+        try await Self.dropScratchDatabase(name)
+    }
+
+    /// What a schema is made of, one line per fact, in a stable order: tables' columns (type, default, nullability),
+    /// indexes, constraints, views' definitions, triggers and functions (arguments, result and body).
+    static func schemaFacts(_ db: PostgresClient) async throws -> [String] {
+        var facts: [String] = []
+        for try await (table, column, type, def, nullable) in try await db.query("""
+            SELECT table_name::text, column_name::text, data_type::text, COALESCE(column_default::text, ''), is_nullable::text
+            FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1, 2
+            """).decode((String, String, String, String, String).self) {
+            facts.append("column \(table).\(column) \(type) default=\(def) nullable=\(nullable)")
+        }
+        for try await (name, def) in try await db.query("""
+            SELECT indexname::text, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1
+            """).decode((String, String).self) { facts.append("index \(name) \(def)") }
+        for try await (table, name, def) in try await db.query("""
+            SELECT conrelid::regclass::text, conname::text, pg_get_constraintdef(oid) FROM pg_constraint
+            WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2
+            """).decode((String, String, String).self) { facts.append("constraint \(table).\(name) \(def)") }
+        for try await (name, def) in try await db.query("""
+            SELECT viewname::text, definition FROM pg_views WHERE schemaname = 'public' ORDER BY 1
+            """).decode((String, String).self) { facts.append("view \(name) \(def)") }
+        for try await (table, name, def) in try await db.query("""
+            SELECT tgrelid::regclass::text, tgname::text, pg_get_triggerdef(oid) FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1, 2
+            """).decode((String, String, String).self) { facts.append("trigger \(table).\(name) \(def)") }
+        for try await (name, args, result, volatility, source) in try await db.query("""
+            SELECT proname::text, pg_get_function_identity_arguments(oid), pg_get_function_result(oid), provolatile::text, prosrc
+            FROM pg_proc WHERE pronamespace = 'public'::regnamespace ORDER BY 1, 2
+            """).decode((String, String, String, String, String).self) {
+            facts.append("function \(name)(\(args)) \(result) \(volatility)\n\(source)")
+        }
+        return facts
+    }
+
     /// An empty database of its own (migrations need one), on the test cluster.
     static func scratchDatabase() async throws -> (DatabaseURL, String) {
         let name = "kb_migr_\(UInt32.random(in: 0...UInt32.max))"

@@ -1,0 +1,63 @@
+import Foundation
+import HTTPLayer
+import KeybrakeCore
+
+/// Filters of GET /v1/audit and the dashboard's audit page; every one optional, all combined with AND.
+public struct AuditFilter: Sendable {
+    public var keyId: String?
+    public var vendor: String?
+    public var decision: String?
+    public var status: Int?
+    public var errorCode: String?
+    public var from: Date?
+    public var to: Date?
+    public var idempotencyKey: String?
+    public var runId: String?
+    public var outcome: String?
+    public init() {}
+
+    /// The values of `decision` and `outcome`, in the order the dashboard offers them.
+    public static let decisions = ["allowed", "denied", "replayed", "resolved"]
+    public static let outcomes = ["settled", "released", "outcome_unknown"]
+
+    /// The filter a query string asks for (query parameter name → value; empty values are absent), or the
+    /// `invalid_request` naming the first bad parameter.
+    public static func parse(_ query: [String: String]) throws(KeybrakeError) -> AuditFilter {
+        var f = AuditFilter()
+        func text(_ name: String, max: Int = 255) throws(KeybrakeError) -> String? {
+            guard let v = query[name], !v.isEmpty else { return nil }
+            guard v.count <= max else { throw .invalidRequest("\(name) is too long.", field: name) }
+            guard !v.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+                throw .invalidRequest("\(name) must not contain control characters.", field: name)
+            }
+            return v
+        }
+        f.keyId = try text("key_id", max: 64)
+        if let v = try text("vendor", max: 20) {
+            guard Vendor(rawValue: v) != nil else { throw .invalidRequest("vendor must be one of \(Vendor.names).", field: "vendor") }
+            f.vendor = v
+        }
+        if let v = try text("decision", max: 20) {
+            guard decisions.contains(v) else { throw .invalidRequest("decision must be one of \(decisions.sorted().joined(separator: ", ")).", field: "decision") }
+            f.decision = v
+        }
+        if let v = try text("outcome", max: 20) {
+            guard outcomes.contains(v) else { throw .invalidRequest("outcome must be one of \(outcomes.sorted().joined(separator: ", ")).", field: "outcome") }
+            f.outcome = v
+        }
+        if let v = try text("status", max: 3) {
+            guard let s = Int(v), (100...599).contains(s) else { throw .invalidRequest("status must be an HTTP status code.", field: "status") }
+            f.status = s
+        }
+        f.errorCode = try text("error_code", max: 64)
+        for name in ["from", "to"] {
+            if let v = try text(name, max: 64) {
+                guard let d = RFC3339.parse(v) else { throw .invalidRequest("\(name) must be an RFC 3339 timestamp.", field: name) }
+                if name == "from" { f.from = d } else { f.to = d }
+            }
+        }
+        f.idempotencyKey = try text("idempotency_key")
+        f.runId = try text("run_id", max: 200)
+        return f
+    }
+}

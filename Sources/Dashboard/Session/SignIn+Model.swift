@@ -1,0 +1,9 @@
+import Foundation
+import KeybrakeCore
+import Mustache
+
+struct LoginView {
+    let chrome: Chrome? = nil
+    let flash: Flash?
+    let loginCsrf: String
+}
