@@ -13,12 +13,13 @@ DEV_DB_URL := postgres://postgres@127.0.0.1:$(DEV_PORT)/keybrake
 TEST_DB_URL := postgres://postgres@127.0.0.1:$(TEST_PORT)/keybrake_test
 MASTER_KEYS_FILE := $(STATE)/master.keys
 
-.PHONY: help deps build run bench test test-swift test-contract test-e2e test-browser dev-db dev-key test-db stop clean
+.PHONY: help deps build run bench soak test test-swift test-contract test-e2e test-browser dev-db dev-key test-db stop clean
 
 help:
 	@echo "make run    set up everything (packages, local Postgres under $(STATE)/, dev master key, migrations) and serve on 127.0.0.1:$(KEYBRAKE_PORT)"
 	@echo "make test   set up a throwaway Postgres and run the whole test suite"
 	@echo "make bench  benchmarks: proxy overhead and cap throughput vs direct and nginx (results in Benchmarks/results/)"
+	@echo "make soak   the money invariant test for 10 minutes (SOAK_SECONDS=...)"
 	@echo "make stop   stop the local Postgres clusters"
 
 deps:
@@ -66,6 +67,12 @@ test-contract: deps
 	python3 -c "import yaml; from openapi_spec_validator import validate; validate(yaml.safe_load(open('openapi.yaml')))" 2>/dev/null \
 	  || (python3 -m pip install -q pyyaml openapi-spec-validator && python3 -c "import yaml; from openapi_spec_validator import validate; validate(yaml.safe_load(open('openapi.yaml')))")
 	timeout 900 scripts/contract.sh
+
+# The money invariant test for longer (a fresh seed; KEYBRAKE_INVARIANT_SEED=<seed> replays one).
+SOAK_SECONDS ?= 600
+soak: test-db
+	swift build --build-tests
+	KEYBRAKE_INVARIANT_SECONDS=$(SOAK_SECONDS) KEYBRAKE_TEST_DATABASE_URL=$(TEST_DB_URL) swift test --skip-build --filter ProxyInvariantTests
 
 # Overhead and cap throughput vs a same-run baseline (direct and nginx); release build in .build-release/.
 bench: deps

@@ -1,7 +1,9 @@
--- Moves a reservation to its outcome: 'settled' (with the actual amount, which may be lower), 'released' (nothing
--- moved) or 'unknown' (kept counted until resolved). Only a reservation in 'held' or 'unknown' moves; returns the
--- state it had, or NULL if there was nothing to move. The counters change only by what stops counting: all of a
--- release, the unspent part of a lower settlement; a settlement at the reserved amount leaves them alone.
+-- Moves a reservation to its outcome: 'settled' (with the actual amount), 'released' (nothing moved) or 'unknown'
+-- (kept counted until resolved). Only a reservation in 'held' or 'unknown' moves; returns the state it had, or NULL
+-- if there was nothing to move. The counters change only by the difference: all of a release, the unspent part of
+-- a lower settlement, and — a settlement above the reservation (Twilio reports the real price after the estimate was
+-- reserved) — the part above it, so the ledger always counts at least what moved. A settlement at the reserved
+-- amount leaves them alone.
 CREATE OR REPLACE FUNCTION kb_settle(p_reservation_id TEXT, p_outcome TEXT, p_actual BIGINT)
 RETURNS TEXT LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -11,10 +13,11 @@ DECLARE
 BEGIN
     SELECT * INTO r FROM reservations WHERE id = p_reservation_id FOR UPDATE;
     IF NOT FOUND OR r.state NOT IN ('held', 'unknown') THEN RETURN NULL; END IF;
-    -- Never settle more than was reserved: the cap check was made against the reservation.
-    v_settled := LEAST(GREATEST(COALESCE(p_actual, r.amount_micros), 0), r.amount_micros);
+    v_settled := GREATEST(COALESCE(p_actual, r.amount_micros), 0);
+    -- What stops counting (a release, the unspent part of a lower settlement), or, negative, what starts counting on
+    -- top of the reservation (a settlement above it).
     v_uncounted := CASE p_outcome WHEN 'released' THEN r.amount_micros WHEN 'settled' THEN r.amount_micros - v_settled ELSE 0 END;
-    IF v_uncounted > 0 THEN
+    IF v_uncounted <> 0 THEN
         PERFORM 1 FROM spend_counters
         WHERE key_id = r.key_id AND ((period = 'day' AND period_start = r.day) OR (period = 'month' AND period_start = r.month))
         ORDER BY period FOR UPDATE;

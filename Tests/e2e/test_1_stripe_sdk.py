@@ -126,7 +126,7 @@ def test_amountless_requests_are_priced_by_looking_the_object_up(stack, tag, car
     key = stack.new_key("stripe", ["POST /v1/payment_intents", "POST /v1/payment_intents/*/confirm", "charges.create",
                                    "refunds.create"], daily_usd_cap=500)
     client = stack.stripe(key.token)
-    # Created through Keybrake (priced at create): confirming it is not counted a second time.
+    # Created through Keybrake without confirm: nothing moves yet, and its confirm is priced at its current amount.
     mine = client.v1.payment_intents.create(params={"amount": 5000, "currency": "usd", "payment_method": card,
                                                     "metadata": {"tag": tag}})
     assert client.v1.payment_intents.confirm(mine.id).status == "succeeded"
@@ -141,8 +141,8 @@ def test_amountless_requests_are_priced_by_looking_the_object_up(stack, tag, car
     client.v1.refunds.create(params={"charge": charge.id})
     rows = stack.audit(key.id)
     assert [(r["path"].replace(mine.id, "MINE").replace(outside["id"], "OUTSIDE"), r["amount_micros"]) for r in rows] == [
-        ("/v1/payment_intents", 50_000_000),
-        ("/v1/payment_intents/MINE/confirm", 0),
+        ("/v1/payment_intents", 0),
+        ("/v1/payment_intents/MINE/confirm", 50_000_000),
         ("/v1/payment_intents/OUTSIDE/confirm", 7_000_000),
         ("/v1/charges", 12_000_000),
         ("/v1/refunds", 2_000_000),

@@ -15,7 +15,7 @@ extension ProxyPipeline {
     /// key reuse, in-flight timeouts and unknown outcomes it may not retry. A request whose amount is already known
     /// reserves in the same statement as its claims.
     func claim(_ f: inout Flight, path: String, request: Request, body: ByteBuffer, decision: PricingDecision,
-               periods: Periods) async throws -> Response? {
+               periods: KeyPeriods) async throws -> Response? {
         let movesMoney = decision != .free
         let canonical = CanonicalBody.canonical(contentType: request.headers[.contentType], body: Data(body.readableBytesView))
         // Headers that change what the vendor does are part of what the request is (the same body for another
@@ -168,7 +168,7 @@ extension ProxyPipeline {
     }
 
     /// First claim of a request whose amount is known: claims and reserve in one statement (kb_begin).
-    func claimAndReserve(_ f: inout Flight, claims: [IdempotencyStore.Claim], periods: Periods) async throws -> SpendLedger.BeginResult {
+    func claimAndReserve(_ f: inout Flight, claims: [IdempotencyStore.Claim], periods: KeyPeriods) async throws -> SpendLedger.BeginResult {
         let begins = self.begins, idempotency = self.idempotency, logger = f.logger
         let tenantId = f.key.tenantId, ownerId = f.audit.id
         let item = BeginBatcher.Item(claims: claims, ownerId: ownerId, amount: f.amount, logger: logger)
@@ -233,7 +233,7 @@ extension ProxyPipeline {
         try await giveBackClaims(&f)
         f.amount = .zero
         f.audit.amountMicros = 0
-        let periods = Self.periods(now: clock.now(), timezone: f.key.policy.timezone)
+        let periods = KeyCalendar.periods(now: clock.now(), timezone: f.key.policy.timezone)
         let result = try await ledger.reserve(
             keyId: f.key.id, tenantId: f.key.tenantId, amount: .zero, day: periods.day, month: periods.month,
             usageMonth: periods.utcMonth, freeQuota: config.freeMonthlyRequests, reservationId: f.audit.id, logger: f.logger

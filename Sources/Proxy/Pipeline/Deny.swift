@@ -31,7 +31,7 @@ extension ProxyPipeline {
     }
 
     /// The message of a reserve denial: which limit, what was used, what the request needed, when it resets.
-    func reserveDenial(code: String, used: Int64, cap: Int64, _ f: Flight, periods: Periods) -> KeybrakeError {
+    func reserveDenial(code: String, used: Int64, cap: Int64, _ f: Flight, periods: KeyPeriods) -> KeybrakeError {
         let label = "'\(f.key.policy.label)' (\(f.key.id))"
         let what = f.audit.operation ?? "\(f.method) \(f.audit.path)"
         let need = f.amount

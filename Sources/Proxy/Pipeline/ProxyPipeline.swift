@@ -108,7 +108,7 @@ public struct ProxyPipeline: Sendable {
         try rateLimit(f)
         let body = try await collectBody(request)
         var decision = try priceFromBody(&f, path: path, body: body)
-        let periods = Self.periods(now: clock.now(), timezone: f.key.policy.timezone)
+        let periods = KeyCalendar.periods(now: clock.now(), timezone: f.key.policy.timezone)
         if f.method == "POST", let replay = try await claim(&f, path: path, request: request, body: body, decision: decision, periods: periods) {
             return replay
         }

@@ -6,7 +6,7 @@ extension ProxyPipeline {
     /// Phase 7: caps, per-request max and quota, all or nothing, in one statement (kb_reserve). A request reserved
     /// with its claims has nothing left to do; a retry resuming an unknown outcome reserves nothing new (its amount is
     /// still held) but is counted against the quota and re-checks the key.
-    func reserve(_ f: inout Flight, periods: Periods) async throws {
+    func reserve(_ f: inout Flight, periods: KeyPeriods) async throws {
         if case .reserved = f.money { return }
         let amount: MicroUSD = if case .open = f.money { f.amount } else { .zero }
         if amount == .zero, try await plan(of: f) == .pro {
