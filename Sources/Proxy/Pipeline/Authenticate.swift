@@ -16,11 +16,11 @@ extension ProxyPipeline {
     }
 
     /// Phase 1: the vault key, from `X-Keybrake-Key`, `Authorization: Bearer` or HTTP Basic.
-    func authenticate(vendor: Vendor, rawPath: String, request: Request, logger: Logger, started: ContinuousClock.Instant) async -> Authenticated {
-        let method = request.method.rawValue
+    func authenticate<A: VendorAdapter>(_ a: A, rawPath: String, request: Request, logger: Logger, started: ContinuousClock.Instant) async -> Authenticated {
+        let method = request.method.rawValue, vendor = a.vendor
         guard let token = Self.vaultToken(request.headers) else {
             ProxyMetrics.request(vendor: vendor.rawValue, decision: "denied", code: "vault_key_invalid")
-            return .answered(VendorErrorRenderer.response(VaultKeyAuthenticator.invalidError, vendor: vendor))
+            return .answered(a.errorResponse(VaultKeyAuthenticator.invalidError))
         }
         func flight(_ key: VaultKey) -> Flight {
             Flight(vendor: vendor, method: method, started: started, logger: logger, key: key,
@@ -34,12 +34,12 @@ extension ProxyPipeline {
             case .failure(.invalid):
                 ProxyMetrics.request(vendor: vendor.rawValue, decision: "denied", code: "vault_key_invalid")
                 logger.info("proxy request with an invalid vault key", metadata: ["vendor": "\(vendor.rawValue)"])
-                return .answered(VendorErrorRenderer.response(VaultKeyAuthenticator.invalidError, vendor: vendor))
+                return .answered(a.errorResponse(VaultKeyAuthenticator.invalidError))
             case .failure(.denied(let key, let error)):
                 return .denied(error, flight(key))
             }
         } catch {
-            return .answered(VendorErrorRenderer.response(DatabaseErrors.map(error, logger: logger), vendor: vendor))
+            return .answered(a.errorResponse(DatabaseErrors.map(error, logger: logger)))
         }
     }
 

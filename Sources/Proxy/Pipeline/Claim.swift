@@ -14,13 +14,13 @@ extension ProxyPipeline {
     /// waits); takes over an identical request's unknown outcome where the vendor deduplicates; throws a Denial for
     /// key reuse, in-flight timeouts and unknown outcomes it may not retry. A request whose amount is already known
     /// reserves in the same statement as its claims.
-    func claim(_ f: inout Flight, path: String, request: Request, body: ByteBuffer, decision: PricingDecision,
+    func claim<A: VendorAdapter>(_ a: A, _ f: inout Flight, path: String, request: Request, body: ByteBuffer, decision: PricingDecision,
                periods: KeyPeriods) async throws -> Response? {
         let movesMoney = decision != .free
         let canonical = CanonicalBody.canonical(contentType: request.headers[.contentType], body: Data(body.readableBytesView))
         // Headers that change what the vendor does are part of what the request is (the same body for another
         // connected account is another charge).
-        let variant = Self.behaviourHeaders(f.vendor, request.headers)
+        let variant = a.behaviourHeaders(request.headers)
         let bodyHash = Self.sha256Hex(canonical + Data(variant.utf8))
         var claims: [IdempotencyStore.Claim] = []
         let lease = config.upstreamTimeout + .seconds(30)
@@ -35,7 +35,7 @@ extension ProxyPipeline {
             f.audit.idempotencyAuto = f.autoKey
             claims.append(.init(scope: "idem:\(f.vendor.rawValue):\(f.method):\(path):\(variant):\(idemKey)", requestHash: bodyHash,
                                 ttl: max(config.idempotencyTTL, lease), upstreamKey: idemKey, window: config.idempotencyTTL))
-        } else if movesMoney, f.vendor.deduplicatesIdempotencyKeys {
+        } else if movesMoney, a.deduplicatesIdempotencyKeys {
             // Every priced POST goes upstream with a key, so a retry of an unknown outcome can be sent again safely.
             f.upstreamKey = "kb_\(f.key.id.dropFirst(4))_r" + Self.randomHex(16)
         }
@@ -91,7 +91,7 @@ extension ProxyPipeline {
                     return try await replay(response, of: record.ownerId, isDuplicate: isDup, &f)
                 case "unknown":
                     do {
-                        try await resume(record, scope: claim.scope, &f)
+                        try await resume(a, record, scope: claim.scope, &f)
                     } catch is RetryClaim {
                         continue attempts
                     }
@@ -115,13 +115,13 @@ extension ProxyPipeline {
     /// An identical request's outcome is unknown. Where the vendor deduplicates on the upstream Idempotency-Key that
     /// request carried, this one takes it over and is sent again with that key (its 2xx settles the amount held);
     /// otherwise 409 `outcome_unknown` until the tenant resolves it.
-    func resume(_ record: IdempotencyStore.Record, scope: String, _ f: inout Flight) async throws {
+    func resume<A: VendorAdapter>(_ a: A, _ record: IdempotencyStore.Record, scope: String, _ f: inout Flight) async throws {
         let vendor = f.vendor
         let refusal = { (why: String) in
             Denial(error: KeybrakeError(status: 409, code: "outcome_unknown",
                 message: "An identical request (audit \(record.ownerId)) has an unknown outcome: \(why) Check with \(vendor.rawValue), then resolve audit \(record.ownerId) (POST /v1/audit/\(record.ownerId)/resolve) before retrying."))
         }
-        guard f.vendor.deduplicatesIdempotencyKeys else {
+        guard a.deduplicatesIdempotencyKeys else {
             try await giveBackClaims(&f)
             throw refusal("\(f.vendor.rawValue) cannot deduplicate a retry, so it may already have acted.")
         }
@@ -256,14 +256,6 @@ extension ProxyPipeline {
         return Response(status: HTTPResponse.Status(code: stored.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: stored.body)))
     }
 
-    /// `Stripe-Account` and `Stripe-Context` decide whose money a Stripe request moves.
-    static func behaviourHeaders(_ vendor: Vendor, _ headers: HTTPFields) -> String {
-        guard vendor == .stripe else { return "" }
-        let account = headers[.stripeAccount], context = headers[.stripeContext]
-        if account == nil, context == nil { return "" }
-        return "acct=\(account ?? "");ctx=\(context ?? "")"
-    }
-
     static let hexDigits = Array("0123456789abcdef".utf8)
 
     static func hex(_ bytes: some Sequence<UInt8>) -> String {
@@ -282,10 +274,4 @@ extension ProxyPipeline {
         var rng = SystemRandomNumberGenerator()
         return hex((0..<bytes).map { _ in UInt8.random(in: 0...255, using: &rng) })
     }
-}
-
-extension Vendor {
-    /// The vendor honours `Idempotency-Key`: a retry with the same key cannot act twice (Stripe, Resend). Twilio has
-    /// no idempotency of its own.
-    var deduplicatesIdempotencyKeys: Bool { self != .twilio }
 }

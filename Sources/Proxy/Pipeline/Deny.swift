@@ -9,7 +9,7 @@ extension ProxyPipeline {
     /// The one catch: audits the denial and answers in the vendor's envelope. What the request held is given back as
     /// its money state says (`MoneyState.after(.denied)`): its own reservation and claims released, an earlier
     /// request's unknown outcome handed back to it, never dropped.
-    func deny(_ error: KeybrakeError, _ f: inout Flight) async -> Response {
+    func deny<A: VendorAdapter>(_ a: A, _ error: KeybrakeError, _ f: inout Flight) async -> Response {
         f.audit.decision = .denied
         f.audit.errorCode = error.code
         f.audit.amountMicros = 0
@@ -27,7 +27,7 @@ extension ProxyPipeline {
             f.logger.error("could not audit a denial yet", metadata: ["audit_id": "\(f.audit.id)", "code": "\(DatabaseErrors.map(error, logger: f.logger).code)"])
         }
         ProxyMetrics.request(vendor: f.vendor.rawValue, decision: "denied", code: error.code)
-        return VendorErrorRenderer.response(error, vendor: f.vendor)
+        return a.errorResponse(error)
     }
 
     /// The message of a reserve denial: which limit, what was used, what the request needed, when it resets.

@@ -11,15 +11,15 @@ extension ProxyPipeline {
     /// Phases 8 and 9: forward with the real credential, then settle, complete the records and write the audit row,
     /// as the request's `MoneyState` says for what the upstream answered. The agent gets the vendor's answer even when
     /// the settle statement fails (the reservation then stays held, still counted).
-    func forwardAndSettle(_ f: inout Flight, path: String, request: Request, body: ByteBuffer, creds: VendorCredentials) async -> Response {
+    func forwardAndSettle<A: VendorAdapter>(_ a: A, _ f: inout Flight, path: String, request: Request, body: ByteBuffer, creds: VendorCredentials) async -> Response {
         var headers: [(String, String)] = []
         for field in request.headers {
             let name = field.name.canonicalName
             if Forwarder.hopByHop.contains(name) || name == "authorization" || name.hasPrefix("x-keybrake-") || name == "idempotency-key" { continue }
             headers.append((field.name.rawName, field.value))
         }
-        headers += Self.credentialHeaders(creds)
-        if f.vendor.deduplicatesIdempotencyKeys, let key = f.upstreamKey { headers.append(("Idempotency-Key", key)) }
+        headers += a.credentialHeaders(creds)
+        if a.deduplicatesIdempotencyKeys, let key = f.upstreamKey { headers.append(("Idempotency-Key", key)) }
         let query = request.uri.query.map { "?" + $0 } ?? ""
         let url = baseURL(f.vendor) + path + query
 
@@ -55,14 +55,14 @@ extension ProxyPipeline {
                 error = KeybrakeError(status: 502, code: "upstream_error", message: "The connection to \(f.vendor.rawValue) failed; the outcome is unknown and the amount stays counted. Retry with the same request to settle it.")
             }
             finish.audit.errorCode = error.code
-            response = VendorErrorRenderer.response(error, vendor: f.vendor)
+            response = a.errorResponse(error)
         case .success(let upstream):
             transition = f.money.after(.answered(status: upstream.status))
             finish.audit.upstreamStatus = upstream.status
-            finish.audit.upstreamRequestId = upstream.header("request-id") ?? upstream.header("twilio-request-id") ?? upstream.header("x-request-id")
+            finish.audit.upstreamRequestId = a.upstreamRequestId(upstream)
             finish.response = StoredResponse(status: upstream.status, headers: Self.replayableHeaders(upstream), body: Array(upstream.body.readableBytesView))
             if (200..<300).contains(upstream.status) {
-                finish.actual = actualAmount(f, upstream: upstream)
+                finish.actual = actualAmount(a, f, upstream: upstream)
                 if let actual = finish.actual { finish.audit.amountMicros = actual.micros }
                 finish.countedObject = countedObject(f, upstream: upstream)
             }
@@ -121,14 +121,11 @@ extension ProxyPipeline {
         }
     }
 
-    /// The amount that really moved: the price Twilio reports (above the estimate too: the ledger must count at
-    /// least what moved); otherwise what was reserved.
-    func actualAmount(_ f: Flight, upstream: Forwarder.UpstreamResponse) -> MicroUSD? {
+    /// The amount that really moved: what the vendor reports (Twilio's price, above the estimate too: the ledger must
+    /// count at least what moved); otherwise what was reserved.
+    func actualAmount<A: VendorAdapter>(_ a: A, _ f: Flight, upstream: Forwarder.UpstreamResponse) -> MicroUSD? {
         guard case .reserved = f.money else { return nil }
-        if f.vendor == .twilio, let price = TwilioPricer.settledPrice(responseJSON: Data(upstream.body.readableBytesView)) {
-            return price
-        }
-        return f.amount
+        return a.settledAmount(responseBody: upstream.body) ?? f.amount
     }
 
     /// The object whose counted amount grows with this settlement (its later capture or confirm is priced above it).

@@ -6,15 +6,11 @@ import Vault
 extension ProxyPipeline {
     /// Phase 4: the amount the body names, by the endpoint's registry rule. Lookups come after the claim, so
     /// parallel duplicates don't repeat them.
-    func priceFromBody(_ f: inout Flight, path: String, body: ByteBuffer) throws -> PricingDecision {
+    func priceFromBody<A: VendorAdapter>(_ a: A, _ f: inout Flight, path: String, body: ByteBuffer) throws -> PricingDecision {
         guard let endpoint = f.endpoint, endpoint.money == .pricedFromBody || endpoint.money == .pricedByLookup else { return .free }
         let decision: PricingDecision
         do {
-            switch f.vendor {
-            case .stripe: decision = try stripePricer.price(rule: endpoint.rule, normalizedPath: path, form: FormBody(parsing: Data(body.readableBytesView)))
-            case .twilio: decision = config.twilio.priceMessage(form: FormBody(parsing: Data(body.readableBytesView)))
-            case .resend: decision = try config.resend.price(rule: endpoint.rule, jsonBody: Data(body.readableBytesView))
-            }
+            decision = try a.priceFromBody(rule: endpoint.rule, path: path, body: body)
         } catch {
             throw Denial(error: error)
         }
@@ -36,11 +32,11 @@ extension ProxyPipeline {
 
     /// Phase 6: the object's *current* amount, read upstream just before it moves money, less what Keybrake already
     /// counted for that object (a PaymentIntent created with `confirm=true`, a charge created uncaptured).
-    func priceByLookup(_ lookup: StripeLookup, _ f: inout Flight, creds: VendorCredentials) async throws -> PricingDecision {
+    func priceByLookup<A: VendorAdapter>(_ a: A, _ lookup: StripeLookup, _ f: inout Flight, creds: VendorCredentials) async throws -> PricingDecision {
         let upstream: Forwarder.UpstreamResponse
         do {
             upstream = try await forwarder.send(method: "GET", url: baseURL(f.vendor) + lookup.path,
-                                                headers: Self.credentialHeaders(creds), body: nil, logger: f.logger)
+                                                headers: a.credentialHeaders(creds), body: nil, logger: f.logger)
         } catch {
             throw Denial(error: KeybrakeError(status: 502, code: "upstream_error",
                 message: "Could not look up \(lookup.path) at \(f.vendor.rawValue) to price this request; nothing was sent. Retry shortly."))
@@ -51,7 +47,7 @@ extension ProxyPipeline {
         }
         var quote: PriceQuote
         do {
-            quote = try stripePricer.priceLookup(lookup, objectJSON: Data(upstream.body.readableBytesView))
+            quote = try adapters.stripe.pricer.priceLookup(lookup, objectJSON: Data(upstream.body.readableBytesView))
         } catch {
             throw Denial(error: error)
         }
@@ -64,12 +60,4 @@ extension ProxyPipeline {
     }
 
     func baseURL(_ vendor: Vendor) -> String { config.upstreams[vendor] ?? "" }
-
-    static func credentialHeaders(_ creds: VendorCredentials) -> [(String, String)] {
-        switch creds {
-        case .stripe(let key): [("Authorization", "Bearer \(key)")]
-        case .resend(let key): [("Authorization", "Bearer \(key)")]
-        case .twilio(let sid, let token): [("Authorization", "Basic " + Data("\(sid):\(token)".utf8).base64EncodedString())]
-        }
-    }
 }

@@ -28,7 +28,7 @@ public struct ProxyPipeline: Sendable {
     let forwarder: Forwarder
     let rateLimiter = KeyRateLimiter()
     let clock: any KeybrakeCore.Clock
-    let stripePricer: StripePricer
+    let adapters: VendorAdapters
     let tenants: (any TenantRepository)?
     let begins: BeginBatcher
     /// Tenant plan, a couple of seconds at most: only used to skip the quota round trip for pro tenants.
@@ -46,7 +46,7 @@ public struct ProxyPipeline: Sendable {
         self.idempotency = idempotency
         self.forwarder = forwarder
         self.clock = clock
-        self.stripePricer = StripePricer(fx: config.fx)
+        self.adapters = VendorAdapters(config: config)
     }
 
     /// A request stopped before (or instead of) going upstream.
@@ -86,36 +86,45 @@ public struct ProxyPipeline: Sendable {
     // MARK: - The spine
 
     /// Handles one proxied request. `path` is the vendor path (prefix already removed), raw, with no query.
+    /// The one switch on the vendor: everything after it runs over that vendor's adapter.
     public func handle(vendor: Vendor, path rawPath: String, request: Request, context: KeybrakeRequestContext) async -> Response {
-        let started = ContinuousClock.now
-        var flight: Flight
-        switch await authenticate(vendor: vendor, rawPath: rawPath, request: request, logger: context.logger, started: started) {
-        case .answered(let response): return response
-        case .denied(let error, var f): return await deny(error, &f)
-        case .authenticated(let f): flight = f
-        }
-        do {
-            return try await run(&flight, rawPath: rawPath, request: request)
-        } catch let denial as Denial {
-            return await deny(denial.error, &flight)
-        } catch {
-            return await deny(DatabaseErrors.map(error, logger: flight.logger), &flight)
+        switch vendor {
+        case .stripe: await handle(adapters.stripe, path: rawPath, request: request, context: context)
+        case .twilio: await handle(adapters.twilio, path: rawPath, request: request, context: context)
+        case .resend: await handle(adapters.resend, path: rawPath, request: request, context: context)
         }
     }
 
-    func run(_ f: inout Flight, rawPath: String, request: Request) async throws -> Response {
-        let (path, creds) = try await route(&f, rawPath: rawPath, request: request)
+    func handle<A: VendorAdapter>(_ a: A, path rawPath: String, request: Request, context: KeybrakeRequestContext) async -> Response {
+        let started = ContinuousClock.now
+        var flight: Flight
+        switch await authenticate(a, rawPath: rawPath, request: request, logger: context.logger, started: started) {
+        case .answered(let response): return response
+        case .denied(let error, var f): return await deny(a, error, &f)
+        case .authenticated(let f): flight = f
+        }
+        do {
+            return try await run(a, &flight, rawPath: rawPath, request: request)
+        } catch let denial as Denial {
+            return await deny(a, denial.error, &flight)
+        } catch {
+            return await deny(a, DatabaseErrors.map(error, logger: flight.logger), &flight)
+        }
+    }
+
+    func run<A: VendorAdapter>(_ a: A, _ f: inout Flight, rawPath: String, request: Request) async throws -> Response {
+        let (path, creds) = try await route(a, &f, rawPath: rawPath, request: request)
         try rateLimit(f)
         let body = try await collectBody(request)
-        var decision = try priceFromBody(&f, path: path, body: body)
+        var decision = try priceFromBody(a, &f, path: path, body: body)
         let periods = KeyCalendar.periods(now: clock.now(), timezone: f.key.policy.timezone)
-        if f.method == "POST", let replay = try await claim(&f, path: path, request: request, body: body, decision: decision, periods: periods) {
+        if f.method == "POST", let replay = try await claim(a, &f, path: path, request: request, body: body, decision: decision, periods: periods) {
             return replay
         }
         if case .lookup(let lookup) = decision, case .open = f.money {
-            decision = try await priceByLookup(lookup, &f, creds: creds)
+            decision = try await priceByLookup(a, lookup, &f, creds: creds)
         }
         try await reserve(&f, periods: periods)
-        return await forwardAndSettle(&f, path: path, request: request, body: body, creds: creds)
+        return await forwardAndSettle(a, &f, path: path, request: request, body: body, creds: creds)
     }
 }

@@ -8,7 +8,7 @@ import Vault
 extension ProxyPipeline {
     /// Phase 2: the key's vendor, the tenant's credentials, the normalized path against the allowlist, the
     /// endpoint's money class against the key's caps, and `Stripe-Account`.
-    func route(_ f: inout Flight, rawPath: String, request: Request) async throws -> (path: String, creds: VendorCredentials) {
+    func route<A: VendorAdapter>(_ a: A, _ f: inout Flight, rawPath: String, request: Request) async throws -> (path: String, creds: VendorCredentials) {
         let policy = f.key.policy
         guard policy.vendor == f.vendor else {
             throw Denial(error: KeybrakeError(status: 403, code: "vendor_not_allowed",
@@ -31,13 +31,13 @@ extension ProxyPipeline {
         }
         let path: String
         switch PathNormalizer.normalize(rawPath) {
-        case .success(let normalized): path = Self.substituteAccount(normalized, creds: creds)
+        case .success(let normalized): path = a.upstreamPath(normalized, credentials: creds)
         case .failure(let rejection):
             throw Denial(error: KeybrakeError(status: 403, code: "endpoint_not_allowed",
                 message: "Request refused: \(rejection.reason). Send a plain path without encoded slashes or dot segments."))
         }
         f.audit.path = path
-        f.audit.operation = f.vendor == .stripe ? StripeOperations.operationName(method: f.method, normalizedPath: path) : nil
+        f.audit.operation = a.operationName(method: f.method, path: path)
         let what = f.audit.operation.map { "\($0) (\(f.method) \(path))" } ?? "\(f.method) \(path)"
         guard policy.endpointPatterns.allows(method: f.method, normalizedPath: path) else {
             throw Denial(error: KeybrakeError(status: 403, code: "endpoint_not_allowed",
@@ -45,7 +45,7 @@ extension ProxyPipeline {
         }
         // No allowlist entry opens a route around the cap: on a capped key, an endpoint that moves money Keybrake
         // cannot price, or a POST the registry does not know, is refused before anything is claimed or sent.
-        let registry = EndpointRegistry.of(f.vendor)
+        let registry = a.registry
         f.endpoint = registry.lookup(method: f.method, normalizedPath: path)
         if !policy.isUncapped, registry.moneyClass(method: f.method, normalizedPath: path) == .unpriced {
             let why = f.endpoint?.reason.map { "it moves money Keybrake cannot price before it moves (\($0))" }
@@ -74,17 +74,5 @@ extension ProxyPipeline {
         } catch {
             throw Denial(error: KeybrakeError(status: 413, code: "body_too_large", message: "Request bodies are limited to \(config.maxRequestBody / 1024) KiB."))
         }
-    }
-
-    /// Twilio paths carry an account SID; whatever the agent's SDK put there, the tenant's real one is used.
-    static func substituteAccount(_ path: String, creds: VendorCredentials) -> String {
-        guard case .twilio(let sid, _) = creds else { return path }
-        var parts = path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
-        if let i = parts.firstIndex(of: "Accounts"), i + 1 < parts.count {
-            let segment = parts[i + 1]
-            // Keep an extension such as `AC….json` on the account resource itself.
-            if let dot = segment.firstIndex(of: ".") { parts[i + 1] = sid + segment[dot...] } else { parts[i + 1] = sid }
-        }
-        return parts.joined(separator: "/")
     }
 }

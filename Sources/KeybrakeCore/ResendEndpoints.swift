@@ -1,0 +1,47 @@
+// Resend's POST endpoints, each with its money class (DESIGN §7 Pricing), from the official SDK's own route list:
+// resend-python 2.52.0. The list is in Tests/KeybrakeCoreTests/Fixtures and a test checks that every route has a class here.
+// Reads and deletes move no money. Within one length, literal segments come before `*` (the first match wins).
+
+extension EndpointRegistry {
+    public static let resend = EndpointRegistry(vendor: .resend, [
+        .init("POST", "/api-keys", .movesNoMoney),
+        .init("POST", "/audiences/*/contacts", .movesNoMoney),
+        .init("POST", "/automations", .unpriced, reason: "an automation sends emails when its events arrive"),
+        .init("POST", "/automations/*/duplicate", .movesNoMoney),
+        .init("POST", "/automations/*/stop", .movesNoMoney),
+        .init("POST", "/broadcasts", .movesNoMoney),
+        .init("POST", "/broadcasts/*/cancel", .movesNoMoney),
+        .init("POST", "/broadcasts/*/duplicate", .movesNoMoney),
+        .init("POST", "/broadcasts/*/send", .unpriced, reason: "a broadcast sends one email per contact of its segment"),
+        .init("POST", "/contact-properties", .movesNoMoney),
+        .init("POST", "/contacts", .movesNoMoney),
+        .init("POST", "/contacts/imports", .movesNoMoney),
+        .init("POST", "/contacts/*/segments/*", .movesNoMoney),
+        .init("POST", "/domains", .movesNoMoney),
+        .init("POST", "/domains/claim", .movesNoMoney),
+        .init("POST", "/domains/*/claim/verify", .movesNoMoney),
+        .init("POST", "/domains/*/verify", .movesNoMoney),
+        .init("POST", "/emails", .pricedFromBody, .resendEmail),
+        .init("POST", "/emails/batch", .pricedFromBody, .resendBatch),
+        .init("POST", "/emails/*/cancel", .movesNoMoney),
+        .init("POST", "/emails/*/share", .movesNoMoney),
+        .init("POST", "/events", .movesNoMoney),
+        .init("POST", "/events/send", .unpriced, reason: "an event can start automations that send emails"),
+        .init("POST", "/inboxes", .movesNoMoney),
+        .init("POST", "/inboxes/*/drafts", .movesNoMoney),
+        .init("POST", "/inboxes/*/drafts/*/send", .pricedFromBody, .resendEmail),
+        .init("POST", "/inboxes/*/labels", .movesNoMoney),
+        .init("POST", "/inboxes/*/threads/*/labels", .movesNoMoney),
+        .init("POST", "/segments", .movesNoMoney),
+        .init("POST", "/suppressions", .movesNoMoney),
+        .init("POST", "/suppressions/batch/add", .movesNoMoney),
+        .init("POST", "/suppressions/batch/remove", .movesNoMoney),
+        .init("POST", "/templates", .movesNoMoney),
+        .init("POST", "/templates/*/duplicate", .movesNoMoney),
+        .init("POST", "/templates/*/publish", .movesNoMoney),
+        .init("POST", "/topics", .movesNoMoney),
+        .init("POST", "/webhooks", .movesNoMoney),
+        .init("POST", "/webhooks/*/events/*/replay", .movesNoMoney),
+        .init("POST", "/webhooks/*/signing-secret/rotate", .movesNoMoney),
+    ])
+}

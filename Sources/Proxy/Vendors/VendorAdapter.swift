@@ -1,0 +1,57 @@
+import Foundation
+import Hummingbird
+import KeybrakeCore
+import NIOCore
+import Vault
+
+/// What differs between vendors, in one place per vendor (Stripe.swift, Twilio.swift, Resend.swift). The pipeline
+/// switches on the vendor once (`ProxyPipeline.handle`) and runs generically over the adapter, so these calls are
+/// specialised, not existential, on the hot path.
+protocol VendorAdapter: Sendable {
+    var vendor: Vendor { get }
+    /// Every endpoint the adapter forwards, with its money class and pricing rule.
+    var registry: EndpointRegistry { get }
+    /// The vendor honours `Idempotency-Key`, so a retry with the first attempt's key cannot act twice.
+    var deduplicatesIdempotencyKeys: Bool { get }
+
+    /// The path sent upstream for the tenant (Twilio: the tenant's own account SID in place of the agent's).
+    func upstreamPath(_ normalized: String, credentials: VendorCredentials) -> String
+    /// The operation's name for audit rows and messages (Stripe: `charges.create`).
+    func operationName(method: String, path: String) -> String?
+    /// The real credential, as the vendor takes it.
+    func credentialHeaders(_ credentials: VendorCredentials) -> [(String, String)]
+    /// The amount the body names, by the endpoint's registry rule.
+    func priceFromBody(rule: PricingRule, path: String, body: ByteBuffer) throws(KeybrakeError) -> PricingDecision
+    /// Headers that change what the vendor does: part of a request's identity (fingerprint, automatic key).
+    func behaviourHeaders(_ headers: HTTPFields) -> String
+    /// What moved, from the vendor's 2xx answer, when the vendor says (Twilio's `price`); nil: what was reserved.
+    func settledAmount(responseBody: ByteBuffer) -> MicroUSD?
+    /// The vendor's id of the request, for the audit row.
+    func upstreamRequestId(_ response: Forwarder.UpstreamResponse) -> String?
+    /// An error in the vendor's own envelope, so its SDK raises its usual exception with our message.
+    func errorResponse(_ error: KeybrakeError) -> Response
+}
+
+extension VendorAdapter {
+    var deduplicatesIdempotencyKeys: Bool { true }
+    func upstreamPath(_ normalized: String, credentials: VendorCredentials) -> String { normalized }
+    func operationName(method: String, path: String) -> String? { nil }
+    func behaviourHeaders(_ headers: HTTPFields) -> String { "" }
+    func settledAmount(responseBody: ByteBuffer) -> MicroUSD? { nil }
+    func errorResponse(_ error: KeybrakeError) -> Response { VendorErrorRenderer.response(error, vendor: vendor) }
+
+    func bearer(_ secret: String) -> [(String, String)] { [("Authorization", "Bearer \(secret)")] }
+}
+
+/// The three adapters, built once from the proxy's configuration.
+struct VendorAdapters: Sendable {
+    let stripe: StripeAdapter
+    let twilio: TwilioAdapter
+    let resend: ResendAdapter
+
+    init(config: ProxyConfiguration) {
+        stripe = StripeAdapter(pricer: StripePricer(fx: config.fx))
+        twilio = TwilioAdapter(pricer: config.twilio)
+        resend = ResendAdapter(pricer: config.resend)
+    }
+}
