@@ -12,6 +12,7 @@ import XCTest
 /// set must both go through, in either order, and read back as written.
 final class LedgerStatementTests: XCTestCase {
     func testAuditRowsWithAndWithoutOptionalColumnsShareOneConnection() async throws {
+        try await TestDatabase.migrate()
         var config = try TestDatabase.url.clientConfiguration(maxConnections: 1, minConnections: 1)
         config.options.connectTimeout = .seconds(5)
         let client = PostgresClient(configuration: config, backgroundLogger: Logger(label: "test.db"))
