@@ -122,6 +122,9 @@ public struct AuditRepository: Sendable {
     /// and moves its reservation once. Shared by the admin API and the dashboard; each renders the result its way.
     public func resolve(tenantId: String, auditId: String, outcome: String, amount: MicroUSD?, logger: Logger) async throws -> Resolution {
         guard let original = try await record(tenantId: tenantId, id: auditId, logger: logger) else { return .notFound }
+        // A request whose replica died has no row of its own, only the `lease_expired` row that made it unknown:
+        // resolving that row resolves the request it names.
+        let requestId = original.errorCode == "lease_expired" ? (original.resolves ?? original.id) : original.id
         var event = AuditEvent(tenantId: tenantId, vendor: original.vendor, method: original.method, path: original.path)
         event.keyId = original.keyId
         event.keyLabel = original.keyLabel
@@ -129,9 +132,9 @@ public struct AuditRepository: Sendable {
         event.decision = .resolved
         event.outcome = outcome == "settled" ? .settled : .released
         event.amountMicros = outcome == "settled" ? (amount?.micros ?? 0) : 0
-        event.resolves = original.id
+        event.resolves = requestId
         event.runId = original.runId
-        switch try await resolve(tenantId: tenantId, auditId: auditId, outcome: outcome, amount: amount, event: event, logger: logger) {
+        switch try await resolve(tenantId: tenantId, auditId: requestId, outcome: outcome, amount: amount, event: event, logger: logger) {
         case .ok: return .resolved(event.id)
         case .refused(let code, let reserved): return .refused(code, reserved: reserved)
         }

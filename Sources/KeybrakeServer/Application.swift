@@ -103,7 +103,8 @@ public func buildApplication(
         configuration: .init(address: .hostname(config.host, port: config.port), serverName: "keybrake"),
         logger: logger
     )
-    app.addServices(postgres, ForwarderService(forwarder: deps.forwarder))
+    app.addServices(postgres, ForwarderService(forwarder: deps.forwarder),
+                    LeaseSweepService(ledger: SpendLedger(client: postgres), interval: config.proxy.leaseSweepInterval, logger: logger))
     if let migrationsDirectory {
         let migrator = try Migrator(directory: migrationsDirectory)
         app.beforeServerStarts {
@@ -161,6 +162,28 @@ struct ForwarderService: Service {
     func run() async throws {
         try? await gracefulShutdown()
         try await forwarder.shutdown()
+    }
+}
+
+/// Turns the expired leases of requests whose replica died into unknown outcomes, on every replica, every few
+/// seconds (DESIGN §7 Leases): no 409 and no phantom hold outlives a crashed request by more than its lease.
+struct LeaseSweepService: Service {
+    let ledger: SpendLedger
+    let interval: Duration
+    let logger: Logger
+
+    func run() async throws {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            let wait = interval
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
+            if Task.isCancelled || Task.isShuttingDownGracefully { return }
+            do {
+                let expired = try await ledger.expireLeases(logger: logger)
+                if expired > 0 { logger.warning("expired the leases of requests whose replica died", metadata: ["reservations": "\(expired)"]) }
+            } catch {
+                logger.debug("lease sweep failed", metadata: ["error": "\(DatabaseErrors.map(error, logger: logger).code)"])
+            }
+        }
     }
 }
 

@@ -67,6 +67,10 @@ public struct AppConfiguration: Sendable {
             guard let t = Int(timeout), t > 0 else { throw ConfigError(description: "KEYBRAKE_UPSTREAM_TIMEOUT_MS must be a whole number > 0") }
             config.proxy.upstreamTimeout = .milliseconds(t)
         }
+        if let margin = env["KEYBRAKE_LEASE_MARGIN_MS"], !margin.isEmpty {
+            guard let m = Int(margin), m >= 0 else { throw ConfigError(description: "KEYBRAKE_LEASE_MARGIN_MS must be a whole number ≥ 0") }
+            config.proxy.leaseMargin = .milliseconds(m)
+        }
         if let wait = env["KEYBRAKE_IN_FLIGHT_WAIT_MS"], !wait.isEmpty {
             guard let t = Int(wait), t >= 0 else { throw ConfigError(description: "KEYBRAKE_IN_FLIGHT_WAIT_MS must be a whole number ≥ 0") }
             config.proxy.inFlightWait = .milliseconds(t)

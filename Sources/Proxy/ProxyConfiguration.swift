@@ -6,6 +6,13 @@ public struct ProxyConfiguration: Sendable {
     /// Base URL per vendor, without trailing slash.
     public var upstreams: [Vendor: String]
     public var upstreamTimeout: Duration = .seconds(30)
+    /// Added to the upstream timeout to make a request's lease: how long its in-flight records and held reservation
+    /// outlive it if its replica dies, before any replica turns them into an unknown outcome (DESIGN §7 Leases).
+    public var leaseMargin: Duration = .seconds(30)
+    /// How often each replica sweeps for expired leases.
+    public var leaseSweepInterval: Duration = .seconds(5)
+    /// The lease of a request's in-flight records: as long as the request can live.
+    public var lease: Duration { upstreamTimeout + leaseMargin }
     public var freeMonthlyRequests: Int = 1000
     /// How long an identical request waits for one in flight before 409 (DESIGN §7: 10 s).
     public var inFlightWait: Duration = .seconds(10)

@@ -184,6 +184,15 @@ public struct SpendLedger: Sendable {
         }
     }
 
+    /// Turns in-flight records whose lease ran out into unknown outcomes (kb_expire_leases); returns how many held
+    /// reservations it expired.
+    public func expireLeases(limit: Int = 500, logger: Logger) async throws -> Int {
+        for try await n in try await client.query("SELECT kb_expire_leases(\(Int32(limit)))", logger: logger).decode(Int32.self) {
+            return Int(n)
+        }
+        return 0
+    }
+
     /// What Keybrake already counted for a PaymentIntent or charge (its create with `confirm=true`, an earlier capture).
     public func countedFor(tenantId: String, vendor: String, objectId: String, logger: Logger) async throws -> MicroUSD {
         let rows = try await client.query("""

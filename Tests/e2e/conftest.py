@@ -38,6 +38,10 @@ BIN = Path(os.environ.get("KEYBRAKE_BIN", str(ROOT / ".build" / "debug" / "keybr
 VENV_BIN = Path(sys.executable).parent
 OPERATOR_TOKEN = "e2e-operator-" + secrets.token_hex(8)
 UPSTREAM_TIMEOUT_MS = 4000
+# A request's lease is the upstream timeout plus this margin: how long a killed replica's request can hold its
+# records and reservation before any replica turns them into an unknown outcome (5 s here; 60 s by default).
+LEASE_MARGIN_MS = 1000
+LEASE_SECONDS = (UPSTREAM_TIMEOUT_MS + LEASE_MARGIN_MS) / 1000
 
 
 def free_port() -> int:
@@ -187,18 +191,33 @@ class Stack:
             "KEYBRAKE_OPERATOR_TOKEN": OPERATOR_TOKEN,
             "KEYBRAKE_SIGNUPS_PER_MINUTE": "1000",
             "KEYBRAKE_UPSTREAM_TIMEOUT_MS": str(UPSTREAM_TIMEOUT_MS),
+            "KEYBRAKE_LEASE_MARGIN_MS": str(LEASE_MARGIN_MS),
             "KEYBRAKE_MIGRATIONS_DIR": str(ROOT / "Migrations"),
         })
+        self.replica_env = env
         for i in range(count):  # started together: migrations are advisory-locked
             port = free_port()
             proc = self.spawn(f"keybrake-{i + 1}", [BIN, "serve", "--port", port], env=env)
             self.replicas.append(Replica(f"replica{i + 1}", port, proc))
         for r in self.replicas:
-            def ready(r=r):
-                if not r.proc.alive():
-                    raise RuntimeError(f"{r.name} exited:\n{r.proc.tail()}")
-                return requests.get(r.url + "/ready", timeout=2).status_code == 200
-            wait_until(ready, 120, f"{r.name} /ready")
+            self.wait_ready(r)
+
+    def wait_ready(self, r: "Replica"):
+        def ready():
+            if not r.proc.alive():
+                raise RuntimeError(f"{r.name} exited:\n{r.proc.tail()}")
+            return requests.get(r.url + "/ready", timeout=2).status_code == 200
+        wait_until(ready, 120, f"{r.name} /ready")
+
+    def restart_replica(self, index: int):
+        """Starts replica `index` again on its port (after a test killed or stopped it)."""
+        r = self.replicas[index]
+        if r.proc in self.procs:
+            self.procs.remove(r.proc)
+        if r.proc.alive():
+            r.proc.stop()
+        r.proc = self.spawn(f"keybrake-{index + 1}", [BIN, "serve", "--port", r.port], env=self.replica_env)
+        self.wait_ready(r)
 
     def stop_all(self):
         for proc in reversed(self.procs):

@@ -4,7 +4,9 @@ Each fake runs as its own process, so a test can kill one in the middle of a req
 
     python fakes.py twilio --port P --account-sid AC… --auth-token …    Twilio Messages wire format
     python fakes.py resend --port P --api-key re_…                       Resend /emails wire format
-    python fakes.py chaos  --port P --target http://127.0.0.1:LS         pass-through to localstripe
+    python fakes.py chaos  --port P --target http://127.0.0.1:LS         pass-through to localstripe, deduplicating
+                                                                         POSTs on Idempotency-Key as Stripe does
+                                                                         (localstripe itself does not)
 
 Every fake records the requests it receives and takes faults over a small control API (JSON):
 
@@ -183,6 +185,15 @@ class Handler(BaseHTTPRequestHandler):
     # ---- chaos: localstripe pass-through ----------------------------------------------------------------------
 
     def _forward(self, method: str, path: str, query: str, body: bytes, fault: dict | None):
+        # Stripe replays the first result of a POST for the same Idempotency-Key (and account); localstripe does not.
+        key = self.headers.get("Idempotency-Key") if method == "POST" else None
+        dedupe = (self.headers.get("Stripe-Account", ""), key) if key else None
+        if dedupe:
+            with self.state.lock:
+                stored = self.state.idempotency.get(dedupe)
+            if stored:
+                status, data, out = stored
+                return self._send(status, data, {**out, "Idempotent-Replayed": "true"})
         target = urllib.parse.urlsplit(self.options.target)
         conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
@@ -194,13 +205,16 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(502, {"error": {"type": "api_error", "message": f"chaos: target unreachable: {e}"}})
         finally:
             conn.close()
+        out = {k: v for k, v in resp.getheaders() if k.lower() not in HOP_BY_HOP and k.lower() != "date"}
+        if dedupe and resp.status < 500:
+            with self.state.lock:
+                self.state.idempotency[dedupe] = (resp.status, data, out)
         mode = (fault or {}).get("mode")
         if mode == "drop_after_forward":
             return self._drop()
         if mode == "hang":
             while True:  # until the process is killed
                 time.sleep(1)
-        out = {k: v for k, v in resp.getheaders() if k.lower() not in HOP_BY_HOP and k.lower() != "date"}
         return self._send(resp.status, data, out)
 
     # ---- Twilio ---------------------------------------------------------------------------------------------

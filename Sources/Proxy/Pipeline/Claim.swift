@@ -23,7 +23,8 @@ extension ProxyPipeline {
         let variant = a.behaviourHeaders(request.headers)
         let bodyHash = Self.sha256Hex(canonical + Data(variant.utf8))
         var claims: [IdempotencyStore.Claim] = []
-        let lease = config.upstreamTimeout + .seconds(30)
+        // While in flight every record lives for the request's lease only; once completed, for its own window.
+        let lease = config.lease
         var idemKey = AuditEvent.sanitize(request.headers[.idempotencyKey])
         if idemKey == nil, f.key.policy.autoIdempotency {
             idemKey = "kb_\(f.key.id.dropFirst(4))_" + Self.sha256Hex(Data("\(f.method)\n\(path)\n\(variant)\n".utf8) + canonical)
@@ -34,7 +35,7 @@ extension ProxyPipeline {
             f.audit.idempotencyKey = idemKey
             f.audit.idempotencyAuto = f.autoKey
             claims.append(.init(scope: "idem:\(f.vendor.rawValue):\(f.method):\(path):\(variant):\(idemKey)", requestHash: bodyHash,
-                                ttl: max(config.idempotencyTTL, lease), upstreamKey: idemKey, window: config.idempotencyTTL))
+                                ttl: lease, upstreamKey: idemKey, window: config.idempotencyTTL))
         } else if movesMoney, a.deduplicatesIdempotencyKeys {
             // Every priced POST goes upstream with a key, so a retry of an unknown outcome can be sent again safely.
             f.upstreamKey = "kb_\(f.key.id.dropFirst(4))_r" + Self.randomHex(16)
@@ -43,10 +44,14 @@ extension ProxyPipeline {
             let fingerprint = Self.sha256Hex(CanonicalBody.fingerprintInput(
                 parts: [f.key.tenantId, f.vendor.rawValue, f.method, path, variant], canonicalBody: canonical))
             let window = Duration.seconds(f.key.policy.duplicateWindowSeconds)
-            // In flight, the record lives as long as the request can (a short window must not let a parallel
-            // identical request take over a live one); once completed, as long as the window.
-            claims.append(.init(scope: "dup:\(fingerprint)", requestHash: fingerprint, ttl: max(window, lease),
+            // A short window must not let a parallel identical request take over a live record: in flight, the lease.
+            claims.append(.init(scope: "dup:\(fingerprint)", requestHash: fingerprint, ttl: lease,
                                 upstreamKey: f.upstreamKey, window: window))
+        }
+        if claims.isEmpty, movesMoney {
+            // No key and no duplicate guard: the request still holds one record while in flight, so that if its
+            // replica dies, the lease sweep finds its held reservation and turns it into an unknown outcome.
+            claims.append(.init(scope: "lease:\(f.audit.id)", requestHash: "", ttl: lease, upstreamKey: f.upstreamKey, window: .zero))
         }
         guard !claims.isEmpty else { return nil }
         f.claims = claims

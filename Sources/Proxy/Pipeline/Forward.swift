@@ -80,13 +80,24 @@ extension ProxyPipeline {
         finish.audit.overheadUs = Self.micros(ContinuousClock.now - f.started - upstreamElapsed)
         ProxyMetrics.overhead(vendor: f.vendor.rawValue, nanoseconds: Self.nanos(ContinuousClock.now - f.started - upstreamElapsed))
         ProxyMetrics.request(vendor: f.vendor.rawValue, decision: "allowed", code: finish.audit.errorCode)
-        do {
-            try await ledger.finish(finish, logger: f.logger)
-        } catch {
-            // The vendor answered; the agent must see it. The reservation stays held (still counted against caps).
-            f.logger.error("could not record settlement and audit", metadata: ["audit_id": "\(f.audit.id)", "error": "\(DatabaseErrors.map(error, logger: f.logger).code)"])
-        }
+        await settle(finish, f)
         return response
+    }
+
+    /// The settle statement, retried a few times when it fails (a dropped connection, a failover): the vendor has
+    /// answered and the agent must see it. What still fails is left to the lease: the reservation stays counted and
+    /// any replica turns it into an unknown outcome when the request's lease runs out.
+    func settle(_ finish: SpendLedger.Finish, _ f: Flight) async {
+        for (attempt, pause) in [Duration.zero, .milliseconds(50), .milliseconds(250), .seconds(1)].enumerated() {
+            if pause > .zero { try? await Task.sleep(for: pause) }
+            do {
+                try await ledger.finish(finish, logger: f.logger)
+                return
+            } catch {
+                f.logger.error("could not record settlement and audit", metadata: [
+                    "audit_id": "\(f.audit.id)", "attempt": "\(attempt + 1)", "error": "\(DatabaseErrors.map(error, logger: f.logger).code)"])
+            }
+        }
     }
 
     /// Turns a transition of the money state into the settle statement's arguments.
