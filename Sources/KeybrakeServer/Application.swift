@@ -40,12 +40,10 @@ public struct AppDependencies: Sendable {
 public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContext> {
     let config = deps.configuration
     let tenantRepository = PostgresTenantRepository(client: deps.postgres)
-    let tenants = TenantController(
-        repository: tenantRepository, verifier: deps.verifier,
-        configuration: TenantsConfiguration(freeMonthlyRequests: config.freeMonthlyRequests, operatorToken: config.operatorToken,
-                                            signupsPerMinutePerClient: config.signupsPerMinutePerClient),
-        clock: deps.clock
-    )
+    var tenantsConfiguration = TenantsConfiguration(freeMonthlyRequests: config.freeMonthlyRequests, operatorToken: config.operatorToken,
+                                                    signupsPerMinutePerClient: config.signupsPerMinutePerClient)
+    tenantsConfiguration.adminTokensPerMinutePerTenant = config.adminTokensPerMinutePerTenant
+    let tenants = TenantController(repository: tenantRepository, verifier: deps.verifier, configuration: tenantsConfiguration, clock: deps.clock)
     let credentialStore = CredentialStore(client: deps.postgres, sealer: CredentialSealer(ring: config.masterKeys))
     let vault = VaultController(store: credentialStore)
     let proxy = ProxyController(pipeline: ProxyPipeline(
@@ -57,7 +55,8 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
     ))
     let spendRepository = SpendRepository(client: deps.postgres)
     let keys = KeysController(repository: PostgresKeyRepository(client: deps.postgres), verifier: deps.verifier, clock: deps.clock,
-                              spendReader: LedgerKeySpendReader(spend: spendRepository))
+                              spendReader: LedgerKeySpendReader(spend: spendRepository),
+                              creationsPerMinutePerTenant: config.keyCreationsPerMinutePerTenant)
     let tenantsConfig = TenantsConfiguration(freeMonthlyRequests: config.freeMonthlyRequests)
     let audit = AuditController(audit: AuditRepository(client: deps.postgres), spend: spendRepository, clock: deps.clock) { tenantId, context in
         guard let tenant = try await tenantRepository.tenant(id: tenantId, logger: context.logger) else { throw KeybrakeError.adminTokenInvalid }

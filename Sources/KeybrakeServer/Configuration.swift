@@ -14,6 +14,9 @@ public struct AppConfiguration: Sendable {
     public var operatorToken: String?
     public var freeMonthlyRequests: Int = 1000
     public var signupsPerMinutePerClient: Int = 10
+    /// Vault keys and admin tokens each cost an argon2 hash to create: per tenant and minute.
+    public var keyCreationsPerMinutePerTenant: Int = 60
+    public var adminTokensPerMinutePerTenant: Int = 20
     public var proxy = ProxyConfiguration(upstreams: [
         .stripe: "https://api.stripe.com", .twilio: "https://api.twilio.com", .resend: "https://api.resend.com",
     ])
@@ -49,6 +52,14 @@ public struct AppConfiguration: Sendable {
             guard let q = Int(quota), q >= 0 else { throw ConfigError(description: "KEYBRAKE_FREE_MONTHLY_REQUESTS must be a whole number ≥ 0") }
             config.freeMonthlyRequests = q
             config.proxy.freeMonthlyRequests = q
+        }
+        if let limit = env["KEYBRAKE_KEY_CREATIONS_PER_MINUTE"], !limit.isEmpty {
+            guard let l = Int(limit), l > 0 else { throw ConfigError(description: "KEYBRAKE_KEY_CREATIONS_PER_MINUTE must be a whole number > 0") }
+            config.keyCreationsPerMinutePerTenant = l
+        }
+        if let limit = env["KEYBRAKE_ADMIN_TOKENS_PER_MINUTE"], !limit.isEmpty {
+            guard let l = Int(limit), l > 0 else { throw ConfigError(description: "KEYBRAKE_ADMIN_TOKENS_PER_MINUTE must be a whole number > 0") }
+            config.adminTokensPerMinutePerTenant = l
         }
         if let limit = env["KEYBRAKE_SIGNUPS_PER_MINUTE"], !limit.isEmpty {
             guard let l = Int(limit), l > 0 else { throw ConfigError(description: "KEYBRAKE_SIGNUPS_PER_MINUTE must be a whole number > 0") }

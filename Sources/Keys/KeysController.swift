@@ -39,11 +39,15 @@ public struct KeysController: Sendable {
     let verifier: TokenVerifier
     let clock: any KeybrakeCore.Clock
     let spendReader: (any KeySpendReader)?
+    /// Each new key costs an argon2 hash (~27 ms of a core): creations are limited per tenant.
+    let creations: WindowRateLimiter
 
     public static let defaultPageSize = 50
     public static let maxPageSize = 100
 
-    public init(repository: any KeyRepository, verifier: TokenVerifier, clock: any KeybrakeCore.Clock, spendReader: (any KeySpendReader)? = nil) {
+    public init(repository: any KeyRepository, verifier: TokenVerifier, clock: any KeybrakeCore.Clock, spendReader: (any KeySpendReader)? = nil,
+                creationsPerMinutePerTenant: Int = 60) {
+        self.creations = WindowRateLimiter(limit: creationsPerMinutePerTenant, window: .seconds(60))
         self.repository = repository
         self.verifier = verifier
         self.clock = clock
@@ -159,6 +163,9 @@ public struct KeysController: Sendable {
 
     func create(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
         let admin = try context.requireAdmin()
+        if let retry = creations.hit(admin.tenantId) {
+            throw KeybrakeError.rateLimited("This tenant is creating vault keys too fast; retry in \(retry) s.", retryAfter: retry)
+        }
         var policy = try Self.parseCreate(try await JSONObjectReader.decode(request, context: context))
         policy.label = policy.label.trimmingCharacters(in: .whitespaces)
         try policy.validate(now: clock.now())

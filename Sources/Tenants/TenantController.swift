@@ -11,6 +11,8 @@ public struct TenantsConfiguration: Sendable {
     /// Platform operator's token for plan changes; nil disables the operator routes.
     public var operatorToken: String?
     public var signupsPerMinutePerClient: Int
+    /// Each admin token costs an argon2 hash: creations are limited per tenant.
+    public var adminTokensPerMinutePerTenant: Int = 20
 
     public init(freeMonthlyRequests: Int = 1000, operatorToken: String? = nil, signupsPerMinutePerClient: Int = 10) {
         self.freeMonthlyRequests = freeMonthlyRequests
@@ -27,6 +29,7 @@ public struct TenantController: Sendable {
     let verifier: TokenVerifier
     let configuration: TenantsConfiguration
     let signupLimiter: WindowRateLimiter
+    let adminTokenLimiter: WindowRateLimiter
     let clock: any KeybrakeCore.Clock
 
     public init(repository: any TenantRepository, verifier: TokenVerifier, configuration: TenantsConfiguration, clock: any KeybrakeCore.Clock) {
@@ -34,6 +37,7 @@ public struct TenantController: Sendable {
         self.verifier = verifier
         self.configuration = configuration
         self.signupLimiter = WindowRateLimiter(limit: configuration.signupsPerMinutePerClient, window: .seconds(60))
+        self.adminTokenLimiter = WindowRateLimiter(limit: configuration.adminTokensPerMinutePerTenant, window: .seconds(60))
         self.clock = clock
     }
 
@@ -121,6 +125,9 @@ public struct TenantController: Sendable {
 
     func createAdminToken(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
         let admin = try context.requireAdmin()
+        if let retry = adminTokenLimiter.hit(admin.tenantId) {
+            throw KeybrakeError.rateLimited("This tenant is creating admin tokens too fast; retry in \(retry) s.", retryAfter: retry)
+        }
         var label: String?
         if request.headers[.contentLength] != "0", request.headers[.contentType] != nil || request.headers[.contentLength] != nil {
             let json = try await JSONObjectReader.decode(request, context: context)

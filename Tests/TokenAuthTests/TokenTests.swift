@@ -88,6 +88,46 @@ final class TokenVerifierTests: XCTestCase {
         }
     }
 
+    /// 300 concurrent wrong secrets for one id: attempts are counted before hashing and one verification per id is
+    /// in flight, so only `maxFailures` are hashed; meanwhile another id's fresh token verifies (the flood holds one
+    /// hash slot at most). With production argon2 parameters, as an attacker would meet them.
+    func testAFloodOfWrongSecretsForOneIdHashesAHandfulAndLeavesOtherIdsAlone() async throws {
+        let verifier = TokenVerifier(argon2: .owasp)
+        let (token, _) = TokenFormat.generate(.admin)
+        let hash = try Argon2id.owasp.hash(token)
+        let (other, _) = TokenFormat.generate(.admin)
+        let otherHash = try Argon2id.owasp.hash(other)
+        let wrong = try (0..<300).map { i -> ParsedToken in
+            var chars = Array(token)
+            chars[chars.count - 1 - (i % 8)] = chars[chars.count - 1 - (i % 8)] == "a" ? "b" : "a"
+            return try XCTUnwrap(TokenFormat.parse(String(chars), as: .admin))
+        }
+        let parsedOther = try XCTUnwrap(TokenFormat.parse(other, as: .admin))
+        let (refused, otherOK, otherSeconds) = try await withThrowingTaskGroup(of: (Bool?, Double?).self) { group in
+            for w in wrong {
+                group.addTask {
+                    do { return (try await verifier.verify(w, storedHash: hash), nil) } catch { return (nil, nil) }
+                }
+            }
+            group.addTask {
+                try await Task.sleep(for: .milliseconds(20))   // the flood is under way
+                let started = ContinuousClock.now
+                let ok = try await verifier.verify(parsedOther, storedHash: otherHash)
+                let elapsed = ContinuousClock.now - started
+                return (ok, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+            }
+            var refused = 0, otherOK = false, seconds = 0.0
+            for try await (result, elapsed) in group {
+                if let elapsed { otherOK = result == true; seconds = elapsed } else if result == nil { refused += 1 }
+            }
+            return (refused, otherOK, seconds)
+        }
+        print("argon2 flood: \(verifier.hashesPerformed) hashes for 300 wrong secrets + 1 valid token of another id (\(String(format: "%.3f", otherSeconds)) s)")
+        XCTAssertLessThanOrEqual(verifier.hashesPerformed, TokenVerifier.Configuration().maxFailures + 1, "hashes of the flood + the other id's one")
+        XCTAssertGreaterThanOrEqual(refused, 300 - TokenVerifier.Configuration().maxFailures, "the rest refused without hashing")
+        XCTAssertTrue(otherOK, "another id's valid token still verifies")
+    }
+
     func testSemaphoreBoundsConcurrency() async throws {
         let semaphore = AsyncSemaphore(permits: 2)
         let counter = Counter()

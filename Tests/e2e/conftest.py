@@ -190,6 +190,7 @@ class Stack:
             "KEYBRAKE_UPSTREAM_RESEND": f"http://127.0.0.1:{self.resend_port}",
             "KEYBRAKE_OPERATOR_TOKEN": OPERATOR_TOKEN,
             "KEYBRAKE_SIGNUPS_PER_MINUTE": "1000",
+            "KEYBRAKE_KEY_CREATIONS_PER_MINUTE": "1000",
             "KEYBRAKE_UPSTREAM_TIMEOUT_MS": str(UPSTREAM_TIMEOUT_MS),
             "KEYBRAKE_LEASE_MARGIN_MS": str(LEASE_MARGIN_MS),
             "KEYBRAKE_MIGRATIONS_DIR": str(ROOT / "Migrations"),

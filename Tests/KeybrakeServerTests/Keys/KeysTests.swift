@@ -50,6 +50,26 @@ final class KeysTests: XCTestCase {
         XCTAssertFalse(logs.text.contains(String(token.suffix(43))), "vault token reached the log")
     }
 
+    /// Each key and admin token costs an argon2 hash to create: creations are limited per tenant (429 with
+    /// Retry-After), and one tenant's burst does not limit another's.
+    func testKeyAndAdminTokenCreationIsRateLimitedPerTenant() async throws {
+        try await TestApp.run({ $0.keyCreationsPerMinutePerTenant = 3; $0.adminTokensPerMinutePerTenant = 2 }) { client in
+            let (_, admin) = try await client.signup()
+            let (_, other) = try await client.signup(name: "Other")
+            let body: [String: Any] = ["vendor": "stripe", "label": "a", "allowed_endpoints": ["POST /v1/charges"]]
+            var statuses: [Int] = []
+            for _ in 0..<4 { statuses.append(Int(try await client.call(.post, "/v1/keys", token: admin, json: body).status.code)) }
+            XCTAssertEqual(statuses, [201, 201, 201, 429])
+            let limited = try await client.call(.post, "/v1/keys", token: admin, json: body)
+            XCTAssertEqual(limited.errorCode, "rate_limited")
+            XCTAssertNotNil(limited.headers[.retryAfter])
+            expectStatus(try await client.call(.post, "/v1/keys", token: other, json: body), .created)
+            var tokens: [Int] = []
+            for _ in 0..<3 { tokens.append(Int(try await client.call(.post, "/v1/admin-tokens", token: admin, json: ["label": "ci"]).status.code)) }
+            XCTAssertEqual(tokens, [201, 201, 429])
+        }
+    }
+
     func testPolicyValidationNamesTheField() async throws {
         try await TestApp.run { client in
             let (_, admin) = try await client.signup()
