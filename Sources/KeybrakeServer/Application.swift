@@ -1,7 +1,9 @@
 import Foundation
 import HTTPLayer
 import Hummingbird
+import HummingbirdCore
 import ServiceLifecycle
+import UnixSignals
 import KeybrakeCore
 import Audit
 import Dashboard
@@ -23,6 +25,8 @@ public struct AppDependencies: Sendable {
     public let clock: any KeybrakeCore.Clock
     public let metricsRegistry: PrometheusCollectorRegistry
     public let forwarder: Forwarder
+    /// Set on SIGTERM: `/ready` and the proxy answer 503 while in-flight requests finish.
+    public let drain = Drain()
 
     public init(configuration: AppConfiguration, postgres: PostgresClient, verifier: TokenVerifier = TokenVerifier(),
                 clock: any KeybrakeCore.Clock = SystemClock(), metricsRegistry: PrometheusCollectorRegistry = .init()) {
@@ -43,6 +47,7 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
     var tenantsConfiguration = TenantsConfiguration(freeMonthlyRequests: config.freeMonthlyRequests, operatorToken: config.operatorToken,
                                                     signupsPerMinutePerClient: config.signupsPerMinutePerClient)
     tenantsConfiguration.adminTokensPerMinutePerTenant = config.adminTokensPerMinutePerTenant
+    tenantsConfiguration.trustedProxies = config.trustedProxies
     let tenants = TenantController(repository: tenantRepository, verifier: deps.verifier, configuration: tenantsConfiguration, clock: deps.clock)
     let credentialStore = CredentialStore(client: deps.postgres, sealer: CredentialSealer(ring: config.masterKeys))
     let vault = VaultController(store: credentialStore)
@@ -51,7 +56,7 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
         authenticator: VaultKeyAuthenticator(client: deps.postgres, verifier: deps.verifier),
         credentials: credentialStore, ledger: SpendLedger(client: deps.postgres),
         idempotency: IdempotencyStore(client: deps.postgres), forwarder: deps.forwarder, clock: deps.clock,
-        tenants: tenantRepository
+        tenants: tenantRepository, drain: deps.drain
     ))
     let spendRepository = SpendRepository(client: deps.postgres)
     let keys = KeysController(repository: PostgresKeyRepository(client: deps.postgres), verifier: deps.verifier, clock: deps.clock,
@@ -68,7 +73,7 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
     router.add(middleware: MetricsMiddleware())
     router.add(middleware: proxy.hostRouting)
 
-    HealthController(postgres: deps.postgres, registry: deps.metricsRegistry).addRoutes(to: router)
+    HealthController(postgres: deps.postgres, registry: deps.metricsRegistry, drain: deps.drain).addRoutes(to: router)
     tenants.addPublicRoutes(to: router)
     proxy.addRoutes(to: router)
     DashboardController(
@@ -97,12 +102,21 @@ public func buildApplication(
         maxConnections: config.databaseMaxConnections, minConnections: config.databaseMinConnections),
                                   backgroundLogger: logger)
     let deps = AppDependencies(configuration: config, postgres: postgres, clock: clock, metricsRegistry: metricsRegistry)
+    // Connection hygiene: a client that goes quiet is dropped, the number of connections and the size of headers
+    // are bounded (DESIGN §7; README "Configuration").
+    let connections = config.connections
+    let http1 = HTTP1Channel.Configuration(
+        idleTimeout: .milliseconds(Int64(connections.idleTimeout.components.seconds) * 1000 + connections.idleTimeout.components.attoseconds / 1_000_000_000_000_000),
+        httpDecoderConfiguration: .init(maxHeaderFieldSize: connections.maxHeaderBytes, maxHeaderListSize: connections.maxHeaderBytes,
+                                        maxHeaderFieldCount: connections.maxHeaderFields))
     var app = Application(
         router: buildRouter(deps),
-        configuration: .init(address: .hostname(config.host, port: config.port), serverName: "keybrake"),
+        server: .http1(configuration: http1),
+        configuration: .init(address: .hostname(config.host, port: config.port), serverName: "keybrake",
+                             availableConnectionsDelegate: MaximumAvailableConnections(connections.maxConnections)),
         logger: logger
     )
-    app.addServices(postgres, ForwarderService(forwarder: deps.forwarder),
+    app.addServices(postgres, ForwarderService(forwarder: deps.forwarder), DrainService(drain: deps.drain, logger: logger),
                     LeaseSweepService(ledger: SpendLedger(client: postgres), interval: config.proxy.leaseSweepInterval, logger: logger))
     if let migrationsDirectory {
         let migrator = try Migrator(directory: migrationsDirectory)
@@ -122,10 +136,14 @@ public func buildApplication(
 struct HealthController: Sendable {
     let postgres: PostgresClient
     let registry: PrometheusCollectorRegistry
+    let drain: Drain
 
     func addRoutes(to router: some RouterMethods<KeybrakeRequestContext>) {
         router.get("/health") { _, _ in try JSONResponse.make(.ok, ["status": "ok"]) }
         router.get("/ready") { _, context in
+            if drain.isDraining {
+                throw KeybrakeError(status: 503, code: "shutting_down", message: "This replica is shutting down.", retryAfterSeconds: 1)
+            }
             guard await databaseReachable(logger: context.logger) else { throw KeybrakeError.unavailable }
             return try JSONResponse.make(.ok, ["status": "ready"])
         }
@@ -152,6 +170,31 @@ struct HealthController: Sendable {
             group.cancelAll()
             return first
         }
+    }
+}
+
+/// Marks the replica as draining the moment SIGTERM (or SIGINT) arrives. Graceful shutdown reaches the services in
+/// reverse order, the HTTP server first (it stops accepting connections and lets the requests in flight finish;
+/// Postgres and the forwarder stop after it, so those requests still settle and write their audit rows); this service
+/// hears the signal itself so that `/ready` and the proxy say 503 during that drain, not after it.
+struct DrainService: Service {
+    let drain: Drain
+    let logger: Logger
+
+    func run() async throws {
+        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
+        let drain = self.drain, logger = self.logger
+        let watcher = Task {
+            for await _ in signals {
+                drain.start()
+                logger.info("shutting down: /ready answers 503, new proxy requests get 503, requests in flight finish")
+                return
+            }
+        }
+        // A service that returns early stops the whole group: wait for graceful shutdown to reach this one.
+        try? await gracefulShutdown()
+        watcher.cancel()
+        drain.start()
     }
 }
 

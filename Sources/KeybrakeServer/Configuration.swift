@@ -1,4 +1,5 @@
 import Foundation
+import HTTPLayer
 import KeybrakeCore
 import Proxy
 import Storage
@@ -14,6 +15,9 @@ public struct AppConfiguration: Sendable {
     public var operatorToken: String?
     public var freeMonthlyRequests: Int = 1000
     public var signupsPerMinutePerClient: Int = 10
+    public var connections = ConnectionLimits()
+    /// Proxies in front of Keybrake whose `X-Forwarded-For` is believed for per-client limits.
+    public var trustedProxies: TrustedProxies = .none
     /// Vault keys and admin tokens each cost an argon2 hash to create: per tenant and minute.
     public var keyCreationsPerMinutePerTenant: Int = 60
     public var adminTokensPerMinutePerTenant: Int = 20
@@ -52,6 +56,20 @@ public struct AppConfiguration: Sendable {
             guard let q = Int(quota), q >= 0 else { throw ConfigError(description: "KEYBRAKE_FREE_MONTHLY_REQUESTS must be a whole number ≥ 0") }
             config.freeMonthlyRequests = q
             config.proxy.freeMonthlyRequests = q
+        }
+        if let proxies = env["KEYBRAKE_TRUSTED_PROXIES"], !proxies.isEmpty {
+            guard let parsed = TrustedProxies(parsing: proxies) else {
+                throw ConfigError(description: "KEYBRAKE_TRUSTED_PROXIES must be a comma-separated list of IP addresses or CIDRs (10.0.0.0/8, ::1)")
+            }
+            config.trustedProxies = parsed
+        }
+        if let idle = env["KEYBRAKE_IDLE_TIMEOUT_MS"], !idle.isEmpty {
+            guard let t = Int(idle), t > 0 else { throw ConfigError(description: "KEYBRAKE_IDLE_TIMEOUT_MS must be a whole number > 0") }
+            config.connections.idleTimeout = .milliseconds(t)
+        }
+        if let max = env["KEYBRAKE_MAX_CONNECTIONS"], !max.isEmpty {
+            guard let m = Int(max), m > 0 else { throw ConfigError(description: "KEYBRAKE_MAX_CONNECTIONS must be a whole number > 0") }
+            config.connections.maxConnections = m
         }
         if let limit = env["KEYBRAKE_KEY_CREATIONS_PER_MINUTE"], !limit.isEmpty {
             guard let l = Int(limit), l > 0 else { throw ConfigError(description: "KEYBRAKE_KEY_CREATIONS_PER_MINUTE must be a whole number > 0") }
@@ -131,4 +149,18 @@ public struct AppConfiguration: Sendable {
         }
         throw MasterKeyRing.ConfigError.empty
     }
+}
+
+/// Bounds on client connections (slow or hostile clients).
+public struct ConnectionLimits: Sendable {
+    /// A connection that sends nothing for this long is closed: a request that stalls mid-headers or mid-body, or
+    /// an idle keep-alive connection.
+    public var idleTimeout: Duration = .seconds(60)
+    /// Connections open at once; past it new ones wait in the listen backlog.
+    public var maxConnections: Int = 10_000
+    /// One header line, and all headers together.
+    public var maxHeaderBytes: Int = 32 * 1024
+    public var maxHeaderFields: Int = 200
+
+    public init() {}
 }

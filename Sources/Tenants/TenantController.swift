@@ -13,6 +13,8 @@ public struct TenantsConfiguration: Sendable {
     public var signupsPerMinutePerClient: Int
     /// Each admin token costs an argon2 hash: creations are limited per tenant.
     public var adminTokensPerMinutePerTenant: Int = 20
+    /// The deployment's own proxies: only their `X-Forwarded-For` / `Forwarded` name the client a signup counts for.
+    public var trustedProxies: TrustedProxies = .none
 
     public init(freeMonthlyRequests: Int = 1000, operatorToken: String? = nil, signupsPerMinutePerClient: Int = 10) {
         self.freeMonthlyRequests = freeMonthlyRequests
@@ -86,7 +88,8 @@ public struct TenantController: Sendable {
     // MARK: - Handlers
 
     func signup(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
-        if let retry = signupLimiter.hit(context.clientAddress) {
+        let client = configuration.trustedProxies.clientKey(peer: context.remoteAddress?.ipAddress, headers: request.headers)
+        if let retry = signupLimiter.hit(client) {
             throw KeybrakeError.rateLimited("Too many signups from this address; try again in \(retry) s.", retryAfter: retry)
         }
         let json = try await JSONObjectReader.decode(request, context: context)

@@ -101,3 +101,48 @@ def test_a_twilio_message_killed_mid_flight_is_refused_on_retry_with_its_audit_i
     assert stack.ledger(key.id) == {"settled": 0, "reserved": 0, "unknown": SMS_MICROS}
     dead_request = [r for r in stack.audit(key.id) if r["error_code"] == "lease_expired"][0]["resolves"]
     assert dead_request in retry.json()["message"], retry.text
+
+
+def test_sigterm_drains_a_replica_the_charge_in_flight_finishes_and_settles(stack, tag, card):
+    """A rolling restart: SIGTERM takes the replica out of service at once (/ready 503 or refused, new proxy
+    requests 503 `shutting_down` or refused: nothing of them is sent), lets the charge in flight finish and settle,
+    and exits cleanly; the other replica serves throughout."""
+    import os
+    import signal
+
+    key = stack.new_key("stripe", ["charges.create"], daily_usd_cap=100)
+    stack.chaos.reset()
+    stack.chaos.faults({"path": "/v1/charges", "method": "POST", "times": 1, "mode": "delay", "delay_ms": 2000})
+    results = {}
+
+    def in_flight():
+        results["charge"] = post(stack, 0, "/stripe/v1/charges", key.token,
+                                 {"amount": "1500", "currency": "usd", "source": card, "description": f"{tag} in flight"})
+
+    thread = threading.Thread(target=in_flight)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not stack.chaos.requests("/v1/charges", "POST") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc = stack.replicas[0].proc
+    os.kill(proc.pid, signal.SIGTERM)
+    time.sleep(0.3)
+    try:
+        late = post(stack, 0, "/stripe/v1/charges", key.token,
+                    {"amount": "1500", "currency": "usd", "source": card, "description": f"{tag} late"}, timeout=5)
+        assert late.status_code == 503 and late.headers["Keybrake-Error-Code"] == "shutting_down", late.text
+    except requests.ConnectionError:
+        pass  # the listener is already closed: the load balancer sends it elsewhere
+    try:
+        assert requests.get(stack.replicas[0].url + "/ready", timeout=5).status_code == 503
+    except requests.ConnectionError:
+        pass
+    other = post(stack, 1, "/stripe/v1/charges", key.token,
+                 {"amount": "1500", "currency": "usd", "source": card, "description": f"{tag} elsewhere"})
+    assert other.status_code == 200, other.text
+    thread.join(20)
+    assert results["charge"].status_code == 200, results["charge"].text
+    assert proc.popen.wait(20) == 0, "the replica exits cleanly once drained"
+    stack.restart_replica(0)
+    assert [c["description"] for c in stack.charges(tag)] .count(f"{tag} late") == 0, "nothing of the refused request was sent"
+    assert stack.ledger(key.id) == {"settled": 30_000_000, "reserved": 0, "unknown": 0}

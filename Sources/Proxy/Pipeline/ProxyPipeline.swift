@@ -33,11 +33,13 @@ public struct ProxyPipeline: Sendable {
     let begins: BeginBatcher
     /// Tenant plan, a couple of seconds at most: only used to skip the quota round trip for pro tenants.
     let plans = ExpiringCache<String, Plan>(ttl: .seconds(2))
+    let drain: Drain?
 
     public init(config: ProxyConfiguration, authenticator: VaultKeyAuthenticator, credentials: CredentialStore,
                 ledger: SpendLedger, idempotency: IdempotencyStore, forwarder: Forwarder, clock: any KeybrakeCore.Clock,
-                tenants: (any TenantRepository)? = nil) {
+                tenants: (any TenantRepository)? = nil, drain: Drain? = nil) {
         self.tenants = tenants
+        self.drain = drain
         self.config = config
         self.authenticator = authenticator
         self.credentials = credentials
@@ -96,6 +98,11 @@ public struct ProxyPipeline: Sendable {
     }
 
     func handle<A: VendorAdapter>(_ a: A, path rawPath: String, request: Request, context: KeybrakeRequestContext) async -> Response {
+        if drain?.isDraining == true {
+            // Nothing claimed, reserved or sent: the agent (or its load balancer) retries on another replica.
+            return a.errorResponse(KeybrakeError(status: 503, code: "shutting_down",
+                message: "This Keybrake replica is shutting down; nothing was sent. Retry (another replica will take it).", retryAfterSeconds: 1))
+        }
         let started = ContinuousClock.now
         var flight: Flight
         switch await authenticate(a, rawPath: rawPath, request: request, logger: context.logger, started: started) {
