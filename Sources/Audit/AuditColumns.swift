@@ -10,7 +10,25 @@ public enum AuditColumns {
         upstream_status, amount_minor, currency, amount_micros, idempotency_key, idempotency_auto, upstream_request_id,
         run_id, outcome, duplicate_of, resolves, overhead_us, upstream_us, created_at
         """
-    public static let values = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::int, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, now()"
+    public static let values = placeholders(from: 1)
+
+    /// The 23 placeholders starting at `$first` (the 11th cast to int), then now(): for statements that bind the
+    /// audit columns after their own parameters.
+    public static func placeholders(from first: Int) -> String {
+        (0..<23).map { i in "$\(first + i)" + (i == 10 ? "::int" : "") }.joined(separator: ", ") + ", now()"
+    }
+
+    /// `column = $n` for every column but id, tenant_id and created_at (the row's identity), with `values`' numbering:
+    /// completing a row written before the request was forwarded.
+    public static let assignments = """
+        key_id = $3, key_label = $4, vendor = $5, method = $6, path = $7, operation = $8, decision = $9, error_code = $10,
+        upstream_status = $11::int, amount_minor = $12, currency = $13, amount_micros = $14, idempotency_key = $15,
+        idempotency_auto = $16, upstream_request_id = $17, run_id = $18, outcome = $19, duplicate_of = $20, resolves = $21,
+        overhead_us = $22, upstream_us = $23
+        """
+
+    /// `error_code` of a row written when its request reserved money, before it was forwarded; settling overwrites it.
+    public static let inFlight = "in_flight"
     /// Explicit: a NULL binding carries no type, and a statement prepared with one would take the type from its
     /// context (`$11::int` → int4) and then reject the int8 a later request binds there.
     public static let types: [PostgresDataType] = [
@@ -24,6 +42,17 @@ public enum AuditColumns {
         b.append(e.upstreamStatus.map(Int64.init)); b.append(e.amountMinor); b.append(e.currency); b.append(e.amountMicros)
         b.append(e.idempotencyKey); b.append(e.idempotencyAuto); b.append(e.upstreamRequestId); b.append(e.runId)
         b.append(e.outcome?.rawValue); b.append(e.duplicateOf); b.append(e.resolves); b.append(e.overheadUs); b.append(e.upstreamUs)
+    }
+
+    /// Binds 23 NULLs in the columns' types: a statement whose audit row is optional.
+    public static func bindAbsent(into b: inout PostgresBindings) {
+        for type in types {
+            switch type {
+            case .int8: b.append(Int64?.none)
+            case .bool: b.append(Bool?.none)
+            default: b.append(String?.none)
+            }
+        }
     }
 
     /// What the readers select: every column but tenant_id (reads are scoped by it), in `AuditRecord`'s order.

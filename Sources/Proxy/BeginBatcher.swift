@@ -1,3 +1,4 @@
+import Audit
 import KeybrakeCore
 import Logging
 import Metrics
@@ -16,6 +17,8 @@ final class BeginBatcher: Sendable {
         var claims: [IdempotencyStore.Claim]
         var ownerId: String
         var amount: MicroUSD
+        /// The request's audit row, written with its reservation (before it is forwarded).
+        var pending: AuditEvent
         var logger: Logger
     }
 

@@ -52,13 +52,15 @@ public struct SpendLedger: Sendable {
     }
 
     /// Reserves `amount` against the key's day and month and counts the request against the tenant's quota.
-    /// `amount` 0 only counts the request (and re-checks the key's status).
+    /// `amount` 0 only counts the request (and re-checks the key's status). `pending` is the request's audit row,
+    /// written in the same statement when money is reserved (before the request is forwarded).
     public func reserve(
         keyId: String, tenantId: String, amount: MicroUSD, day: String, month: String, usageMonth: String,
-        freeQuota: Int, reservationId: String, logger: Logger
+        freeQuota: Int, reservationId: String, pending: AuditEvent? = nil, logger: Logger
     ) async throws -> ReserveResult {
         let statement = ReserveStatement(keyId: keyId, tenantId: tenantId, amount: amount.micros, day: day, month: month,
-                                         usageMonth: usageMonth, freeQuota: Int64(freeQuota), reservationId: reservationId)
+                                         usageMonth: usageMonth, freeQuota: Int64(freeQuota), reservationId: reservationId,
+                                         pending: amount > .zero ? pending : nil)
         for try await (result, used, cap) in try await client.execute(statement, logger: logger) {
             return result == "ok" ? .ok : .denied(code: result, used: used, cap: cap)
         }
@@ -92,7 +94,7 @@ public struct SpendLedger: Sendable {
             tenantId: key.tenantId, ownerId: item.ownerId, scopes: claims.map(\.scope), hashes: claims.map(\.requestHash),
             upstreamKeys: claims.map { $0.upstreamKey ?? "" }, ttls: claims.map { Int32(clamping: $0.ttl.components.seconds) },
             keyId: key.keyId, amount: item.amount.micros, day: key.day, month: key.month, usageMonth: key.usageMonth,
-            freeQuota: Int64(key.freeQuota))
+            freeQuota: Int64(key.freeQuota), pending: item.pending)
         for try await (result, used, cap, claimed) in try await client.execute(statement, logger: item.logger) {
             return BeginResult(result: result, used: used, cap: cap, claimed: claimed)
         }
@@ -118,6 +120,9 @@ public struct SpendLedger: Sendable {
         public var countedObject: String?
         /// UTC month (YYYY-MM-01) to count this request in, when no reserve step counted it.
         public var countUsageMonth: String?
+        /// The request's reserve may have written its audit row (a reserve that finished after its deadline): this
+        /// row completes that one instead of adding a second row with the same id.
+        public var mayCompleteAWrittenRow = false
 
         public init(audit: AuditEvent, ownerId: String) {
             self.audit = audit
@@ -128,9 +133,9 @@ public struct SpendLedger: Sendable {
         var isAuditOnly: Bool { reservationId == nil && completeScopes.isEmpty && dropScopes.isEmpty && countedObject == nil }
     }
 
-    /// Settles the reservation, writes the audit row and completes idempotency records, atomically.
+    /// Settles the reservation, writes (or completes) the audit row and completes idempotency records, atomically.
     public func finish(_ f: Finish, logger: Logger) async throws {
-        if f.isAuditOnly {
+        if f.isAuditOnly && !f.mayCompleteAWrittenRow {
             try await auditRows.submit(AuditRow(event: f.audit, countUsageMonth: f.countUsageMonth, logger: logger), lane: 0)
             return
         }
@@ -172,6 +177,7 @@ public struct SpendLedger: Sendable {
                 statement.ttls.append(Int32(clamping: claim.ttl.components.seconds))
             }
         }
+        statement.pending = AuditArrays(items.map { ($0.pending, nil) })
         var results = [BeginResult?](repeating: nil, count: items.count)
         for try await (item, result, used, cap, claimed) in try await client.execute(statement, logger: logger) {
             let index = Int(item) - 1
@@ -224,14 +230,23 @@ public struct StoredResponse: Sendable, Equatable {
 
 struct ReserveStatement: PostgresPreparedStatement {
     static let name = "kb_ReserveStatement"
-    static let sql = "SELECT result, used, cap FROM kb_reserve($1, $2, $3, $4::date, $5::date, $6::date, $7, $8)"
+    /// A request that reserves money has its audit row written here, before it is forwarded (completed at settle).
+    static let sql = """
+        WITH r AS (SELECT result, used, cap FROM kb_reserve($1, $2, $3, $4::date, $5::date, $6::date, $7, $8)),
+             pending AS (INSERT INTO audit_events (\(AuditColumns.names)) SELECT \(AuditColumns.placeholders(from: 9))
+                         FROM r WHERE r.result = 'ok' AND $3 > 0 AND $9 IS NOT NULL)
+        SELECT result, used, cap FROM r
+        """
+    static let bindingDataTypes: [PostgresDataType] = [.text, .text, .int8, .text, .text, .text, .int8, .text] + AuditColumns.types
     typealias Row = (String, Int64, Int64)
     var keyId: String, tenantId: String, amount: Int64, day: String, month: String, usageMonth: String, freeQuota: Int64, reservationId: String
+    var pending: AuditEvent?
 
     func makeBindings() throws -> PostgresBindings {
-        var b = PostgresBindings(capacity: 8)
+        var b = PostgresBindings(capacity: 31)
         b.append(keyId); b.append(tenantId); b.append(amount); b.append(day); b.append(month); b.append(usageMonth)
         b.append(freeQuota); b.append(reservationId)
+        if let pending { AuditColumns.bind(pending, into: &b) } else { AuditColumns.bindAbsent(into: &b) }
         return b
     }
 
@@ -240,18 +255,26 @@ struct ReserveStatement: PostgresPreparedStatement {
 
 struct BeginStatement: PostgresPreparedStatement {
     static let name = "kb_BeginStatement"
+    /// Claims, reserve and the request's audit row (written before it is forwarded; completed at settle), one commit.
     static let sql = """
-        SELECT result, used, cap, claimed FROM kb_begin($1, $2, $3::text[], $4::text[], $5::text[], $6::int[],
-            $7, $8, $9::date, $10::date, $11::date, $12)
+        WITH b AS (SELECT result, used, cap, claimed FROM kb_begin($1, $2, $3::text[], $4::text[], $5::text[], $6::int[],
+                       $7, $8, $9::date, $10::date, $11::date, $12)),
+             pending AS (INSERT INTO audit_events (\(AuditColumns.names)) SELECT \(AuditColumns.placeholders(from: 13))
+                         FROM b WHERE b.result = 'ok')
+        SELECT result, used, cap, claimed FROM b
         """
+    static let bindingDataTypes: [PostgresDataType] = [.text, .text, .textArray, .textArray, .textArray, .int4Array,
+                                                       .text, .int8, .text, .text, .text, .int8] + AuditColumns.types
     typealias Row = (String, Int64, Int64, [String])
     var tenantId: String, ownerId: String, scopes: [String], hashes: [String], upstreamKeys: [String], ttls: [Int32]
     var keyId: String, amount: Int64, day: String, month: String, usageMonth: String, freeQuota: Int64
+    var pending: AuditEvent
 
     func makeBindings() throws -> PostgresBindings {
-        var b = PostgresBindings(capacity: 12)
+        var b = PostgresBindings(capacity: 35)
         b.append(tenantId); b.append(ownerId); b.append(scopes); b.append(hashes); b.append(upstreamKeys); b.append(ttls)
         b.append(keyId); b.append(amount); b.append(day); b.append(month); b.append(usageMonth); b.append(freeQuota)
+        AuditColumns.bind(pending, into: &b)
         return b
     }
 
@@ -260,11 +283,17 @@ struct BeginStatement: PostgresPreparedStatement {
 
 struct BeginManyStatement: PostgresPreparedStatement {
     static let name = "kb_BeginManyStatement"
+    /// The items that reserved have their audit rows written here, before they are forwarded.
     static let sql = """
-        SELECT item, result, used, cap, claimed FROM kb_begin_many($1, $2::text[], $3::bigint[], $4::int[], $5::text[], $6::text[],
-            $7::text[], $8::int[], $9, $10::date, $11::date, $12::date, $13)
+        WITH b AS (SELECT item, result, used, cap, claimed FROM kb_begin_many($1, $2::text[], $3::bigint[], $4::int[], $5::text[],
+                       $6::text[], $7::text[], $8::int[], $9, $10::date, $11::date, $12::date, $13)),
+             r AS (SELECT * FROM \(AuditArrays.unnest(from: 14))),
+             pending AS (INSERT INTO audit_events (\(AuditColumns.names))
+                         SELECT \(AuditArrays.selectList) FROM r JOIN b ON b.item = r.ord WHERE b.result = 'ok')
+        SELECT item, result, used, cap, claimed FROM b
         """
     typealias Row = (Int32, String, Int64, Int64, [String])
+    var pending = AuditArrays([])
     var tenantId: String
     var ownerIds: [String] = [], amounts: [Int64] = []
     var scopeItems: [Int32] = [], scopes: [String] = [], hashes: [String] = [], upstreamKeys: [String] = [], ttls: [Int32] = []
@@ -280,9 +309,10 @@ struct BeginManyStatement: PostgresPreparedStatement {
     }
 
     func makeBindings() throws -> PostgresBindings {
-        var b = PostgresBindings(capacity: 13)
+        var b = PostgresBindings(capacity: 37)
         b.append(tenantId); b.append(ownerIds); b.append(amounts); b.append(scopeItems); b.append(scopes); b.append(hashes)
         b.append(upstreamKeys); b.append(ttls); b.append(keyId); b.append(day); b.append(month); b.append(usageMonth); b.append(freeQuota)
+        pending.bind(into: &b)
         return b
     }
 
@@ -294,7 +324,10 @@ struct BeginManyStatement: PostgresPreparedStatement {
 struct FinishStatement: PostgresPreparedStatement {
     static let name = "kb_FinishStatement"
     static let sql = """
-        WITH audit AS (INSERT INTO audit_events (\(AuditColumns.names)) SELECT \(AuditColumns.values))
+        WITH written AS (UPDATE audit_events SET \(AuditColumns.assignments)
+                         WHERE id = $1 AND tenant_id = $2 AND error_code = '\(AuditColumns.inFlight)' RETURNING 1),
+             audit AS (INSERT INTO audit_events (\(AuditColumns.names)) SELECT \(AuditColumns.values)
+                       WHERE NOT EXISTS (SELECT 1 FROM written))
         SELECT kb_finish_records($2, $24, $5, $25, $26, $27, $28, $29::int[], $30, $31, $32, $33::int, $34::jsonb, $35, $36, $37::date)
         """
     static let bindingDataTypes: [PostgresDataType] = AuditColumns.types + [
@@ -347,42 +380,20 @@ struct AuditOnlyStatement: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> Row { () }
 }
 
-/// Several audit-only rows in one statement (see `SpendLedger.auditRows`). Arrays cannot carry NULL through
-/// PostgresNIO, so absent values travel as '' (text) and Int64.min (numbers) and become NULL again here.
-struct AuditOnlyManyStatement: PostgresPreparedStatement {
-    static let name = "kb_AuditOnlyManyStatement"
-    static let sql = """
-        WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)),
-             r AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                       $8::text[], $9::text[], $10::text[], $11::int8[], $12::int8[], $13::text[], $14::int8[], $15::text[],
-                       $16::bool[], $17::text[], $18::text[], $19::text[], $20::text[], $21::text[], $22::int8[], $23::int8[], $24::text[])
-                   AS r(id, tenant_id, key_id, key_label, vendor, method, path, operation, decision, error_code, upstream_status,
-                        amount_minor, currency, amount_micros, idempotency_key, idempotency_auto, upstream_request_id, run_id,
-                        outcome, duplicate_of, resolves, overhead_us, upstream_us, usage_month)),
-             counted AS (INSERT INTO tenant_monthly_usage (tenant_id, month, shard, requests)
-                         SELECT tenant_id, usage_month::date, (txid_current() % 16)::smallint, count(*) FROM r
-                         WHERE usage_month <> '' GROUP BY tenant_id, usage_month
-                         ON CONFLICT (tenant_id, month, shard) DO UPDATE SET requests = tenant_monthly_usage.requests + EXCLUDED.requests)
-        INSERT INTO audit_events (\(AuditColumns.names))
-        SELECT id, tenant_id, NULLIF(key_id, ''), NULLIF(key_label, ''), vendor, method, path, NULLIF(operation, ''), decision,
-               NULLIF(error_code, ''), NULLIF(upstream_status, \(Int64.min))::int, NULLIF(amount_minor, \(Int64.min)),
-               NULLIF(currency, ''), amount_micros, NULLIF(idempotency_key, ''), idempotency_auto, NULLIF(upstream_request_id, ''),
-               NULLIF(run_id, ''), NULLIF(outcome, ''), NULLIF(duplicate_of, ''), NULLIF(resolves, ''),
-               NULLIF(overhead_us, \(Int64.min)), NULLIF(upstream_us, \(Int64.min)), now()
-        FROM r, relaxed
-        """
-    typealias Row = Void
+/// Audit rows as 24 parallel arrays (the 23 columns and a usage month), for statements that insert many rows at
+/// once. Arrays cannot carry NULL through PostgresNIO, so absent values travel as '' (text) and Int64.min (numbers)
+/// and `selectList` turns them back into NULL.
+struct AuditArrays: Sendable {
     var columns: [[String]] = Array(repeating: [], count: 24)   // text columns by position (others unused)
     var ints: [Int: [Int64]] = [:]
     var flags: [Bool] = []
 
-    init(_ rows: [SpendLedger.AuditRow]) {
-        for row in rows {
-            let e = row.event
+    init(_ rows: [(event: AuditEvent, usageMonth: String?)]) {
+        for (e, usageMonth) in rows {
             let texts: [(Int, String?)] = [(0, e.id), (1, e.tenantId), (2, e.keyId), (3, e.keyLabel), (4, e.vendor), (5, e.method),
                                             (6, e.path), (7, e.operation), (8, e.decision.rawValue), (9, e.errorCode), (12, e.currency),
                                             (14, e.idempotencyKey), (16, e.upstreamRequestId), (17, e.runId), (18, e.outcome?.rawValue),
-                                            (19, e.duplicateOf), (20, e.resolves), (23, row.countUsageMonth)]
+                                            (19, e.duplicateOf), (20, e.resolves), (23, usageMonth)]
             for (i, v) in texts { columns[i].append(v ?? "") }
             let numbers: [(Int, Int64?)] = [(10, e.upstreamStatus.map(Int64.init)), (11, e.amountMinor), (13, e.amountMicros),
                                             (21, e.overheadUs), (22, e.upstreamUs)]
@@ -391,11 +402,57 @@ struct AuditOnlyManyStatement: PostgresPreparedStatement {
         }
     }
 
-    func makeBindings() throws -> PostgresBindings {
-        var b = PostgresBindings(capacity: 24)
+    func bind(into b: inout PostgresBindings) {
         for i in 0..<24 {
             if let numbers = ints[i] { b.append(numbers) } else if i == 15 { b.append(flags) } else { b.append(columns[i]) }
         }
+    }
+
+    /// `unnest(...) AS r(...)` over the arrays bound from `$first`.
+    static func unnest(from first: Int) -> String {
+        let types = ["text", "text", "text", "text", "text", "text", "text", "text", "text", "text", "int8", "int8", "text", "int8",
+                     "text", "bool", "text", "text", "text", "text", "text", "int8", "int8", "text"]
+        let arrays = types.enumerated().map { "$\(first + $0.offset)::\($0.element)[]" }.joined(separator: ", ")
+        return """
+            unnest(\(arrays)) WITH ORDINALITY
+            AS r(id, tenant_id, key_id, key_label, vendor, method, path, operation, decision, error_code, upstream_status,
+                 amount_minor, currency, amount_micros, idempotency_key, idempotency_auto, upstream_request_id, run_id,
+                 outcome, duplicate_of, resolves, overhead_us, upstream_us, usage_month, ord)
+            """
+    }
+
+    /// The audit columns' values from `r`, NULLs restored, in `AuditColumns.names` order.
+    static let selectList = """
+        r.id, r.tenant_id, NULLIF(r.key_id, ''), NULLIF(r.key_label, ''), r.vendor, r.method, r.path, NULLIF(r.operation, ''), r.decision,
+        NULLIF(r.error_code, ''), NULLIF(r.upstream_status, \(Int64.min))::int, NULLIF(r.amount_minor, \(Int64.min)),
+        NULLIF(r.currency, ''), r.amount_micros, NULLIF(r.idempotency_key, ''), r.idempotency_auto, NULLIF(r.upstream_request_id, ''),
+        NULLIF(r.run_id, ''), NULLIF(r.outcome, ''), NULLIF(r.duplicate_of, ''), NULLIF(r.resolves, ''),
+        NULLIF(r.overhead_us, \(Int64.min)), NULLIF(r.upstream_us, \(Int64.min)), now()
+        """
+}
+
+/// Several audit-only rows in one statement (see `SpendLedger.auditRows`).
+struct AuditOnlyManyStatement: PostgresPreparedStatement {
+    static let name = "kb_AuditOnlyManyStatement"
+    static let sql = """
+        WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)),
+             r AS (SELECT * FROM \(AuditArrays.unnest(from: 1))),
+             counted AS (INSERT INTO tenant_monthly_usage (tenant_id, month, shard, requests)
+                         SELECT tenant_id, usage_month::date, (txid_current() % 16)::smallint, count(*) FROM r
+                         WHERE usage_month <> '' GROUP BY tenant_id, usage_month
+                         ON CONFLICT (tenant_id, month, shard) DO UPDATE SET requests = tenant_monthly_usage.requests + EXCLUDED.requests)
+        INSERT INTO audit_events (\(AuditColumns.names))
+        SELECT \(AuditArrays.selectList)
+        FROM r, relaxed
+        """
+    typealias Row = Void
+    let arrays: AuditArrays
+
+    init(_ rows: [SpendLedger.AuditRow]) { arrays = AuditArrays(rows.map { ($0.event, $0.countUsageMonth) }) }
+
+    func makeBindings() throws -> PostgresBindings {
+        var b = PostgresBindings(capacity: 24)
+        arrays.bind(into: &b)
         return b
     }
 

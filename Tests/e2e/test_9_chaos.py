@@ -168,7 +168,8 @@ def test_chaos_kills_restarts_and_postgres_restart_leave_money_exact(stack, tag,
         print(f"chaos: key {name}: {len(ops_moved)} charges moved ${moved[name] / 1e6:.2f} of ${caps[name]}, "
               f"{len(listed)} unknown outcomes listed ({sum(1 for r in listed if r.get('error_code') == 'lease_expired')} from expired leases)")
         for row in listed:
-            target = row["resolves"] if row.get("error_code") == "lease_expired" else row["id"]
+            # A row written at reserve time and marked lease_expired is the request itself; a retry's row resolves one.
+            target = row.get("resolves") or row["id"]
             resolvable = stack.sql(f"SELECT state FROM reservations WHERE id = '{target}'")
             if resolvable != ["unknown"]:
                 continue  # settled meanwhile by a retry

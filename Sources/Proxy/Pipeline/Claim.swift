@@ -92,7 +92,10 @@ extension ProxyPipeline {
                 }
                 switch record.state {
                 case "completed":
-                    guard let response = record.response else { continue attempts }
+                    guard let response = record.response else {
+                        try await giveBackClaims(&f)
+                        continue attempts
+                    }
                     return try await replay(response, of: record.ownerId, isDuplicate: isDup, &f)
                 case "unknown":
                     do {
@@ -157,6 +160,16 @@ extension ProxyPipeline {
 
     struct RetryClaim: Error {}
 
+    /// The audit row a request that reserves money writes with its reservation, before it is forwarded: marked
+    /// `in_flight` until its settle completes it (or the lease sweep marks it `lease_expired`).
+    static func pendingAudit(_ f: Flight) -> AuditEvent {
+        var pending = f.audit
+        pending.decision = .allowed
+        pending.errorCode = AuditColumns.inFlight
+        pending.amountMicros = f.amount.micros
+        return pending
+    }
+
     /// Gives back what this request holds before it answers without going upstream: its own claims are dropped, an
     /// earlier request's unknown outcome goes back to that request (never dropped).
     func giveBackClaims(_ f: inout Flight) async throws {
@@ -176,7 +189,7 @@ extension ProxyPipeline {
     func claimAndReserve(_ f: inout Flight, claims: [IdempotencyStore.Claim], periods: KeyPeriods) async throws -> SpendLedger.BeginResult {
         let begins = self.begins, idempotency = self.idempotency, logger = f.logger
         let tenantId = f.key.tenantId, ownerId = f.audit.id
-        let item = BeginBatcher.Item(claims: claims, ownerId: ownerId, amount: f.amount, logger: logger)
+        let item = BeginBatcher.Item(claims: claims, ownerId: ownerId, amount: f.amount, pending: Self.pendingAudit(f), logger: logger)
         let key = BeginBatcher.Key(keyId: f.key.id, tenantId: tenantId, day: periods.day, month: periods.month,
                                    usageMonth: periods.utcMonth, freeQuota: config.freeMonthlyRequests)
         let giveBack = LateUndo(f, ledger: ledger)

@@ -16,11 +16,11 @@ extension ProxyPipeline {
         }
         let reserveId = f.audit.id, tenantId = f.key.tenantId, logger = f.logger
         let ledger = self.ledger, keyId = f.key.id, freeQuota = config.freeMonthlyRequests
-        let giveBack = LateUndo(f, ledger: ledger), owned = f.owned
+        let giveBack = LateUndo(f, ledger: ledger), owned = f.owned, pending = Self.pendingAudit(f)
         let result = try await Deadline.run(config.databaseDeadline, {
             try await ledger.reserve(
                 keyId: keyId, tenantId: tenantId, amount: amount, day: periods.day, month: periods.month,
-                usageMonth: periods.utcMonth, freeQuota: freeQuota, reservationId: reserveId, logger: logger
+                usageMonth: periods.utcMonth, freeQuota: freeQuota, reservationId: reserveId, pending: pending, logger: logger
             )
         }, onLateSuccess: { result in
             guard result == .ok else { return }

@@ -254,4 +254,28 @@ final class ProxyMoneyEdgesTests: XCTestCase, @unchecked Sendable {
         let keys = h.fake.requests(path: "/v1/charges").map { $0.headers["idempotency-key"] ?? "none" }
         XCTAssertEqual(Set(keys).count, 1, "the settling retry used the first attempt's key: \(keys)")
     }
+
+    /// A request that can move money has its audit row before it is forwarded (written with its reservation, marked
+    /// `in_flight`), so a crash while it is upstream never leaves money without a trail; the settle completes the same
+    /// row (one row per request).
+    func testAPricedRequestHasItsAuditRowBeforeItIsForwarded() async throws {
+        let h = try await ProxyHarness.start()
+        defer { h.fake.stop() }
+        h.fake.latency.withLockedValue { $0 = .milliseconds(1_500) }
+        try await h.run({ $0.proxy.upstreamTimeout = .seconds(5) }) { client in
+            let t = try await client.tenantWithCredentials()
+            let (keyId, token) = try await client.vaultKey(t, ["daily_usd_cap": 100])
+            async let charged = client.proxy(.post, "/stripe/v1/charges", key: token, form: self.charge(1_200, "trail"))
+            var whileUpstream: [Ledger.AuditRow] = []
+            for _ in 0..<100 where h.fake.requests(path: "/v1/charges").isEmpty { try await Task.sleep(for: .milliseconds(20)) }
+            whileUpstream = try await Ledger.audit(keyId)
+            let response = try await charged
+            expectStatus(response, .ok)
+            XCTAssertEqual(whileUpstream.map { "\($0.decision) \($0.errorCode ?? "-") \($0.outcome ?? "-") \($0.amount)" },
+                           ["allowed in_flight - 12000000"], "the row exists while the vendor holds the request")
+            let after = try await Ledger.audit(keyId)
+            XCTAssertEqual(after.map { "\($0.decision) \($0.errorCode ?? "-") \($0.outcome ?? "-") \($0.amount) \($0.upstreamStatus ?? 0)" },
+                           ["allowed - settled 12000000 200"], "the settle completed the same row")
+        }
+    }
 }
