@@ -2,6 +2,7 @@
 against the cap; a Postgres restart makes Keybrake fail closed and then recover without a restart of its own.
 
 This file runs last: it restarts the Stripe-side fake and Postgres."""
+import os
 import threading
 import time
 
@@ -178,7 +179,7 @@ def test_postgres_restart_fails_closed_then_recovers(stack, tag, card):
         ready = [requests.get(r.url + "/ready", timeout=10).status_code for r in stack.replicas]
         for p in probes:
             p.join(10)
-        time.sleep(max(0.0, down_from + 6 - time.time()))
+        time.sleep(max(0.0, down_from + float(os.environ.get("KEYBRAKE_E2E_PG_DOWN_SECONDS", "6")) - time.time()))
         down_until = time.time()
         stack.start_postgres()
         up_at = time.time()
@@ -222,8 +223,9 @@ def test_postgres_restart_fails_closed_then_recovers(stack, tag, card):
     forwarded = [r for r in stack.chaos.requests("/v1/charges", "POST") if tag in r["text"] and down_from + 0.3 < r["t"] < up_at]
     assert forwarded == [], f"forwarded while the database was down: {[r['text'] for r in forwarded]}"
     assert late == [], f"a request made during the outage was executed later\n{report}"
-    # PostgresNIO's pool backs off between reconnection attempts after a burst of failures, so recovery can take
-    # up to about a minute; what matters is that it happens without restarting the server.
-    assert recovered_after < 120, report
+    # Both replicas serve again within 5 s of Postgres accepting connections, without a restart. (PostgresNIO's pool
+    # backs off 100 ms × 1.25^n between reconnection attempts: measured 0.7 s after this 6 s outage, 4.3 s after a
+    # 30 s one (KEYBRAKE_E2E_PG_DOWN_SECONDS=30); much longer outages can take up to its 60 s cap.)
+    assert recovered_after < 5, report
     # Every charge at localstripe is one the agent was told succeeded.
     assert len(stack.charges(tag)) == sum(1 for r in results if r[3] == "ok"), report
