@@ -278,4 +278,40 @@ final class ProxyMoneyEdgesTests: XCTestCase, @unchecked Sendable {
                            ["allowed - settled 12000000 200"], "the settle completed the same row")
         }
     }
+
+    /// The settle statement is retried when it fails (here: the first attempt is refused by a trigger, as a dropped
+    /// connection or a failover would refuse it): the agent gets its answer and the money is settled, not left held.
+    func testAFailedSettleIsRetried() async throws {
+        let h = try await ProxyHarness.start()
+        defer { h.fake.stop() }
+        try await TestDatabase.migrate()
+        try await TestDatabase.withClient { db in
+            try await db.query("CREATE SEQUENCE IF NOT EXISTS test_settle_failures")
+            try await db.query("SELECT setval('test_settle_failures', 1, false)")
+            try await db.query("""
+                CREATE OR REPLACE FUNCTION test_fail_first_settle() RETURNS trigger LANGUAGE plpgsql AS $fn$
+                BEGIN
+                    IF NEW.key_label = 'settle-fails-once' AND OLD.error_code = 'in_flight' AND nextval('test_settle_failures') = 1 THEN
+                        RAISE EXCEPTION 'injected settle failure';
+                    END IF;
+                    RETURN NEW;
+                END $fn$
+                """)
+            try await db.query("DROP TRIGGER IF EXISTS test_fail_first_settle ON audit_events")
+            try await db.query("CREATE TRIGGER test_fail_first_settle BEFORE UPDATE ON audit_events FOR EACH ROW EXECUTE FUNCTION test_fail_first_settle()")
+        }
+        do {
+            let keyId = try await h.run { client in
+                let t = try await client.tenantWithCredentials()
+                let (keyId, token) = try await client.vaultKey(t, ["daily_usd_cap": 100, "label": "settle-fails-once"])
+                expectStatus(try await client.proxy(.post, "/stripe/v1/charges", key: token, form: self.charge(1_000, "retry-settle")), .ok)
+                return keyId
+            }
+            do { let v = try await Ledger.day(keyId); XCTAssertEqual(v, .init(settled: 10_000_000, reserved: 0, unknown: 0)) }
+            let rows = try await Ledger.audit(keyId)
+            XCTAssertEqual(rows.map { "\($0.outcome ?? "-") \($0.errorCode ?? "-")" }, ["settled -"])
+            XCTAssertTrue(h.logs.text.contains("could not record settlement and audit"), "the first settle did fail")
+        }
+        try await TestDatabase.withClient { db in try await db.query("DROP TRIGGER IF EXISTS test_fail_first_settle ON audit_events") }
+    }
 }
