@@ -98,12 +98,13 @@ struct BeginManyStatement: PostgresPreparedStatement {
 }
 
 /// A request that moved money or holds idempotency records: its audit row and kb_finish_records in one statement
-/// (one transaction, committed with fsync).
+/// (one transaction, committed with fsync). The row written when the request reserved (in_flight, or lease_expired
+/// if its lease ran out while it was still alive) is completed; otherwise the row is inserted here.
 struct FinishStatement: PostgresPreparedStatement {
     static let name = "kb_FinishStatement"
     static let sql = """
         WITH written AS (UPDATE audit_events SET \(AuditColumns.assignments)
-                         WHERE id = $1 AND tenant_id = $2 AND error_code = '\(AuditColumns.inFlight)' RETURNING 1),
+                         WHERE id = $1 AND tenant_id = $2 AND error_code IN ('\(AuditColumns.inFlight)', 'lease_expired') RETURNING 1),
              audit AS (INSERT INTO audit_events (\(AuditColumns.names)) SELECT \(AuditColumns.values)
                        WHERE NOT EXISTS (SELECT 1 FROM written))
         SELECT kb_finish_records($2, $24, $5, $25, $26, $27, $28, $29::int[], $30, $31, $32, $33::int, $34::jsonb, $35, $36, $37::date)
