@@ -26,8 +26,11 @@ public struct AppConfiguration: Sendable {
     ])
     public var freeMonthlyRequestsForProxy: Int { proxy.freeMonthlyRequests }
     public var databaseMaxConnections: Int = 32
-    /// Connections kept open at all times (see `DatabaseURL.clientConfiguration`).
-    public var databaseMinConnections: Int = 16
+    /// Connections kept open at all times (see `DatabaseURL.clientConfiguration`). 0 by default: with a kept minimum,
+    /// PostgresNIO's pool can stop the process on a precondition when Postgres restarts under load (the chaos test
+    /// hit `minimumConcurrentConnections <= stats.active` in `createNewDemandConnectionIfPossible`; upstream has
+    /// related crash reports for minimum > 0). A minimum saves a timer task per query; it is not worth a crash.
+    public var databaseMinConnections: Int = 0
 
     public init(databaseURL: DatabaseURL, masterKeys: MasterKeyRing) {
         self.databaseURL = databaseURL
