@@ -36,7 +36,4 @@ public struct KeybrakeRequestContext: RequestContext, RemoteAddressRequestContex
         guard let admin else { throw KeybrakeError.adminTokenInvalid }
         return admin
     }
-
-    /// Client IP for per-client limits ("unknown" in in-process tests).
-    public var clientAddress: String { remoteAddress?.ipAddress ?? "unknown" }
 }

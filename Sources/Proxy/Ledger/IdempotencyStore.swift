@@ -73,15 +73,19 @@ public struct IdempotencyStore: Sendable {
     }
 
     /// Takes over a record whose outcome is unknown, so a retry can settle it — only by the vault key whose caps
-    /// hold its amount.
-    public func takeOverUnknown(tenantId: String, scope: String, newOwner: String, keyId: String, logger: Logger) async throws -> TakeOver {
+    /// hold its amount. In flight again, the record lives for the retry's lease: if the retry dies too, the record
+    /// turns unknown again instead of blocking for the rest of its day.
+    public func takeOverUnknown(tenantId: String, scope: String, newOwner: String, keyId: String, lease: Duration,
+                                logger: Logger) async throws -> TakeOver {
+        let leaseSeconds = Int32(clamping: lease.components.seconds)
         let rows = try await client.query("""
             WITH target AS (
                 SELECT i.scope, r.id AS reservation_id, r.key_id
                 FROM idempotency_records i LEFT JOIN reservations r ON r.id = i.reservation_id
                 WHERE i.tenant_id = \(tenantId) AND i.scope = \(scope) AND i.state = 'unknown' AND i.expires_at > now()
             ), taken AS (
-                UPDATE idempotency_records i SET state = 'in_flight', owner_id = \(newOwner)
+                UPDATE idempotency_records i SET state = 'in_flight', owner_id = \(newOwner),
+                    expires_at = now() + make_interval(secs => \(leaseSeconds))
                 FROM target t
                 WHERE i.tenant_id = \(tenantId) AND i.scope = t.scope AND i.state = 'unknown'
                   AND (t.key_id IS NULL OR t.key_id = \(keyId))

@@ -14,10 +14,10 @@ extension ProxyPipeline {
     /// waits); takes over an identical request's unknown outcome where the vendor deduplicates; throws a Denial for
     /// key reuse, in-flight timeouts and unknown outcomes it may not retry. A request whose amount is already known
     /// reserves in the same statement as its claims.
-    func claim<A: VendorAdapter>(_ a: A, _ f: inout Flight, path: String, request: Request, body: ByteBuffer, decision: PricingDecision,
+    func claim<A: VendorAdapter>(_ a: A, _ f: inout Flight, path: String, request: Request, body: Data, decision: PricingDecision,
                periods: KeyPeriods) async throws -> Response? {
         let movesMoney = decision != .free
-        let canonical = CanonicalBody.canonical(contentType: request.headers[.contentType], body: Data(body.readableBytesView))
+        let canonical = CanonicalBody.canonical(contentType: request.headers[.contentType], body: body)
         // Headers that change what the vendor does are part of what the request is (the same body for another
         // connected account is another charge).
         let variant = a.behaviourHeaders(request.headers)
@@ -38,7 +38,7 @@ extension ProxyPipeline {
                                 ttl: lease, upstreamKey: idemKey, window: config.idempotencyTTL))
         } else if movesMoney, a.deduplicatesIdempotencyKeys {
             // Every priced POST goes upstream with a key, so a retry of an unknown outcome can be sent again safely.
-            f.upstreamKey = "kb_\(f.key.id.dropFirst(4))_r" + Self.randomHex(16)
+            f.upstreamKey = "kb_\(f.key.id.dropFirst(4))_r" + Identifier.randomBase62(count: 22)
         }
         if movesMoney, f.key.policy.duplicateWindowSeconds > 0 {
             let fingerprint = Self.sha256Hex(CanonicalBody.fingerprintInput(
@@ -141,7 +141,8 @@ extension ProxyPipeline {
             try await giveBackClaims(&f)
             throw refusal("this request also matches another request's record.")
         }
-        switch try await idempotency.takeOverUnknown(tenantId: f.key.tenantId, scope: scope, newOwner: f.audit.id, keyId: f.key.id, logger: f.logger) {
+        switch try await idempotency.takeOverUnknown(tenantId: f.key.tenantId, scope: scope, newOwner: f.audit.id, keyId: f.key.id,
+                                                        lease: config.lease, logger: f.logger) {
         case .taken(let reservationId):
             f.owned.append(scope)
             f.money = .resuming(earlierAuditId: record.ownerId, reservationId: reservationId)
@@ -287,9 +288,4 @@ extension ProxyPipeline {
     }
 
     static func sha256Hex(_ data: Data) -> String { hex(SHA256.hash(data: data)) }
-
-    static func randomHex(_ bytes: Int) -> String {
-        var rng = SystemRandomNumberGenerator()
-        return hex((0..<bytes).map { _ in UInt8.random(in: 0...255, using: &rng) })
-    }
 }

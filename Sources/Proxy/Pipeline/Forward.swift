@@ -109,23 +109,20 @@ extension ProxyPipeline {
         case .release(let id): finish.reservationId = id; finish.outcome = "released"
         case .markUnknown(let id): finish.reservationId = id; finish.outcome = "unknown"
         }
-        let windows = Dictionary(f.claims.map { ($0.scope, Int32(clamping: $0.window.components.seconds)) }, uniquingKeysWith: { a, _ in a })
         switch t.records {
         case .complete(let toDuplicates):
             let kept = toDuplicates ? f.owned : f.owned.filter { !$0.hasPrefix("dup:") }
             finish.completeScopes = kept
-            finish.completeWindows = kept.map { windows[$0] ?? 0 }
+            finish.completeWindows = kept.map { scope in
+                Int32(clamping: f.claims.first { $0.scope == scope }?.window.components.seconds ?? 0)
+            }
             finish.dropScopes = f.owned.filter { !kept.contains($0) }
-        case .unknown:
+        case .unknown, .restoreUnknown:
+            // Unknown outcomes are sticky: kept for the idempotency TTL, whatever the request's own window.
             finish.completeScopes = f.owned
             finish.completeWindows = f.owned.map { _ in Int32(clamping: config.idempotencyTTL.components.seconds) }
             finish.recordState = "unknown"
-            finish.response = nil
-        case .restoreUnknown(let earlier):
-            finish.completeScopes = f.owned
-            finish.completeWindows = f.owned.map { _ in Int32(clamping: config.idempotencyTTL.components.seconds) }
-            finish.recordState = "unknown"
-            finish.restoreOwner = earlier
+            if case .restoreUnknown(let earlier) = t.records { finish.restoreOwner = earlier }
             finish.response = nil
         case .drop:
             finish.dropScopes = f.owned

@@ -6,7 +6,7 @@ import Vault
 extension ProxyPipeline {
     /// Phase 4: the amount the body names, by the endpoint's registry rule. Lookups come after the claim, so
     /// parallel duplicates don't repeat them.
-    func priceFromBody<A: VendorAdapter>(_ a: A, _ f: inout Flight, path: String, body: ByteBuffer) throws -> PricingDecision {
+    func priceFromBody<A: VendorAdapter>(_ a: A, _ f: inout Flight, path: String, body: Data) throws -> PricingDecision {
         guard let endpoint = f.endpoint, endpoint.money == .pricedFromBody || endpoint.money == .pricedByLookup else { return .free }
         let decision: PricingDecision
         do {

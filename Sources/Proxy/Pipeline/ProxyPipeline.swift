@@ -123,15 +123,15 @@ public struct ProxyPipeline: Sendable {
         let (path, creds) = try await route(a, &f, rawPath: rawPath, request: request)
         try rateLimit(f)
         let body = try await collectBody(request)
-        var decision = try priceFromBody(a, &f, path: path, body: body)
+        var decision = try priceFromBody(a, &f, path: path, body: body.data)
         let periods = KeyCalendar.periods(now: clock.now(), timezone: f.key.policy.timezone)
-        if f.method == "POST", let replay = try await claim(a, &f, path: path, request: request, body: body, decision: decision, periods: periods) {
+        if f.method == "POST", let replay = try await claim(a, &f, path: path, request: request, body: body.data, decision: decision, periods: periods) {
             return replay
         }
         if case .lookup(let lookup) = decision, case .open = f.money {
             decision = try await priceByLookup(a, lookup, &f, creds: creds)
         }
         try await reserve(&f, periods: periods)
-        return await forwardAndSettle(a, &f, path: path, request: request, body: body, creds: creds)
+        return await forwardAndSettle(a, &f, path: path, request: request, body: body.buffer, creds: creds)
     }
 }

@@ -68,9 +68,11 @@ extension ProxyPipeline {
         }
     }
 
-    func collectBody(_ request: Request) async throws -> ByteBuffer {
+    /// The body, and its bytes as `Data` once for pricing and fingerprinting (the buffer is what is forwarded).
+    func collectBody(_ request: Request) async throws -> (buffer: ByteBuffer, data: Data) {
         do {
-            return try await request.body.collect(upTo: config.maxRequestBody)
+            let buffer = try await request.body.collect(upTo: config.maxRequestBody)
+            return (buffer, Data(buffer.readableBytesView))
         } catch {
             throw Denial(error: KeybrakeError(status: 413, code: "body_too_large", message: "Request bodies are limited to \(config.maxRequestBody / 1024) KiB."))
         }

@@ -14,8 +14,8 @@ struct ResendAdapter: VendorAdapter {
         return bearer(key)
     }
 
-    func priceFromBody(rule: PricingRule, path: String, body: ByteBuffer) throws(KeybrakeError) -> PricingDecision {
-        try pricer.price(rule: rule, jsonBody: Data(body.readableBytesView))
+    func priceFromBody(rule: PricingRule, path: String, body: Data) throws(KeybrakeError) -> PricingDecision {
+        try pricer.price(rule: rule, jsonBody: body)
     }
 
     func upstreamRequestId(_ response: Forwarder.UpstreamResponse) -> String? { response.header("x-request-id") }

@@ -18,8 +18,8 @@ struct StripeAdapter: VendorAdapter {
         return bearer(key)
     }
 
-    func priceFromBody(rule: PricingRule, path: String, body: ByteBuffer) throws(KeybrakeError) -> PricingDecision {
-        try pricer.price(rule: rule, normalizedPath: path, form: FormBody(parsing: Data(body.readableBytesView)))
+    func priceFromBody(rule: PricingRule, path: String, body: Data) throws(KeybrakeError) -> PricingDecision {
+        try pricer.price(rule: rule, normalizedPath: path, form: FormBody(parsing: body))
     }
 
     /// `Stripe-Account` and `Stripe-Context` decide whose money a request moves.

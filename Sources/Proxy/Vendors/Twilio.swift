@@ -28,9 +28,9 @@ struct TwilioAdapter: VendorAdapter {
         return [("Authorization", "Basic " + Data("\(sid):\(token)".utf8).base64EncodedString())]
     }
 
-    func priceFromBody(rule: PricingRule, path: String, body: ByteBuffer) throws(KeybrakeError) -> PricingDecision {
+    func priceFromBody(rule: PricingRule, path: String, body: Data) throws(KeybrakeError) -> PricingDecision {
         guard rule == .twilioMessage else { return .free }
-        return pricer.priceMessage(form: FormBody(parsing: Data(body.readableBytesView)))
+        return pricer.priceMessage(form: FormBody(parsing: body))
     }
 
     /// The price Twilio reports, above the estimate too: the ledger must count at least what moved.

@@ -21,7 +21,7 @@ protocol VendorAdapter: Sendable {
     /// The real credential, as the vendor takes it.
     func credentialHeaders(_ credentials: VendorCredentials) -> [(String, String)]
     /// The amount the body names, by the endpoint's registry rule.
-    func priceFromBody(rule: PricingRule, path: String, body: ByteBuffer) throws(KeybrakeError) -> PricingDecision
+    func priceFromBody(rule: PricingRule, path: String, body: Data) throws(KeybrakeError) -> PricingDecision
     /// Headers that change what the vendor does: part of a request's identity (fingerprint, automatic key).
     func behaviourHeaders(_ headers: HTTPFields) -> String
     /// What moved, from the vendor's 2xx answer, when the vendor says (Twilio's `price`); nil: what was reserved.
