@@ -51,9 +51,10 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
     let tenants = TenantController(repository: tenantRepository, verifier: deps.verifier, configuration: tenantsConfiguration, clock: deps.clock)
     let credentialStore = CredentialStore(client: deps.postgres, sealer: CredentialSealer(ring: config.masterKeys))
     let vault = VaultController(store: credentialStore)
+    let vaultKeys = VaultKeyAuthenticator(client: deps.postgres, verifier: deps.verifier)
     let proxy = ProxyController(pipeline: ProxyPipeline(
         config: config.proxy,
-        authenticator: VaultKeyAuthenticator(client: deps.postgres, verifier: deps.verifier),
+        authenticator: vaultKeys,
         credentials: credentialStore, ledger: SpendLedger(client: deps.postgres),
         idempotency: IdempotencyStore(client: deps.postgres), forwarder: deps.forwarder, clock: deps.clock,
         tenants: tenantRepository, drain: deps.drain
@@ -62,6 +63,8 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
     let keys = KeysController(repository: PostgresKeyRepository(client: deps.postgres), verifier: deps.verifier, clock: deps.clock,
                               spendReader: LedgerKeySpendReader(spend: spendRepository),
                               creationsPerMinutePerTenant: config.keyCreationsPerMinutePerTenant)
+    let childKeys = ChildKeysController(keys: keys, authenticator: vaultKeys, limits: config.childKeys,
+                                        mintsPerMinutePerTenant: config.childKeyMintsPerMinutePerTenant)
     let tenantsConfig = TenantsConfiguration(freeMonthlyRequests: config.freeMonthlyRequests)
     let audit = AuditController(audit: AuditRepository(client: deps.postgres), spend: spendRepository, clock: deps.clock) { tenantId, context in
         guard let tenant = try await tenantRepository.tenant(id: tenantId, logger: context.logger) else { throw KeybrakeError.adminTokenInvalid }
@@ -76,6 +79,7 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
     HealthController(postgres: deps.postgres, registry: deps.metricsRegistry, drain: deps.drain).addRoutes(to: router)
     tenants.addPublicRoutes(to: router)
     proxy.addRoutes(to: router)
+    childKeys.addRoutes(to: router)
     DashboardController(
         postgres: deps.postgres, authenticator: AdminTokenAuthenticator(repository: tenantRepository, verifier: deps.verifier),
         tenants: tenantRepository, tenantsConfiguration: tenantsConfig, keys: PostgresKeyRepository(client: deps.postgres),
@@ -236,10 +240,11 @@ struct LedgerKeySpendReader: KeySpendReader {
     func spend(of key: VaultKey, now: Date, context: KeybrakeRequestContext) async throws -> KeySpend {
         let periods = KeyCalendar.periods(now: now, timezone: key.policy.timezone)
         let (day, month) = (periods.day, periods.month)
-        let (d, m) = try await spend.key(keyId: key.id, day: day, month: month, logger: context.logger)
+        let (d, m, t) = try await spend.key(keyId: key.id, day: day, month: month, logger: context.logger)
         return KeySpend(
             today: .init(start: day, settled: d.settled, reserved: d.reserved, unknown: d.unknown, cap: key.policy.dailyCap),
-            month: .init(start: month, settled: m.settled, reserved: m.reserved, unknown: m.unknown, cap: key.policy.monthlyCap)
+            month: .init(start: month, settled: m.settled, reserved: m.reserved, unknown: m.unknown, cap: key.policy.monthlyCap),
+            total: .init(start: KeyCalendar.periods(now: key.createdAt, timezone: key.policy.timezone).day, settled: t.settled, reserved: t.reserved, unknown: t.unknown, cap: key.policy.totalCap)
         )
     }
 }
