@@ -63,9 +63,10 @@ BIN="$WORK/keybrake"
 "$BIN" --help >/dev/null || die "$BIN does not run"
 
 # --- processes we start, stopped by PID on exit ---------------------------------------------------
-SERVER_PID=""
+SERVER_PID="" HOLE_PID=""
 cleanup() {
   local status=$?
+  if [ -n "$HOLE_PID" ]; then kill "$HOLE_PID" 2>/dev/null || true; wait "$HOLE_PID" 2>/dev/null || true; fi
   if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
     kill "$SERVER_PID" 2>/dev/null || true
     for _ in $(seq 1 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
@@ -85,9 +86,27 @@ scripts/postgres.sh createdb "$PG_PORT" "$DB_NAME" --fresh
 
 # --- the server -----------------------------------------------------------------------------------
 PORT="$(free_port)"
-# Vendors point at a port nothing listens on: nothing leaves the machine, and a forwarded request
-# ends as 502 upstream_error with an unknown outcome (which gives /v1/audit/{id}/resolve a real target).
+# Vendors point at a local black hole that reads each request and closes the connection without an answer:
+# nothing leaves the machine, and a forwarded request ends as 502 upstream_error with an unknown outcome (which
+# gives /v1/audit/{id}/resolve a real target). A port nobody listens on would not do: a refused connection sent
+# nothing, so its amount is released.
 DEAD_PORT="$(free_port)"
+python3 - "$DEAD_PORT" <<'PY' &
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(64)
+while True:
+    c, _ = s.accept()
+    c.settimeout(2)
+    try:
+        c.recv(65536)
+    except OSError:
+        pass
+    c.close()
+PY
+HOLE_PID=$!
 BASE="http://127.0.0.1:$PORT"
 OPERATOR_TOKEN="contract-operator-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 MASTER_KEYS="$("$BIN" generate-master-key --id c1)"
