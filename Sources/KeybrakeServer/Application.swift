@@ -27,6 +27,8 @@ public struct AppDependencies: Sendable {
     public let forwarder: Forwarder
     /// Set on SIGTERM: `/ready` and the proxy answer 503 while in-flight requests finish.
     public let drain = Drain()
+    /// Key rows in memory under this replica's lease (nil when `keysFromMemory` is off).
+    public let keyDirectory: KeyDirectory?
 
     public init(configuration: AppConfiguration, postgres: PostgresClient, verifier: TokenVerifier = TokenVerifier(),
                 clock: any KeybrakeCore.Clock = SystemClock(), metricsRegistry: PrometheusCollectorRegistry = .init()) {
@@ -35,6 +37,7 @@ public struct AppDependencies: Sendable {
         self.verifier = verifier
         self.clock = clock
         self.metricsRegistry = metricsRegistry
+        self.keyDirectory = configuration.keysFromMemory ? KeyDirectory() : nil
         self.forwarder = Forwarder(timeout: configuration.proxy.upstreamTimeout, connectionsPerHost: configuration.proxy.connectionsPerHost,
                                    maxResponseBody: configuration.proxy.maxResponseBody)
     }
@@ -51,7 +54,8 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
     let tenants = TenantController(repository: tenantRepository, verifier: deps.verifier, configuration: tenantsConfiguration, clock: deps.clock)
     let credentialStore = CredentialStore(client: deps.postgres, sealer: CredentialSealer(ring: config.masterKeys))
     let vault = VaultController(store: credentialStore)
-    let vaultKeys = VaultKeyAuthenticator(client: deps.postgres, verifier: deps.verifier)
+    let vaultKeys = VaultKeyAuthenticator(client: deps.postgres, verifier: deps.verifier, directory: deps.keyDirectory)
+    let keyChanges = KeyChangeAcknowledgements(client: deps.postgres, settings: config.keyLease)
     let proxy = ProxyController(pipeline: ProxyPipeline(
         config: config.proxy,
         authenticator: vaultKeys,
@@ -62,7 +66,7 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
     let spendRepository = SpendRepository(client: deps.postgres)
     let keys = KeysController(repository: PostgresKeyRepository(client: deps.postgres), verifier: deps.verifier, clock: deps.clock,
                               spendReader: LedgerKeySpendReader(spend: spendRepository),
-                              creationsPerMinutePerTenant: config.keyCreationsPerMinutePerTenant)
+                              creationsPerMinutePerTenant: config.keyCreationsPerMinutePerTenant, acknowledgements: keyChanges)
     let childKeys = ChildKeysController(keys: keys, authenticator: vaultKeys, limits: config.childKeys,
                                         mintsPerMinutePerTenant: config.childKeyMintsPerMinutePerTenant)
     let tenantsConfig = TenantsConfiguration(freeMonthlyRequests: config.freeMonthlyRequests)
@@ -84,7 +88,7 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
         postgres: deps.postgres, authenticator: AdminTokenAuthenticator(repository: tenantRepository, verifier: deps.verifier),
         tenants: tenantRepository, tenantsConfiguration: tenantsConfig, keys: PostgresKeyRepository(client: deps.postgres),
         verifier: deps.verifier, credentials: credentialStore, audit: AuditRepository(client: deps.postgres), spend: spendRepository,
-        keySpend: LedgerKeySpendReader(spend: spendRepository), clock: deps.clock
+        keySpend: LedgerKeySpendReader(spend: spendRepository), clock: deps.clock, keyChanges: keyChanges
     ).addRoutes(to: router)
 
     let admin = router.group("/v1").add(middleware: AdminAuthMiddleware(
@@ -122,6 +126,10 @@ public func buildApplication(
     )
     app.addServices(postgres, ForwarderService(forwarder: deps.forwarder), DrainService(drain: deps.drain, logger: logger),
                     LeaseSweepService(ledger: SpendLedger(client: postgres), interval: config.proxy.leaseSweepInterval, logger: logger))
+    if let directory = deps.keyDirectory {
+        app.addServices(KeyChangeFeedService(feed: KeyChangeFeed(
+            url: config.listenDatabaseURL ?? config.databaseURL, pool: postgres, directory: directory, settings: config.keyLease, logger: logger)))
+    }
     if let migrationsDirectory {
         let migrator = try Migrator(directory: migrationsDirectory)
         app.beforeServerStarts {
@@ -199,6 +207,14 @@ struct DrainService: Service {
         try? await gracefulShutdown()
         watcher.cancel()
         drain.start()
+    }
+}
+
+/// Listens for key changes while the application runs (started after migrations: it needs their tables).
+struct KeyChangeFeedService: Service {
+    let feed: KeyChangeFeed
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await feed.run() }
     }
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPLayer
 import KeybrakeCore
+import Keys
 import Proxy
 import Storage
 import Tenants
@@ -23,6 +24,12 @@ public struct AppConfiguration: Sendable {
     /// Child keys (DESIGN §9): depth and fan-out of the key tree, and mints per tenant per minute (argon2 bounds them).
     public var childKeys = ChildLimits()
     public var childKeyMintsPerMinutePerTenant: Int = 600
+    /// Key rows from memory under a lease (DESIGN §4): off, every request reads its key from Postgres.
+    public var keysFromMemory = true
+    public var keyLease = KeyChangeFeed.Settings()
+    /// Where the key-change listener connects: LISTEN needs a session, so behind a transaction-mode pooler
+    /// (PgBouncer) it must reach Postgres directly (`KEYBRAKE_LISTEN_DATABASE_URL`).
+    public var listenDatabaseURL: DatabaseURL?
     public var adminTokensPerMinutePerTenant: Int = 20
     public var proxy = ProxyConfiguration(upstreams: [
         .stripe: "https://api.stripe.com", .twilio: "https://api.twilio.com", .resend: "https://api.resend.com",
@@ -86,6 +93,21 @@ public struct AppConfiguration: Sendable {
                 guard let n = Int(raw), n > 0 else { throw ConfigError(description: "\(name) must be a whole number > 0") }
                 apply(n)
             }
+        }
+        if let raw = env["KEYBRAKE_KEYS_FROM_MEMORY"], !raw.isEmpty {
+            guard ["on", "off", "true", "false", "1", "0"].contains(raw) else {
+                throw ConfigError(description: "KEYBRAKE_KEYS_FROM_MEMORY must be on or off")
+            }
+            config.keysFromMemory = ["on", "true", "1"].contains(raw)
+        }
+        if let raw = env["KEYBRAKE_KEY_LEASE_MS"], !raw.isEmpty {
+            guard let ms = Int(raw), ms >= 1000 else { throw ConfigError(description: "KEYBRAKE_KEY_LEASE_MS must be a whole number ≥ 1000") }
+            config.keyLease.lease = .milliseconds(ms)
+            config.keyLease.heartbeat = .milliseconds(ms / 5)
+            config.keyLease.margin = .milliseconds(ms / 10)
+        }
+        if let raw = env["KEYBRAKE_LISTEN_DATABASE_URL"], !raw.isEmpty {
+            config.listenDatabaseURL = try DatabaseURL(raw)
         }
         if let limit = env["KEYBRAKE_KEY_CREATIONS_PER_MINUTE"], !limit.isEmpty {
             guard let l = Int(limit), l > 0 else { throw ConfigError(description: "KEYBRAKE_KEY_CREATIONS_PER_MINUTE must be a whole number > 0") }

@@ -10,11 +10,12 @@ public protocol KeyRepository: Sendable {
     func key(id: String, tenantId: String, logger: Logger) async throws -> VaultKey?
     /// Newest first; `after` is the id of the last key of the previous page.
     func list(tenantId: String, after: String?, limit: Int, logger: Logger) async throws -> [VaultKey]?
-    /// Applies `change` to the current policy under a row lock; nil if not found.
+    /// Applies `change` to the current policy under a row lock; nil if not found. `change` is the key change's
+    /// sequence number (kb_key_changed), which replicas acknowledge.
     func update(id: String, tenantId: String, logger: Logger,
-                _ change: @Sendable (VaultKey) throws -> Policy) async throws -> VaultKey?
-    /// Revokes the key and every descendant (one statement); nil if not found.
-    func revoke(id: String, tenantId: String, logger: Logger) async throws -> VaultKey?
+                _ change: @Sendable (VaultKey) throws -> Policy) async throws -> (key: VaultKey, change: Int64)?
+    /// Revokes the key and every descendant (one transaction, one key change); nil if not found.
+    func revoke(id: String, tenantId: String, logger: Logger) async throws -> (key: VaultKey, change: Int64)?
     /// Mints a child of `parentId` under the parent's row lock, which serialises the fan-out count.
     func createChild(id: String, parentId: String, tenantId: String, tokenHash: String, runId: String?, limits: ChildLimits,
                      logger: Logger, _ policy: @Sendable (VaultKey) throws -> Policy) async throws -> VaultKey
@@ -126,7 +127,7 @@ public struct PostgresKeyRepository: KeyRepository {
     }
 
     public func update(id: String, tenantId: String, logger: Logger,
-                       _ change: @Sendable (VaultKey) throws -> Policy) async throws -> VaultKey? {
+                       _ change: @Sendable (VaultKey) throws -> Policy) async throws -> (key: VaultKey, change: Int64)? {
         try await client.transaction(logger: logger) { conn in
             let current = try await Self.decode(try await conn.query(
                 "SELECT \(unescaped: Self.columns) FROM vault_keys WHERE id = \(id) AND tenant_id = \(tenantId) FOR UPDATE",
@@ -145,19 +146,32 @@ public struct PostgresKeyRepository: KeyRepository {
                 WHERE id = \(id) AND tenant_id = \(tenantId)
                 RETURNING \(unescaped: Self.columns)
                 """, logger: logger)
-            return try await Self.decode(rows).first
+            guard let key = try await Self.decode(rows).first else { return nil }
+            // Its descendants carry it in their chain: replicas forget them too (KeyDirectory.invalidate).
+            return (key, try await Self.announce(conn, tenantId: tenantId, keyIds: [id], logger: logger))
         }
     }
 
-    public func revoke(id: String, tenantId: String, logger: Logger) async throws -> VaultKey? {
+    /// Records a key change in the caller's transaction (NOTIFY at commit); its sequence number.
+    static func announce(_ conn: PostgresConnection, tenantId: String, keyIds: [String], logger: Logger) async throws -> Int64 {
+        for try await seq in try await conn.query("SELECT kb_key_changed(\(tenantId), \(keyIds))", logger: logger).decode(Int64.self) {
+            return seq
+        }
+        throw KeybrakeError.internalError
+    }
+
+    public func revoke(id: String, tenantId: String, logger: Logger) async throws -> (key: VaultKey, change: Int64)? {
         // Idempotent: revoking a revoked key keeps its first revoked_at. Descendants are revoked in the same
         // statement (their requests check the chain anyway; this makes their status say so).
-        let rows = try await client.query("""
-            UPDATE vault_keys SET status = 'revoked', revoked_at = COALESCE(revoked_at, now()), updated_at = now()
-            WHERE tenant_id = \(tenantId) AND (id = \(id) OR (parent_key_id IS NOT NULL AND ancestor_ids @> ARRAY[\(id)]))
-            RETURNING \(unescaped: Self.columns)
-            """, logger: logger)
-        return try await Self.decode(rows).first { $0.id == id }
+        try await client.transaction(logger: logger) { conn in
+            let keys = try await Self.decode(try await conn.query("""
+                UPDATE vault_keys SET status = 'revoked', revoked_at = COALESCE(revoked_at, now()), updated_at = now()
+                WHERE tenant_id = \(tenantId) AND (id = \(id) OR (parent_key_id IS NOT NULL AND ancestor_ids @> ARRAY[\(id)]))
+                RETURNING \(unescaped: Self.columns)
+                """, logger: logger))
+            guard let key = keys.first(where: { $0.id == id }) else { return nil }
+            return (key, try await Self.announce(conn, tenantId: tenantId, keyIds: keys.map(\.id), logger: logger))
+        }
     }
 
     public func createChild(id: String, parentId: String, tenantId: String, tokenHash: String, runId: String?, limits: ChildLimits,

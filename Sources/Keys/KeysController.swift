@@ -42,6 +42,8 @@ public struct KeysController: Sendable {
     let verifier: TokenVerifier
     let clock: any KeybrakeCore.Clock
     let spendReader: (any KeySpendReader)?
+    /// Waits for replicas to apply key changes (nil: nobody serves keys from memory).
+    let acknowledgements: KeyChangeAcknowledgements?
     /// Each new key costs an argon2 hash (~27 ms of a core): creations are limited per tenant.
     let creations: WindowRateLimiter
 
@@ -49,7 +51,8 @@ public struct KeysController: Sendable {
     public static let maxPageSize = 100
 
     public init(repository: any KeyRepository, verifier: TokenVerifier, clock: any KeybrakeCore.Clock, spendReader: (any KeySpendReader)? = nil,
-                creationsPerMinutePerTenant: Int = 60) {
+                creationsPerMinutePerTenant: Int = 60, acknowledgements: KeyChangeAcknowledgements? = nil) {
+        self.acknowledgements = acknowledgements
         self.creations = WindowRateLimiter(limit: creationsPerMinutePerTenant, window: .seconds(60))
         self.repository = repository
         self.verifier = verifier
@@ -168,7 +171,6 @@ public struct KeysController: Sendable {
         )
     }
 
-    struct KeyEnvelope: Encodable { let key: KeyBody }
 
     // MARK: - Handlers
 
@@ -269,7 +271,7 @@ public struct KeysController: Sendable {
         }
         try json.rejectUnknown(allowed: Self.policyFields)
         let now = clock.now()
-        let updated: VaultKey?
+        let updated: (key: VaultKey, change: Int64)?
         // A child stays inside its parent, and keys of one chain share a time zone (their day is one day).
         var parent: VaultKey?
         var hasChildren = false
@@ -302,16 +304,34 @@ public struct KeysController: Sendable {
             throw DatabaseErrors.map(error, logger: context.logger)
         }
         guard let updated else { throw KeybrakeError.notFound("key") }
-        return try JSONResponse.make(.ok, KeyEnvelope(key: body(updated)))
+        return try await acknowledged(updated, context)
     }
 
     func revoke(_ context: KeybrakeRequestContext) async throws -> Response {
         let admin = try context.requireAdmin()
         let id = context.parameters.get("id") ?? ""
-        guard let key = try await db(context, { try await repository.revoke(id: id, tenantId: admin.tenantId, logger: context.logger) }) else {
+        guard let revoked = try await db(context, { try await repository.revoke(id: id, tenantId: admin.tenantId, logger: context.logger) }) else {
             throw KeybrakeError.notFound("key")
         }
-        return try JSONResponse.make(.ok, KeyEnvelope(key: body(key)))
+        return try await acknowledged(revoked, context)
+    }
+
+    /// Answers a key change once every live replica has applied it (or lost its lease), saying how many did.
+    func acknowledged(_ changed: (key: VaultKey, change: Int64), _ context: KeybrakeRequestContext) async throws -> Response {
+        struct Replicas: Encodable {
+            /// Replicas serving keys from memory that applied the change before this answer.
+            let acknowledged: Int
+            /// Replicas that had not, after waiting one lease (0 unless a replica's clock or Postgres misbehaves).
+            let pending: Int
+        }
+        struct Changed: Encodable { let key: KeyBody; let replicas: Replicas }
+        let result = try await db(context) {
+            try await acknowledgements?.wait(for: changed.change, logger: context.logger) ?? .init(acknowledged: 0, pending: 0)
+        }
+        if result.pending > 0 {
+            context.logger.error("key change not acknowledged by every live replica", metadata: ["key_id": "\(changed.key.id)", "pending": "\(result.pending)"])
+        }
+        return try JSONResponse.make(.ok, Changed(key: body(changed.key), replicas: Replicas(acknowledged: result.acknowledged, pending: result.pending)))
     }
 
     func children(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {

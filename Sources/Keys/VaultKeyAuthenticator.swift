@@ -5,24 +5,27 @@ import PostgresNIO
 import Storage
 import TokenAuth
 
-/// Resolves a vault key presented to the proxy. The key row (status, expiry, policy) is read from
-/// Postgres on every request; only the argon2 check is skipped by the verifier's cache, so a
-/// revocation or policy edit applies to the very next request on every replica.
+/// Resolves a vault key presented to the proxy. The key row (status, expiry, policy, ancestors) comes from the
+/// replica's `KeyDirectory` while it serves from memory (a change is applied there before the admin request that made
+/// it answers), otherwise from Postgres; the argon2 check is skipped by the verifier's cache. Either way a revocation
+/// or policy edit applies to the very next request on every replica.
 public struct VaultKeyAuthenticator: Sendable {
     let client: PostgresClient
     let verifier: TokenVerifier
     /// Key reads that arrive while one is in flight are read together (one `id = ANY(…)` query); each is still
     /// issued after its request arrived, so a revocation committed before that is always seen.
     let reads: Coalescer<Int, KeyRead, (VaultKey, String)?>
+    let directory: KeyDirectory?
 
     struct KeyRead: Sendable {
         var id: String
         var logger: Logger
     }
 
-    public init(client: PostgresClient, verifier: TokenVerifier) {
+    public init(client: PostgresClient, verifier: TokenVerifier, directory: KeyDirectory? = nil) {
         self.client = client
         self.verifier = verifier
+        self.directory = directory
         self.reads = Coalescer(maxBatch: 128) { reads, _ in
             let logger = reads[0].logger
             do {
@@ -56,7 +59,14 @@ public struct VaultKeyAuthenticator: Sendable {
     public func authenticate(token: String, now: Date, logger: Logger) async throws -> Result<VaultKey, Failure> {
         guard let parsed = TokenFormat.parse(token, as: .vault) else { return .failure(.invalid) }
         let id = "key_" + parsed.publicId
-        let found = try await reads.submit(KeyRead(id: id, logger: logger), lane: 0)
+        let found: (VaultKey, String)?
+        let (hit, epoch) = directory?.lookup(id) ?? (nil, nil)
+        if let hit {
+            found = hit
+        } else {
+            found = try await reads.submit(KeyRead(id: id, logger: logger), lane: 0)
+            if let found, let epoch { directory?.store(found, epoch: epoch) }
+        }
         guard let (key, hash) = found else { return .failure(.invalid) }
         do {
             guard try await verifier.verify(parsed, storedHash: hash) else { return .failure(.invalid) }

@@ -231,9 +231,11 @@ final class ChildKeysTests: XCTestCase {
                 let refusedMint = try await second.call(.post, "/v1/child-keys", token: grandToken, json: ["label": "x"])
                 XCTAssertEqual(refusedMint.errorCode, "vault_key_revoked")
                 // The parent expires: every descendant stops on its next request, and it cannot mint.
-                try await TestDatabase.withClient { db in
-                    _ = try await db.query("UPDATE vault_keys SET expires_at = now() - interval '1 second' WHERE id = \(rootId)")
-                }
+                // (An expiry is a time, so this one takes a short wait: set it 2 s ahead through the API, acknowledged by
+                // both replicas, and let it pass.)
+                let soon = ISO8601DateFormatter().string(from: Date().addingTimeInterval(2))
+                expectStatus(try await first.call(.patch, "/v1/keys/\(rootId)", token: t.admin, json: ["expires_at": soon]), .ok)
+                try await Task.sleep(for: .milliseconds(2100))
                 for client in [second, first] {
                     let r = try await call(client, siblingToken)
                     XCTAssertEqual(r.errorCode, "vault_key_expired", r.text)

@@ -213,6 +213,12 @@ extension DashboardController {
         }
         let json = JSONObjectReader(fields)
         do {
+            // A child key's caps stay within its parent's, as through the API.
+            var parentPolicy: Policy?
+            if let parentId = try await db(context, { try await keys.key(id: id, tenantId: session.tenantId, logger: context.logger)?.parentId }) {
+                parentPolicy = try await db(context) { try await keys.key(id: parentId, tenantId: session.tenantId, logger: context.logger)?.policy }
+            }
+            let parentRule = parentPolicy
             let updated = try await db(context) {
                 try await keys.update(id: id, tenantId: session.tenantId, logger: context.logger) { current in
                     guard current.status == .active else {
@@ -221,10 +227,12 @@ extension DashboardController {
                     var policy = current.policy
                     try KeysController.apply(json, to: &policy)
                     try policy.validate(now: nil)
+                    if let parentRule { try ChildKeyRules.check(policy, within: parentRule) }
                     return policy
                 }
             }
-            guard updated != nil else { throw KeybrakeError.notFound("key") }
+            guard let updated else { throw KeybrakeError.notFound("key") }
+            _ = try await db(context) { try await keyChanges?.wait(for: updated.change, logger: context.logger) }
         } catch let error as KeybrakeError where error.status == 400 || error.status == 409 {
             let key = try await loadKey(session, context)
             return try await renderKey(key, session: session, flash: .error(Self.message(error)),
@@ -249,9 +257,10 @@ extension DashboardController {
     func revoke(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
         let (session, _) = try await verifiedForm(request, context)
         let id = context.parameters.get("id") ?? ""
-        guard let key = try await db(context, { try await keys.revoke(id: id, tenantId: session.tenantId, logger: context.logger) }) else {
+        guard let (key, change) = try await db(context, { try await keys.revoke(id: id, tenantId: session.tenantId, logger: context.logger) }) else {
             throw KeybrakeError.notFound("key")
         }
+        _ = try await db(context) { try await keyChanges?.wait(for: change, logger: context.logger) }
         context.logger.info("vault key revoked from the dashboard", metadata: ["key_id": "\(key.id)"])
         return Page.redirect("/dashboard/keys/" + pathSegment(key.id) + "?notice=revoked")
     }
