@@ -11,7 +11,11 @@ public struct VaultKey: Sendable, Equatable {
     public let id: String
     public let tenantId: String
     public var status: Status
-    public var policy: Policy
+    public var policy: Policy {
+        didSet { patterns = policy.endpointPatterns }
+    }
+    /// The allowlist parsed once per key row (the proxy checks it on every request, now mostly from memory).
+    public private(set) var patterns: [EndpointPattern]
     public let createdAt: Date
     public var updatedAt: Date
     public var revokedAt: Date?
@@ -31,6 +35,7 @@ public struct VaultKey: Sendable, Equatable {
         self.tenantId = tenantId
         self.status = status
         self.policy = policy
+        self.patterns = policy.endpointPatterns
         self.createdAt = createdAt
         self.updatedAt = updatedAt
         self.revokedAt = revokedAt

@@ -40,7 +40,7 @@ extension ProxyPipeline {
         f.audit.operation = a.operationName(method: f.method, path: path)
         let what = f.audit.operation.map { "\($0) (\(f.method) \(path))" } ?? "\(f.method) \(path)"
         // A child key's request must be allowed by every ancestor too (a parent narrowed after its child was minted).
-        for key in f.key.chain where !key.policy.endpointPatterns.allows(method: f.method, normalizedPath: path) {
+        for key in f.key.chain where !key.patterns.allows(method: f.method, normalizedPath: path) {
             let whose = key.id == f.key.id ? "key" : "the parent key"
             throw Denial(error: KeybrakeError(status: 403, code: "endpoint_not_allowed",
                 message: "\(what) is not allowed for \(whose) '\(key.policy.label)' (\(key.id)); it allows: \(key.policy.allowedEndpoints.joined(separator: ", "))."))
