@@ -11,17 +11,26 @@ CREATE OR REPLACE FUNCTION kb_reserve(
 DECLARE
     k RECORD;
     a RECORD;
-    c RECORD;
     v_chain TEXT[];
+    v_n INTEGER;
+    -- Per key of the chain (root first): its caps, and what its counters held when locked.
+    v_daily_cap BIGINT[];
+    v_monthly_cap BIGINT[];
+    v_total_cap BIGINT[];
+    v_day BIGINT[];
+    v_month BIGINT[];
+    v_total BIGINT[];
+    v_rows INTEGER;
+    d BIGINT;
+    m BIGINT;
+    t BIGINT;
     v_plan TEXT;
     v_shard SMALLINT;
-    v_rows INTEGER;
     v_denial TEXT;
     v_used BIGINT;
     v_cap BIGINT;
-    v_own BIGINT := 0;
 BEGIN
-    SELECT status, expires_at, max_request_micros, ancestor_ids INTO k
+    SELECT status, expires_at, max_request_micros, daily_cap_micros, monthly_cap_micros, total_cap_micros, ancestor_ids INTO k
     FROM vault_keys WHERE id = p_key_id AND tenant_id = p_tenant_id;
     IF NOT FOUND OR k.status <> 'active' THEN
         RETURN QUERY SELECT 'vault_key_revoked'::TEXT, 0::BIGINT, 0::BIGINT; RETURN;
@@ -33,9 +42,17 @@ BEGIN
         RETURN QUERY SELECT 'request_cap_exceeded'::TEXT, p_amount, k.max_request_micros; RETURN;
     END IF;
     v_chain := k.ancestor_ids || p_key_id;
-    IF cardinality(k.ancestor_ids) > 0 THEN
-        FOR a IN SELECT id, status, expires_at, max_request_micros FROM vault_keys
-                 WHERE id = ANY(k.ancestor_ids) ORDER BY array_position(k.ancestor_ids, id) LOOP
+    v_n := cardinality(v_chain);
+    v_daily_cap := array_fill(NULL::BIGINT, ARRAY[v_n]);
+    v_monthly_cap := v_daily_cap;
+    v_total_cap := v_daily_cap;
+    v_daily_cap[v_n] := k.daily_cap_micros;
+    v_monthly_cap[v_n] := k.monthly_cap_micros;
+    v_total_cap[v_n] := k.total_cap_micros;
+    IF v_n > 1 THEN
+        FOR a IN SELECT id, status, expires_at, max_request_micros, daily_cap_micros, monthly_cap_micros, total_cap_micros,
+                        array_position(v_chain, id) AS pos
+                 FROM vault_keys WHERE id = ANY(k.ancestor_ids) ORDER BY array_position(v_chain, id) LOOP
             IF a.status <> 'active' THEN
                 RETURN QUERY SELECT 'vault_key_revoked:' || a.id, 0::BIGINT, 0::BIGINT; RETURN;
             END IF;
@@ -45,6 +62,9 @@ BEGIN
             IF a.max_request_micros IS NOT NULL AND p_amount > a.max_request_micros THEN
                 RETURN QUERY SELECT 'request_cap_exceeded:' || a.id, p_amount, a.max_request_micros; RETURN;
             END IF;
+            v_daily_cap[a.pos] := a.daily_cap_micros;
+            v_monthly_cap[a.pos] := a.monthly_cap_micros;
+            v_total_cap[a.pos] := a.total_cap_micros;
         END LOOP;
     END IF;
 
@@ -61,33 +81,39 @@ BEGIN
     IF p_amount > 0 THEN
         INSERT INTO reservations (id, tenant_id, key_id, amount_micros, day, month, state)
         VALUES (p_reservation_id, p_tenant_id, p_key_id, p_amount, p_day, p_month, 'held');
-        -- Lock the chain's day, month and total counters in the one order every writer uses, creating missing ones.
-        FOR attempt IN 1..2 LOOP
-            SELECT count(*) INTO v_rows
-            FROM (SELECT 1 FROM spend_counters
-                  WHERE key_id = ANY(v_chain) AND ((period = 'day' AND period_start = p_day)
-                     OR (period = 'month' AND period_start = p_month) OR (period = 'total' AND period_start = DATE '1970-01-01'))
-                  ORDER BY array_position(v_chain, key_id), period FOR UPDATE) locked;
-            EXIT WHEN v_rows = 3 * cardinality(v_chain);
-            INSERT INTO spend_counters (key_id, period, period_start)
-            SELECT id, p.period, p.start FROM unnest(v_chain) AS id,
-                (VALUES ('day', p_day), ('month', p_month), ('total', DATE '1970-01-01')) AS p(period, start)
-            ON CONFLICT DO NOTHING;
+        -- Lock each key's day, month and total counters, root first (the order every writer uses), creating
+        -- missing ones.
+        v_day := array_fill(0::BIGINT, ARRAY[v_n]);
+        v_month := v_day;
+        v_total := v_day;
+        FOR i IN 1..v_n LOOP
+            FOR attempt IN 1..2 LOOP
+                SELECT count(*), COALESCE(max(counted_micros) FILTER (WHERE period = 'day'), 0),
+                       COALESCE(max(counted_micros) FILTER (WHERE period = 'month'), 0),
+                       COALESCE(max(counted_micros) FILTER (WHERE period = 'total'), 0)
+                INTO v_rows, d, m, t
+                FROM (SELECT period, counted_micros FROM spend_counters
+                      WHERE key_id = v_chain[i] AND ((period = 'day' AND period_start = p_day)
+                         OR (period = 'month' AND period_start = p_month) OR (period = 'total' AND period_start = DATE '1970-01-01'))
+                      ORDER BY period FOR UPDATE) locked;
+                EXIT WHEN v_rows = 3;
+                INSERT INTO spend_counters (key_id, period, period_start)
+                VALUES (v_chain[i], 'day', p_day), (v_chain[i], 'month', p_month), (v_chain[i], 'total', DATE '1970-01-01')
+                ON CONFLICT DO NOTHING;
+            END LOOP;
+            v_day[i] := d; v_month[i] := m; v_total[i] := t;
         END LOOP;
-        -- The first cap the amount would cross, the key's own before its ancestors'.
-        FOR c IN SELECT s.key_id, s.period, s.counted_micros,
-                        CASE s.period WHEN 'day' THEN v.daily_cap_micros WHEN 'month' THEN v.monthly_cap_micros
-                                      ELSE v.total_cap_micros END AS cap_micros
-                 FROM spend_counters s JOIN vault_keys v ON v.id = s.key_id
-                 WHERE s.key_id = ANY(v_chain) AND ((s.period = 'day' AND s.period_start = p_day)
-                    OR (s.period = 'month' AND s.period_start = p_month) OR (s.period = 'total' AND s.period_start = DATE '1970-01-01'))
-                 ORDER BY array_position(v_chain, s.key_id) DESC, s.period LOOP
-            IF c.key_id = p_key_id AND c.period = 'day' THEN v_own := c.counted_micros; END IF;
-            IF c.cap_micros IS NOT NULL AND c.counted_micros + p_amount > c.cap_micros THEN
-                v_denial := CASE c.period WHEN 'day' THEN 'daily_usd_cap_exceeded' WHEN 'month' THEN 'monthly_usd_cap_exceeded'
-                                          ELSE 'total_usd_cap_exceeded' END
-                            || CASE WHEN c.key_id = p_key_id THEN '' ELSE ':' || c.key_id END;
-                v_used := c.counted_micros; v_cap := c.cap_micros;
+        -- The first cap the amount would cross: the key's own before its ancestors', day before month before total.
+        FOR i IN REVERSE v_n..1 LOOP
+            IF v_daily_cap[i] IS NOT NULL AND v_day[i] + p_amount > v_daily_cap[i] THEN
+                v_denial := 'daily_usd_cap_exceeded'; v_used := v_day[i]; v_cap := v_daily_cap[i];
+            ELSIF v_monthly_cap[i] IS NOT NULL AND v_month[i] + p_amount > v_monthly_cap[i] THEN
+                v_denial := 'monthly_usd_cap_exceeded'; v_used := v_month[i]; v_cap := v_monthly_cap[i];
+            ELSIF v_total_cap[i] IS NOT NULL AND v_total[i] + p_amount > v_total_cap[i] THEN
+                v_denial := 'total_usd_cap_exceeded'; v_used := v_total[i]; v_cap := v_total_cap[i];
+            END IF;
+            IF v_denial IS NOT NULL THEN
+                IF i < v_n THEN v_denial := v_denial || ':' || v_chain[i]; END IF;
                 EXIT;
             END IF;
         END LOOP;
@@ -114,10 +140,12 @@ BEGIN
         RETURN QUERY SELECT v_denial, v_used, v_cap; RETURN;
     END IF;
     IF p_amount > 0 THEN
-        UPDATE spend_counters SET counted_micros = counted_micros + p_amount
-        WHERE key_id = ANY(v_chain) AND ((period = 'day' AND period_start = p_day)
-           OR (period = 'month' AND period_start = p_month) OR (period = 'total' AND period_start = DATE '1970-01-01'));
+        FOR i IN 1..v_n LOOP
+            UPDATE spend_counters SET counted_micros = counted_micros + p_amount
+            WHERE key_id = v_chain[i] AND ((period = 'day' AND period_start = p_day)
+               OR (period = 'month' AND period_start = p_month) OR (period = 'total' AND period_start = DATE '1970-01-01'));
+        END LOOP;
     END IF;
-    RETURN QUERY SELECT 'ok'::TEXT, v_own + p_amount, 0::BIGINT;
+    RETURN QUERY SELECT 'ok'::TEXT, v_day[v_n] + p_amount, 0::BIGINT;
 END;
 $fn$;
