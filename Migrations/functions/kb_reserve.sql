@@ -146,6 +146,6 @@ BEGIN
                OR (period = 'month' AND period_start = p_month) OR (period = 'total' AND period_start = DATE '1970-01-01'));
         END LOOP;
     END IF;
-    RETURN QUERY SELECT 'ok'::TEXT, v_day[v_n] + p_amount, 0::BIGINT;
+    RETURN QUERY SELECT 'ok'::TEXT, COALESCE(v_day[v_n], 0) + p_amount, 0::BIGINT;
 END;
 $fn$;
