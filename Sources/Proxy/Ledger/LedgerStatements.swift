@@ -239,7 +239,8 @@ struct AuditOnlyManyStatement: PostgresPreparedStatement {
 }
 
 /// Completes audit rows written before their requests were forwarded (`SpendLedger.auditEarly`): the answer's fields,
-/// many rows in one statement. Only rows still marked in flight change.
+/// many rows in one statement. Only rows still marked in flight change; the time bound lets Postgres skip older
+/// monthly partitions (the rows were written moments ago).
 struct AuditCompleteManyStatement: PostgresPreparedStatement {
     static let name = "kb_AuditCompleteManyStatement"
     static let sql = """
@@ -251,6 +252,7 @@ struct AuditCompleteManyStatement: PostgresPreparedStatement {
             upstream_us = NULLIF(r.upstream_us, \(Int64.min))
         FROM r, relaxed
         WHERE a.id = r.id AND a.tenant_id = r.tenant_id AND a.error_code = '\(AuditColumns.inFlight)'
+          AND a.created_at > now() - interval '1 hour'
         """
     typealias Row = Void
     let arrays: AuditArrays
