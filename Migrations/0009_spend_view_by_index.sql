@@ -1,33 +1,20 @@
--- The spend breakdown per key and period (view `spend_ledger`, from 0007) read through the reservations' indexes:
--- 0007's `key_id IN (subquery)` with OR'd period conditions let Postgres scan every reservation for every counter
--- row (the dashboard's overview timed out on the benchmark's tenant). Here each period has its own lateral sum, on
--- `key_id = ANY(the key and its descendants)` and the period's own column, and only the one matching the row's
--- period runs.
+-- The spend breakdown per key and period (view `spend_ledger`) in the shape of 0004's — one join and GROUP BY, which
+-- Postgres answers with one pass over the reservations for many keys (the dashboard's overview) or an index scan for
+-- one key — extended to a key's descendants: each reservation of a child key counts for the child and for every
+-- ancestor, as its counters do. 0007's per-row subquery made Postgres scan the reservations once per key (the
+-- benchmark's dashboard overview timed out).
 CREATE OR REPLACE VIEW spend_ledger AS
 SELECT c.key_id, c.period, c.period_start, c.counted_micros,
-       COALESCE(sd.settled_micros, sm.settled_micros, st.settled_micros, 0)::bigint AS settled_micros,
-       COALESCE(sd.reserved_micros, sm.reserved_micros, st.reserved_micros, 0)::bigint AS reserved_micros,
-       COALESCE(sd.unknown_micros, sm.unknown_micros, st.unknown_micros, 0)::bigint AS unknown_micros
+       COALESCE(sum(r.settled_micros) FILTER (WHERE r.state = 'settled'), 0)::bigint AS settled_micros,
+       COALESCE(sum(r.amount_micros) FILTER (WHERE r.state = 'held'), 0)::bigint AS reserved_micros,
+       COALESCE(sum(r.amount_micros) FILTER (WHERE r.state = 'unknown'), 0)::bigint AS unknown_micros
 FROM spend_counters c
-CROSS JOIN LATERAL (
-    SELECT ARRAY(SELECT c.key_id UNION ALL
-                 SELECT d.id FROM vault_keys d WHERE d.parent_key_id IS NOT NULL AND d.ancestor_ids @> ARRAY[c.key_id]) AS ids
-) k
-LEFT JOIN LATERAL (
-    SELECT sum(r.settled_micros) FILTER (WHERE r.state = 'settled') AS settled_micros,
-           sum(r.amount_micros) FILTER (WHERE r.state = 'held') AS reserved_micros,
-           sum(r.amount_micros) FILTER (WHERE r.state = 'unknown') AS unknown_micros
-    FROM reservations r WHERE c.period = 'day' AND r.key_id = ANY(k.ids) AND r.day = c.period_start
-) sd ON c.period = 'day'
-LEFT JOIN LATERAL (
-    SELECT sum(r.settled_micros) FILTER (WHERE r.state = 'settled') AS settled_micros,
-           sum(r.amount_micros) FILTER (WHERE r.state = 'held') AS reserved_micros,
-           sum(r.amount_micros) FILTER (WHERE r.state = 'unknown') AS unknown_micros
-    FROM reservations r WHERE c.period = 'month' AND r.key_id = ANY(k.ids) AND r.month = c.period_start
-) sm ON c.period = 'month'
-LEFT JOIN LATERAL (
-    SELECT sum(r.settled_micros) FILTER (WHERE r.state = 'settled') AS settled_micros,
-           sum(r.amount_micros) FILTER (WHERE r.state = 'held') AS reserved_micros,
-           sum(r.amount_micros) FILTER (WHERE r.state = 'unknown') AS unknown_micros
-    FROM reservations r WHERE c.period = 'total' AND r.key_id = ANY(k.ids)
-) st ON c.period = 'total';
+LEFT JOIN (
+    SELECT r.key_id AS owner_id, r.day, r.month, r.state, r.settled_micros, r.amount_micros FROM reservations r
+    UNION ALL
+    SELECT a.owner_id, r.day, r.month, r.state, r.settled_micros, r.amount_micros
+    FROM vault_keys d CROSS JOIN LATERAL unnest(d.ancestor_ids) AS a(owner_id) JOIN reservations r ON r.key_id = d.id
+    WHERE d.parent_key_id IS NOT NULL
+) r ON r.owner_id = c.key_id
+   AND ((c.period = 'day' AND r.day = c.period_start) OR (c.period = 'month' AND r.month = c.period_start) OR c.period = 'total')
+GROUP BY c.key_id, c.period, c.period_start, c.counted_micros;
