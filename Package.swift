@@ -132,7 +132,11 @@ let package = Package(
         .testTarget(name: "KeybrakeCoreTests", dependencies: ["KeybrakeCore"], exclude: ["Fixtures"]),
         .testTarget(name: "TokenAuthTests", dependencies: ["TokenAuth", "KeybrakeCore"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "KeybrakeCore"]),
-        .testTarget(name: "ProxyTests", dependencies: ["Proxy", "KeybrakeCore"]),
+        .testTarget(name: "ProxyTests", dependencies: [
+            "Proxy", "KeybrakeCore",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ]),
         .testTarget(
             name: "KeybrakeServerTests",
             dependencies: [

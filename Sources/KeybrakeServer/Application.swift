@@ -35,8 +35,8 @@ public struct AppDependencies: Sendable {
         self.verifier = verifier
         self.clock = clock
         self.metricsRegistry = metricsRegistry
-        self.forwarder = Forwarder(timeout: configuration.proxy.upstreamTimeout, connectionsPerHost: configuration.proxy.connectionsPerHost,
-                                   maxResponseBody: configuration.proxy.maxResponseBody)
+        self.forwarder = Forwarder(timeout: configuration.proxy.upstreamTimeout, maxResponseBody: configuration.proxy.maxResponseBody,
+                                   settings: configuration.proxy.upstream)
     }
 }
 
