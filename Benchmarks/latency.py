@@ -72,6 +72,21 @@ def upstream_connections(port):
     return len([l for l in out.stdout.splitlines() if l.strip()]) if out.returncode == 0 else None
 
 
+def answers_by_code():
+    """keybrake_proxy_requests_total summed by error code ("none" = answered by the vendor), from /metrics."""
+    counts = {}
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{KB}/metrics", timeout=10).read().decode()
+    except Exception:
+        return counts
+    for line in text.splitlines():
+        if line.startswith("keybrake_proxy_requests_total{"):
+            labels, value = line.rsplit(" ", 1)
+            code = labels.split('code="', 1)[1].split('"', 1)[0] if 'code="' in labels else "?"
+            counts[code] = counts.get(code, 0) + int(float(value))
+    return counts
+
+
 def charges_logged(prefix):
     """Charges that reached the vendor with this row's Idempotency-Key prefix (Keybrake forwards the agent's key
     unchanged), so requests of an earlier row still finishing upstream are not counted."""
@@ -93,6 +108,25 @@ def settled_charges(prefix):
     return last
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_ticks(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+        return int(rest[11]) + int(rest[12])
+    except OSError:
+        return 0
+
+
+def machine_busy():
+    """(busy ticks, all ticks) of the whole machine."""
+    with open("/proc/stat") as f:
+        parts = [int(x) for x in f.readline().split()[1:9]]
+    return sum(parts) - parts[3] - parts[4], sum(parts)
+
+
 class Sampler:
     """Peak RSS of Keybrake and peak upstream connections while a row runs."""
     def __init__(self, pid, port):
@@ -108,12 +142,16 @@ class Sampler:
                 self.peak_conns = max(self.peak_conns, c)
 
     def __enter__(self):
+        self.ticks0, self.machine0 = proc_ticks(self.pid), machine_busy()
         self.thread.start()
         return self
 
     def __exit__(self, *exc):
         self.stop.set()
         self.thread.join()
+        self.cpu_s = (proc_ticks(self.pid) - self.ticks0) / CLK_TCK
+        busy, total = machine_busy()
+        self.machine_busy = (busy - self.machine0[0]) / max(1, total - self.machine0[1])
 
 
 def wrk(url, kind, path, agents, duration, *, auth=None, prefix="lat", tag="run"):
@@ -189,6 +227,7 @@ def main():
                     log(f"{name}: direct")
                     d = wrk(direct, kind, path, agents, DURATION, auth=f"Bearer {kb.token}", prefix=f"d-{name}", tag=f"{name}-direct")
                     log(f"{name}: keybrake")
+                    codes0 = answers_by_code()
                     with Sampler(kb.proc.pid, TLS if mode == "tls-h2" else PLAIN) as s:
                         k = wrk(f"http://127.0.0.1:{KB}", kind, "/stripe" + path, agents, DURATION, auth=f"Bearer {kb.token}",
                                 prefix=f"k-{name}", tag=f"{name}-keybrake")
@@ -199,13 +238,16 @@ def main():
                            "p99_ratio": k["p99_ms"] / d["p99_ms"] if d["p99_ms"] else None,
                            "rss_peak_mib": s.peak_rss / 1024, "rss_base_mib": base_rss / 1024,
                            "rss_per_1k_in_flight_mib": (s.peak_rss - base_rss) / 1024 / (agents / 1000),
-                           "upstream_connections_peak": s.peak_conns}
+                           "upstream_connections_peak": s.peak_conns,
+                           "keybrake_cpu_us_per_request": s.cpu_s * 1e6 / max(1, k["requests"]),
+                           "machine_busy": s.machine_busy,
+                           "keybrake_codes": {c: n - codes0.get(c, 0) for c, n in answers_by_code().items() if n - codes0.get(c, 0) > 0}}
                     if kind == "charge":
                         row["upstream_charges"] = settled_charges(f"k-{name}")
                     rows.append(row)
                     log(f"{name}: direct {d['rps']:.0f}/s p50 {d['p50_ms']:.1f} p99 {d['p99_ms']:.1f} | keybrake {k['rps']:.0f}/s "
                         f"p50 {k['p50_ms']:.1f} p99 {k['p99_ms']:.1f} (×{row['rps_ratio']:.2f}) errors {k['errors']} non-2xx {k['non2xx']} "
-                        f"rss {row['rss_peak_mib']:.0f} MiB conns {s.peak_conns}")
+                        f"codes {row['keybrake_codes']} rss {row['rss_peak_mib']:.0f} MiB conns {s.peak_conns} keybrake CPU {row['keybrake_cpu_us_per_request']:.0f} µs/req, machine busy {100 * s.machine_busy:.0f} %")
             # the cap: charges on one key whose cap is reached during the run
             if "charge" in KINDS:
                 cap_id, cap_token = kb.key(f"cap-{mode}", CAP_USD)
@@ -234,22 +276,27 @@ def main():
     return 1 if any(r.get("overshoot_charges", 0) > 0 for r in rows) else 0
 
 
+def codes(r):
+    refused = {c: n for c, n in r.get("keybrake_codes", {}).items() if c != "none"}
+    return (" (" + ", ".join(f"{c} {n}" for c, n in sorted(refused.items())) + ")") if refused else ""
+
+
 def table(meta, rows):
     lines = [f"At real vendor latency ({meta['delay_ms']:.0f} ms upstream), {meta['machine']}, {meta['duration_s']} s per row, git {meta['git']}",
              "",
-             "| row | direct req/s | Keybrake req/s | ×direct | direct p50 / p99 ms | Keybrake p50 / p99 ms | added p50 / p99 ms | errors | RSS peak MiB | RSS per 1k in flight MiB | upstream conns |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| row | direct req/s | Keybrake req/s | ×direct | direct p50 / p99 ms | Keybrake p50 / p99 ms | added p50 / p99 ms | errors | RSS peak MiB | RSS per 1k in flight MiB | upstream conns | Keybrake CPU µs/req | machine busy |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         k = r["keybrake"]
         if r["kind"] == "cap":
             lines.append(f"| {r['name']} (${r['cap_usd']} cap) | | {k['rps']:.0f} | | | {k['p50_ms']:.1f} / {k['p99_ms']:.1f} | | "
-                         f"{r['upstream_charges']} charges reached the vendor, overshoot {r['overshoot_charges']} | | | |")
+                         f"{r['upstream_charges']} charges reached the vendor, overshoot {r['overshoot_charges']} | | | | | |")
             continue
         d = r["direct"]
         lines.append(f"| {r['name']} | {d['rps']:.0f} | {k['rps']:.0f} | {r['rps_ratio']:.2f} | {d['p50_ms']:.1f} / {d['p99_ms']:.1f} | "
                      f"{k['p50_ms']:.1f} / {k['p99_ms']:.1f} | {r['p50_added_ms']:+.1f} / {r['p99_added_ms']:+.1f} | "
-                     f"{k['errors']} io, {k['non2xx']} non-2xx | {r['rss_peak_mib']:.0f} | {r['rss_per_1k_in_flight_mib']:.1f} | "
-                     f"{r['upstream_connections_peak']} |")
+                     f"{k['errors']} io, {k['non2xx']} non-2xx{codes(r)} | {r['rss_peak_mib']:.0f} | {r['rss_per_1k_in_flight_mib']:.1f} | "
+                     f"{r['upstream_connections_peak']} | {r['keybrake_cpu_us_per_request']:.0f} | {100 * r['machine_busy']:.0f} % |")
     return "\n".join(lines)
 
 

@@ -38,11 +38,6 @@ enum ProxyMetrics {
         timer("keybrake_proxy_overhead_seconds", vendor: vendor).recordNanoseconds(nanoseconds)
     }
 
-    /// A request refused with 503 `upstream_busy`: its vendor's connection budget stayed full for the whole wait.
-    static func upstreamBusy(vendor: String) {
-        request(vendor: vendor, decision: "upstream_busy", code: nil)
-    }
-
     static func reservationsHeld(delta: Int) {
         held.increment(by: Double(delta))
     }

@@ -93,10 +93,8 @@ public final class Forwarder: Sendable {
     public func send(vendor: Vendor, method: String, url: String, headers: [(String, String)], body: ByteBuffer?, logger: Logger) async throws(Failure) -> UpstreamResponse {
         guard let parsed = URL(string: url) else { throw .notSent("invalid upstream URL") }
         let pool = pool(vendor, url: parsed)
-        guard let lease = await pool.acquire() else {
-            ProxyMetrics.upstreamBusy(vendor: vendor.rawValue)
-            throw .busy
-        }
+        // Counted in keybrake_proxy_requests_total{code="upstream_busy"} by the caller's audit step.
+        guard let lease = await pool.acquire() else { throw .busy }
         defer { pool.release(lease) }
         var request = HTTPClientRequest(url: url)
         request.method = HTTPMethod(rawValue: method)
