@@ -24,9 +24,19 @@ extension ProxyPipeline {
         let url = baseURL(f.vendor) + path + query
 
         let upstreamStart = ContinuousClock.now
+        // A request that moves no money and stores no record streams its answer to the agent; the others read it
+        // whole (settlement reads the body, records keep it for replay).
+        let streams = f.money == .open && f.owned.isEmpty && f.countedObject == nil
         let sent: Result<Forwarder.UpstreamResponse, Forwarder.Failure>
+        var streamed: ResponseBody?
         do {
-            sent = .success(try await forwarder.send(vendor: f.vendor, method: f.method, url: url, headers: headers, body: body, logger: f.logger))
+            if streams {
+                let head = try await forwarder.open(vendor: f.vendor, method: f.method, url: url, headers: headers, body: body, logger: f.logger)
+                streamed = head.responseBody()
+                sent = .success(Forwarder.UpstreamResponse(status: head.status, headers: head.headers, body: ByteBuffer()))
+            } else {
+                sent = .success(try await forwarder.send(vendor: f.vendor, method: f.method, url: url, headers: headers, body: body, logger: f.logger))
+            }
         } catch {
             sent = .failure(error)
         }
@@ -80,7 +90,7 @@ extension ProxyPipeline {
             }
             if f.autoKey, let key = f.upstreamKey { out[.keybrakeIdempotencyKey] = key }
             if case .resuming(let earlier, _) = f.money { out[.keybrakeDuplicateOf] = earlier }
-            response = Response(status: HTTPResponse.Status(code: upstream.status), headers: out, body: .init(byteBuffer: upstream.body))
+            response = Response(status: HTTPResponse.Status(code: upstream.status), headers: out, body: streamed ?? .init(byteBuffer: upstream.body))
         }
         apply(transition, to: &finish, f)
         if case .reserved = f.money, transition.outcome != .outcomeUnknown { ProxyMetrics.reservationsHeld(delta: -1) }

@@ -88,14 +88,53 @@ public final class Forwarder: Sendable {
     }
 
     /// Sends the request and collects the response (bounded by `maxResponseBody`) into one buffer, which the caller
-    /// hands on to the agent and, for a stored answer, to the idempotency record. Hop-by-hop headers are the
-    /// caller's to strip.
+    /// hands on to the agent and, for a stored answer, to the idempotency record. For answers that must be read
+    /// whole: money-moving ones (settlement, replay records) and lookups. Hop-by-hop headers are the caller's to strip.
     public func send(vendor: Vendor, method: String, url: String, headers: [(String, String)], body: ByteBuffer?, logger: Logger) async throws(Failure) -> UpstreamResponse {
+        let (response, slot) = try await start(vendor: vendor, method: method, url: url, headers: headers, body: body, logger: logger)
+        defer { slot.release() }
+        do {
+            let collected = try await response.body.collect(upTo: maxResponseBody)
+            return UpstreamResponse(status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) }, body: collected)
+        } catch {
+            throw Self.failure(error, logger: logger)
+        }
+    }
+
+    /// An answer whose body is still arriving: it streams to the agent chunk by chunk (NIO's backpressure bounds the
+    /// memory), and the request keeps its slot in the vendor's budget until the body has been read to the end,
+    /// failed, or been dropped.
+    public struct StreamedResponse: Sendable {
+        public var status: Int
+        public var headers: [(String, String)]
+        let body: HTTPClientResponse.Body
+        let slot: SlotRelease
+
+        /// The body for Hummingbird's response, with the upstream's length when it sent one.
+        public func responseBody() -> ResponseBody {
+            let body = self.body, slot = self.slot
+            let length = headers.first { $0.0.lowercased() == "content-length" }.flatMap { Int($0.1) }
+            return ResponseBody(contentLength: length) { writer in
+                defer { slot.release() }
+                for try await chunk in body { try await writer.write(chunk) }
+                try await writer.finish(nil)
+            }
+        }
+    }
+
+    /// Sends the request and returns as soon as the answer's head has arrived; for answers nothing needs to read.
+    public func open(vendor: Vendor, method: String, url: String, headers: [(String, String)], body: ByteBuffer?, logger: Logger) async throws(Failure) -> StreamedResponse {
+        let (response, slot) = try await start(vendor: vendor, method: method, url: url, headers: headers, body: body, logger: logger)
+        return StreamedResponse(status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) }, body: response.body, slot: slot)
+    }
+
+    /// Takes a slot in the vendor's budget (or fails `.busy`), sends, and waits for the answer's head.
+    private func start(vendor: Vendor, method: String, url: String, headers: [(String, String)], body: ByteBuffer?, logger: Logger) async throws(Failure) -> (HTTPClientResponse, SlotRelease) {
         guard let parsed = URL(string: url) else { throw .notSent("invalid upstream URL") }
         let pool = pool(vendor, url: parsed)
         // Counted in keybrake_proxy_requests_total{code="upstream_busy"} by the caller's audit step.
         guard let lease = await pool.acquire() else { throw .busy }
-        defer { pool.release(lease) }
+        let slot = SlotRelease(pool: pool, lease: lease)
         var request = HTTPClientRequest(url: url)
         request.method = HTTPMethod(rawValue: method)
         var nioHeaders = HTTPHeaders()
@@ -107,20 +146,22 @@ public final class Forwarder: Sendable {
         }
         let deadline = NIODeadline.now() + Self.timeAmount(timeout)
         do {
-            let response = try await lease.client.execute(request, deadline: deadline, logger: logger)
-            let collected = try await response.body.collect(upTo: maxResponseBody)
-            return UpstreamResponse(status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) }, body: collected)
-        } catch let error as HTTPClientError where error == .connectTimeout {
-            throw .notSent("connect timeout")
-        } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout {
-            throw .timeout
-        } catch where Self.neverConnected(error) {
-            logger.warning("upstream unreachable", metadata: ["error": "\(String(describing: type(of: error)))"])
-            throw .notSent(String(describing: error))
+            return (try await lease.client.execute(request, deadline: deadline, logger: logger), slot)
         } catch {
-            logger.warning("upstream connection failed", metadata: ["error": "\(String(describing: type(of: error)))"])
-            throw .connection(String(describing: error))
+            slot.release()
+            throw Self.failure(error, logger: logger)
         }
+    }
+
+    static func failure(_ error: any Error, logger: Logger) -> Failure {
+        if let client = error as? HTTPClientError, client == .connectTimeout { return .notSent("connect timeout") }
+        if let client = error as? HTTPClientError, client == .deadlineExceeded || client == .readTimeout { return .timeout }
+        if neverConnected(error) {
+            logger.warning("upstream unreachable", metadata: ["error": "\(String(describing: type(of: error)))"])
+            return .notSent(String(describing: error))
+        }
+        logger.warning("upstream connection failed", metadata: ["error": "\(String(describing: type(of: error)))"])
+        return .connection(String(describing: error))
     }
 
     static func timeAmount(_ d: Duration) -> TimeAmount {
@@ -144,4 +185,27 @@ public final class Forwarder: Sendable {
         "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
         "transfer-encoding", "upgrade", "host", "content-length",
     ]
+}
+
+/// Gives a request's slot back to its vendor's budget exactly once: at the end of its body, or when the answer is
+/// dropped unread (deinit), whichever comes first.
+final class SlotRelease: Sendable {
+    let pool: UpstreamPool
+    let lease: UpstreamPool.Lease
+    private let released = NIOLockedValueBox(false)
+
+    init(pool: UpstreamPool, lease: UpstreamPool.Lease) {
+        self.pool = pool
+        self.lease = lease
+    }
+
+    func release() {
+        let first = released.withLockedValue { done in
+            defer { done = true }
+            return !done
+        }
+        if first { pool.release(lease) }
+    }
+
+    deinit { release() }
 }

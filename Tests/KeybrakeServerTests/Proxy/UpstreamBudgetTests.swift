@@ -101,4 +101,26 @@ final class UpstreamBudgetTests: XCTestCase, @unchecked Sendable {
             expectStatus(try await first.value, .ok)
         }
     }
+
+    /// A read streams its answer (3 MiB here, many chunks) and gives its slot back when the body has been sent: with a
+    /// budget of one, each next read would wait out the bounded wait and get 503 if a slot leaked.
+    func testAReadStreamsItsAnswerAndGivesItsSlotBack() async throws {
+        let h = try await ProxyHarness.start()
+        defer { h.fake.stop() }
+        try await h.run({ config in
+            config.proxy.upstream.maxInFlightByVendor[.stripe] = 1
+            config.proxy.upstream.busyWait = .seconds(5)
+        }) { client in
+            let t = try await client.tenantWithCredentials()
+            let (_, token) = try await client.vaultKey(t, ["allowed_endpoints": ["GET /v1/customers/*"]])
+            let big = String(repeating: "x", count: 3 << 20)
+            h.fake.objects.withLockedValue { $0["cus_big"] = ["id": "cus_big", "object": "customer", "description": big] }
+            for _ in 0..<3 {
+                let r = try await client.proxy(.get, "/stripe/v1/customers/cus_big", key: token)
+                expectStatus(r, .ok)
+                XCTAssertEqual((r.json["description"] as? String)?.count, big.count, "the whole body arrived")
+                XCTAssertNotNil(r.headers[HTTPField.Name("Request-Id")!])
+            }
+        }
+    }
 }
