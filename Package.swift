@@ -35,6 +35,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
         .target(
@@ -74,7 +75,11 @@ let package = Package(
         ),
         .target(
             name: "Keys",
-            dependencies: ["KeybrakeCore", "Storage", "TokenAuth", "HTTPLayer"]
+            dependencies: [
+                "KeybrakeCore", "Storage", "TokenAuth", "HTTPLayer",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
         ),
         .target(
             name: "Audit",

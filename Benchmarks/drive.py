@@ -197,12 +197,14 @@ def count_charges(prefix):
         return sum(1 for line in f if line.startswith(needle))
 
 
-def wrk(url, kind, path, connections, threads, duration, *, auth=None, run_id=None, prefix=None, rate=None, tag="run"):
+def wrk(url, kind, path, connections, threads, duration, *, auth=None, run_id=None, prefix=None, rate=None, tag="run",
+        auths=None):
     out = os.path.join(STATE, f"wrk-{tag}.json")
     if os.path.exists(out):
         os.remove(out)
     env = dict(E, BENCH_KIND=kind, BENCH_PATH=path, BENCH_AUTH=auth or "", BENCH_RUN_ID=run_id or "",
-               BENCH_PREFIX=prefix or "bench", BENCH_RATE=str(rate or ""), BENCH_THREADS=str(threads), BENCH_OUT=out)
+               BENCH_PREFIX=prefix or "bench", BENCH_RATE=str(rate or ""), BENCH_THREADS=str(threads), BENCH_OUT=out,
+               BENCH_AUTHS=",".join(auths or []))
     cmd = [WRK, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "5s", "-s", LUA, url]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0 or not os.path.exists(out):
@@ -267,10 +269,10 @@ class Bench:
             time.sleep(1)
 
     # -- one measured run -----------------------------------------------------------------------------
-    def run(self, mode, target, kind, *, connections, threads, rate=None, token=None, label=None, extra=None):
+    def run(self, mode, target, kind, *, connections, threads, rate=None, token=None, label=None, extra=None, tokens=None):
         base, prefix_path = self.targets[target]
         path = prefix_path + ("/v1/customers/cus_1" if kind == "get" else "/v1/charges")
-        wrk_kind = "charge" if kind in ("charge", "cap") else kind
+        wrk_kind = "charge" if kind in ("charge", "cap", "childcap") else kind
         name = label or f"{mode}-{target}-{kind}"
         if ONLY and not re.search(ONLY, name):
             return None
@@ -282,7 +284,7 @@ class Bench:
         charges_before = count_charges(prefix)
         snap_a = cpu_snapshot()
         result = wrk(base + path, wrk_kind, path, connections, threads, DURATION, auth=auth, run_id=run_id, prefix=prefix,
-                     rate=rate, tag=name)
+                     rate=rate, tag=name, auths=[f"Bearer {t}" for t in tokens or []])
         snap_b = cpu_snapshot()
         time.sleep(0.3)  # let in-flight requests finish and write their audit rows
         requests = result["requests"]
@@ -359,6 +361,12 @@ class Bench:
         cap_key_id, cap_token = create_key(self.admin, "bench-hot", daily_cap=int(n * PRICE_USD))
         row = self.run("sat", "keybrake", "cap", connections=SAT_CONNS, threads=2, token=cap_token, label="sat-keybrake-cap",
                        extra={"cap_usd": n * PRICE_USD, "cap_charges": n})
+        self.cap_outcome(row, cap_key_id, n)
+        # 5. Child keys (per run): minting, and the same cap on one hot parent spread over its children.
+        self.child_keys(n)
+
+    def cap_outcome(self, row, cap_key_id, n):
+        """Adds the ledger and the overshoot to a run against a key whose cap is `n` charges."""
         if not row:
             return
         ledger = sql_rows(f"SELECT settled_micros, reserved_micros, unknown_micros FROM spend_ledger "
@@ -373,9 +381,41 @@ class Bench:
         audit = row.get("audit") or {}
         if audit.get("allowed") and audit.get("allowed_span_s"):
             row["allowed_rps_until_cap"] = round(audit["allowed"] / float(audit["allowed_span_s"]), 1)
-        log(f"cap run: cap {n} charges, upstream saw {row['upstream_charges']}, ledger settled {settled / 1e6:.2f} "
+        log(f"cap run {row['name']}: cap {n} charges, upstream saw {row['upstream_charges']}, ledger settled {settled / 1e6:.2f} "
             f"reserved {reserved / 1e6:.2f} unknown {unknown / 1e6:.2f} (cap {cap_micros / 1e6:.2f}), "
             f"overshoot {row['overshoot_charges']}")
+
+    def mint(self, parent_token, label):
+        return api("POST", "/v1/child-keys", {"label": label, "run_id": label, "expires_in_seconds": 3600}, parent_token)
+
+    def child_keys(self, n):
+        """Minting children per second (each costs one argon2id hash), sequentially and from 4 clients; then charges
+        on 32 children of one hot parent whose daily cap is reached half-way (the parent's counter is the hot row)."""
+        if ONLY and not re.search(ONLY, "child"):
+            return
+        parent_id, parent_token = create_key(self.admin, "bench-fleet", daily_cap=int(n * PRICE_USD))
+        self.mint(parent_token, "warm")  # the parent's own first use pays its argon2 verify
+        count = 60
+        t = time.perf_counter()
+        for i in range(count):
+            self.mint(parent_token, f"seq-{i}")
+        sequential = count / (time.perf_counter() - t)
+        from concurrent.futures import ThreadPoolExecutor
+        t = time.perf_counter()
+        with ThreadPoolExecutor(4) as pool:
+            children = list(pool.map(lambda i: self.mint(parent_token, f"par-{i}"), range(2 * count)))
+        parallel = 2 * count / (time.perf_counter() - t)
+        self.profile["child_keys"] = {"mint_sequential_per_s": round(sequential, 1), "mint_4_clients_per_s": round(parallel, 1)}
+        log(f"child keys: {sequential:.1f} minted/s from one client, {parallel:.1f}/s from 4")
+        tokens = [c["token"] for c in children[:32]]
+        for token in tokens:  # each child's first use pays its argon2 verify; keep that out of the measured run
+            conn = http.client.HTTPConnection("127.0.0.1", KB, timeout=10)
+            conn.request("GET", "/stripe/v1/customers/cus_1", headers={"Authorization": f"Bearer {token}"})
+            conn.getresponse().read()
+            conn.close()
+        row = self.run("sat", "keybrake", "childcap", connections=SAT_CONNS, threads=2, tokens=tokens,
+                       label="sat-keybrake-childcap", extra={"cap_usd": n * PRICE_USD, "cap_charges": n, "children": len(tokens)})
+        self.cap_outcome(row, parent_id, n)
 
     # -- profile --------------------------------------------------------------------------------------
     def pg_profile(self):

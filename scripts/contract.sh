@@ -63,9 +63,10 @@ BIN="$WORK/keybrake"
 "$BIN" --help >/dev/null || die "$BIN does not run"
 
 # --- processes we start, stopped by PID on exit ---------------------------------------------------
-SERVER_PID=""
+SERVER_PID="" HOLE_PID=""
 cleanup() {
   local status=$?
+  if [ -n "$HOLE_PID" ]; then kill "$HOLE_PID" 2>/dev/null || true; wait "$HOLE_PID" 2>/dev/null || true; fi
   if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
     kill "$SERVER_PID" 2>/dev/null || true
     for _ in $(seq 1 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
@@ -85,9 +86,27 @@ scripts/postgres.sh createdb "$PG_PORT" "$DB_NAME" --fresh
 
 # --- the server -----------------------------------------------------------------------------------
 PORT="$(free_port)"
-# Vendors point at a port nothing listens on: nothing leaves the machine, and a forwarded request
-# ends as 502 upstream_error with an unknown outcome (which gives /v1/audit/{id}/resolve a real target).
+# Vendors point at a local black hole that reads each request and closes the connection without an answer:
+# nothing leaves the machine, and a forwarded request ends as 502 upstream_error with an unknown outcome (which
+# gives /v1/audit/{id}/resolve a real target). A port nobody listens on would not do: a refused connection sent
+# nothing, so its amount is released.
 DEAD_PORT="$(free_port)"
+python3 - "$DEAD_PORT" <<'PY' &
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(64)
+while True:
+    c, _ = s.accept()
+    c.settimeout(2)
+    try:
+        c.recv(65536)
+    except OSError:
+        pass
+    c.close()
+PY
+HOLE_PID=$!
 BASE="http://127.0.0.1:$PORT"
 OPERATOR_TOKEN="contract-operator-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 MASTER_KEYS="$("$BIN" generate-master-key --id c1)"
@@ -97,6 +116,7 @@ DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/$DB_NAME" \
 KEYBRAKE_MASTER_KEYS="$MASTER_KEYS" \
 KEYBRAKE_OPERATOR_TOKEN="$OPERATOR_TOKEN" \
 KEYBRAKE_SIGNUPS_PER_MINUTE=100000 KEYBRAKE_KEY_CREATIONS_PER_MINUTE=100000 KEYBRAKE_ADMIN_TOKENS_PER_MINUTE=100000 \
+KEYBRAKE_CHILD_KEY_MINTS_PER_MINUTE=100000 \
 KEYBRAKE_MIGRATIONS_DIR="$PWD/Migrations" \
 KEYBRAKE_UPSTREAM_STRIPE="http://127.0.0.1:$DEAD_PORT" \
 KEYBRAKE_UPSTREAM_TWILIO="http://127.0.0.1:$DEAD_PORT" \
@@ -133,6 +153,11 @@ KEY_ID="$(api POST /v1/keys '{"vendor":"stripe","label":"contract","allowed_endp
 KEY2_RESPONSE="$(api POST /v1/keys '{"vendor":"stripe","label":"to-revoke","allowed_endpoints":["charges.create"]}')"
 KEY2_ID="$(field key.id <<<"$KEY2_RESPONSE")"
 VAULT_TOKEN="$(field token <<<"$KEY2_RESPONSE")"
+# The parent of the child keys schemathesis mints (never revoked, no expiry, so mints can succeed).
+PARENT_RESPONSE="$(api POST /v1/keys '{"vendor":"stripe","label":"parent","allowed_endpoints":["POST /v1/charges","GET /v1/charges/**"],"daily_usd_cap":100,"total_usd_cap":1000}')"
+PARENT_ID="$(field key.id <<<"$PARENT_RESPONSE")"
+PARENT_TOKEN="$(field token <<<"$PARENT_RESPONSE")"
+api POST /v1/child-keys '{"label":"contract run","run_id":"contract-run","total_usd_cap":10}' "$PARENT_TOKEN" >/dev/null
 
 # One forwarded charge (the upstream is down: 502, outcome unknown, $5 stays reserved) and one denial.
 curl -sS -o /dev/null -X POST "$BASE/stripe/v1/charges" -H "Authorization: Bearer $VAULT_TOKEN" \
@@ -156,12 +181,19 @@ bearer = "${KB_ADMIN_TOKEN}"
 [auth.openapi.operatorToken]
 bearer = "${KB_OPERATOR_TOKEN}"
 
+[auth.openapi.vaultKey]
+bearer = "${KB_PARENT_TOKEN}"
+
 [cache]
 directory = "${KB_CACHE_DIR}"
 
 [[operations]]
 include-operation-id = ["getKey", "updateKey"]
 parameters = { "path.id" = "${KB_KEY_ID}" }
+
+[[operations]]
+include-operation-id = "listKeyChildren"
+parameters = { "path.id" = "${KB_PARENT_ID}" }
 
 [[operations]]
 include-operation-id = "revokeKey"
@@ -182,6 +214,7 @@ TOML
 
 export KB_ADMIN_TOKEN="$ADMIN" KB_OPERATOR_TOKEN="$OPERATOR_TOKEN" KB_KEY_ID="$KEY_ID" KB_KEY2_ID="$KEY2_ID" \
        KB_AUDIT_ID="$AUDIT_ID" KB_ATK2_ID="$ATK2_ID" KB_TENANT_ID="$TENANT_ID" \
+       KB_PARENT_ID="$PARENT_ID" KB_PARENT_TOKEN="$PARENT_TOKEN" \
        KB_CACHE_DIR="$PWD/$WORK/cache"
 # Hypothesis keeps its own files (.hypothesis/) in the current directory unless told otherwise.
 export HYPOTHESIS_STORAGE_DIRECTORY="$PWD/$WORK/hypothesis-storage"

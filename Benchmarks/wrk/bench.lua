@@ -2,6 +2,7 @@
 --   BENCH_KIND    get | charge | replay   (charge: unique Idempotency-Key and description per request)
 --   BENCH_PATH    request path, e.g. /stripe/v1/charges
 --   BENCH_AUTH    value of the Authorization header (sent to every target so requests are the same size)
+--   BENCH_AUTHS   optional, charges only: comma-separated Authorization values used in turn (children of one key)
 --   BENCH_RUN_ID  X-Keybrake-Run-Id (recorded in Keybrake's audit rows; ignored by nginx)
 --   BENCH_PREFIX  Idempotency-Key prefix (the fake upstream logs it: that is how charges are counted)
 --   BENCH_RATE    optional: target requests/s for the whole run (paced, see delay() below)
@@ -10,6 +11,8 @@
 local kind = os.getenv("BENCH_KIND") or "get"
 local path = os.getenv("BENCH_PATH") or "/"
 local auth = os.getenv("BENCH_AUTH")
+local auths = {}
+for a in string.gmatch(os.getenv("BENCH_AUTHS") or "", "[^,]+") do table.insert(auths, a) end
 local run_id = os.getenv("BENCH_RUN_ID")
 local prefix = os.getenv("BENCH_PREFIX") or "bench"
 local rate = tonumber(os.getenv("BENCH_RATE") or "")
@@ -38,6 +41,7 @@ if kind == "charge" then
       n = n + 1
       local key = prefix .. "-" .. tid .. "-" .. n
       headers["Idempotency-Key"] = key
+      if #auths > 0 then headers["Authorization"] = auths[(n + tid) % #auths + 1] end
       return wrk.format("POST", path, headers, "amount=100&currency=usd&description=" .. key)
    end
 elseif kind == "replay" then

@@ -1,24 +1,36 @@
--- Reserve everything a request needs, all or nothing, in one statement: key still active and unexpired,
--- per-request max, daily and monthly caps, tenant monthly quota. Returns 'ok' or the denial code, with the
--- figures the error message needs. Work that shares no lock comes first; the key's counter rows are locked last
--- and held only until the commit.
+-- Reserve everything a request needs, all or nothing, in one statement: key and every ancestor still active and
+-- unexpired, per-request max, daily, monthly and lifetime caps of the key and of every ancestor (a child's spend
+-- counts against its whole chain), tenant monthly quota. Returns 'ok' or the denial code, with the figures the
+-- error message needs; a denial caused by an ancestor is '<code>:<ancestor key id>'. Work that shares no lock comes
+-- first; the chain's counter rows are locked last (root first, then down; day, month, total within a key) and held
+-- only until the commit.
 CREATE OR REPLACE FUNCTION kb_reserve(
     p_key_id TEXT, p_tenant_id TEXT, p_amount BIGINT, p_day DATE, p_month DATE,
     p_usage_month DATE, p_free_quota BIGINT, p_reservation_id TEXT
 ) RETURNS TABLE (result TEXT, used BIGINT, cap BIGINT) LANGUAGE plpgsql AS $fn$
 DECLARE
     k RECORD;
+    a RECORD;
+    v_chain TEXT[];
+    v_n INTEGER;
+    -- Per key of the chain (root first): its caps, and what its counters held when locked.
+    v_daily_cap BIGINT[];
+    v_monthly_cap BIGINT[];
+    v_total_cap BIGINT[];
+    v_day BIGINT[];
+    v_month BIGINT[];
+    v_total BIGINT[];
+    v_rows INTEGER;
+    d BIGINT;
+    m BIGINT;
+    t BIGINT;
     v_plan TEXT;
     v_shard SMALLINT;
-    v_rows INTEGER;
-    v_day BIGINT := 0;
-    v_month BIGINT := 0;
-    v_requests BIGINT;
     v_denial TEXT;
     v_used BIGINT;
     v_cap BIGINT;
 BEGIN
-    SELECT status, expires_at, daily_cap_micros, monthly_cap_micros, max_request_micros INTO k
+    SELECT status, expires_at, max_request_micros, daily_cap_micros, monthly_cap_micros, total_cap_micros, ancestor_ids INTO k
     FROM vault_keys WHERE id = p_key_id AND tenant_id = p_tenant_id;
     IF NOT FOUND OR k.status <> 'active' THEN
         RETURN QUERY SELECT 'vault_key_revoked'::TEXT, 0::BIGINT, 0::BIGINT; RETURN;
@@ -28,6 +40,32 @@ BEGIN
     END IF;
     IF k.max_request_micros IS NOT NULL AND p_amount > k.max_request_micros THEN
         RETURN QUERY SELECT 'request_cap_exceeded'::TEXT, p_amount, k.max_request_micros; RETURN;
+    END IF;
+    v_chain := k.ancestor_ids || p_key_id;
+    v_n := cardinality(v_chain);
+    v_daily_cap := array_fill(NULL::BIGINT, ARRAY[v_n]);
+    v_monthly_cap := v_daily_cap;
+    v_total_cap := v_daily_cap;
+    v_daily_cap[v_n] := k.daily_cap_micros;
+    v_monthly_cap[v_n] := k.monthly_cap_micros;
+    v_total_cap[v_n] := k.total_cap_micros;
+    IF v_n > 1 THEN
+        FOR a IN SELECT id, status, expires_at, max_request_micros, daily_cap_micros, monthly_cap_micros, total_cap_micros,
+                        array_position(v_chain, id) AS pos
+                 FROM vault_keys WHERE id = ANY(k.ancestor_ids) ORDER BY array_position(v_chain, id) LOOP
+            IF a.status <> 'active' THEN
+                RETURN QUERY SELECT 'vault_key_revoked:' || a.id, 0::BIGINT, 0::BIGINT; RETURN;
+            END IF;
+            IF a.expires_at IS NOT NULL AND a.expires_at <= now() THEN
+                RETURN QUERY SELECT 'vault_key_expired:' || a.id, 0::BIGINT, 0::BIGINT; RETURN;
+            END IF;
+            IF a.max_request_micros IS NOT NULL AND p_amount > a.max_request_micros THEN
+                RETURN QUERY SELECT 'request_cap_exceeded:' || a.id, p_amount, a.max_request_micros; RETURN;
+            END IF;
+            v_daily_cap[a.pos] := a.daily_cap_micros;
+            v_monthly_cap[a.pos] := a.monthly_cap_micros;
+            v_total_cap[a.pos] := a.total_cap_micros;
+        END LOOP;
     END IF;
 
     SELECT plan INTO v_plan FROM tenants WHERE id = p_tenant_id;
@@ -43,24 +81,42 @@ BEGIN
     IF p_amount > 0 THEN
         INSERT INTO reservations (id, tenant_id, key_id, amount_micros, day, month, state)
         VALUES (p_reservation_id, p_tenant_id, p_key_id, p_amount, p_day, p_month, 'held');
-        -- Lock the key's day and month counters (day first: every writer uses this order) and check both caps.
-        FOR attempt IN 1..2 LOOP
-            SELECT count(*), COALESCE(max(counted_micros) FILTER (WHERE period = 'day'), 0),
-                   COALESCE(max(counted_micros) FILTER (WHERE period = 'month'), 0)
-            INTO v_rows, v_day, v_month
-            FROM (SELECT period, counted_micros FROM spend_counters
-                  WHERE key_id = p_key_id AND ((period = 'day' AND period_start = p_day) OR (period = 'month' AND period_start = p_month))
-                  ORDER BY period FOR UPDATE) locked;
-            EXIT WHEN v_rows = 2;
-            INSERT INTO spend_counters (key_id, period, period_start)
-            VALUES (p_key_id, 'day', p_day), (p_key_id, 'month', p_month)
-            ON CONFLICT DO NOTHING;
+        -- Lock each key's day, month and total counters, root first (the order every writer uses), creating
+        -- missing ones.
+        v_day := array_fill(0::BIGINT, ARRAY[v_n]);
+        v_month := v_day;
+        v_total := v_day;
+        FOR i IN 1..v_n LOOP
+            FOR attempt IN 1..2 LOOP
+                SELECT count(*), COALESCE(max(counted_micros) FILTER (WHERE period = 'day'), 0),
+                       COALESCE(max(counted_micros) FILTER (WHERE period = 'month'), 0),
+                       COALESCE(max(counted_micros) FILTER (WHERE period = 'total'), 0)
+                INTO v_rows, d, m, t
+                FROM (SELECT period, counted_micros FROM spend_counters
+                      WHERE key_id = v_chain[i] AND ((period = 'day' AND period_start = p_day)
+                         OR (period = 'month' AND period_start = p_month) OR (period = 'total' AND period_start = DATE '1970-01-01'))
+                      ORDER BY period FOR UPDATE) locked;
+                EXIT WHEN v_rows = 3;
+                INSERT INTO spend_counters (key_id, period, period_start)
+                VALUES (v_chain[i], 'day', p_day), (v_chain[i], 'month', p_month), (v_chain[i], 'total', DATE '1970-01-01')
+                ON CONFLICT DO NOTHING;
+            END LOOP;
+            v_day[i] := d; v_month[i] := m; v_total[i] := t;
         END LOOP;
-        IF k.daily_cap_micros IS NOT NULL AND v_day + p_amount > k.daily_cap_micros THEN
-            v_denial := 'daily_usd_cap_exceeded'; v_used := v_day; v_cap := k.daily_cap_micros;
-        ELSIF k.monthly_cap_micros IS NOT NULL AND v_month + p_amount > k.monthly_cap_micros THEN
-            v_denial := 'monthly_usd_cap_exceeded'; v_used := v_month; v_cap := k.monthly_cap_micros;
-        END IF;
+        -- The first cap the amount would cross: the key's own before its ancestors', day before month before total.
+        FOR i IN REVERSE v_n..1 LOOP
+            IF v_daily_cap[i] IS NOT NULL AND v_day[i] + p_amount > v_daily_cap[i] THEN
+                v_denial := 'daily_usd_cap_exceeded'; v_used := v_day[i]; v_cap := v_daily_cap[i];
+            ELSIF v_monthly_cap[i] IS NOT NULL AND v_month[i] + p_amount > v_monthly_cap[i] THEN
+                v_denial := 'monthly_usd_cap_exceeded'; v_used := v_month[i]; v_cap := v_monthly_cap[i];
+            ELSIF v_total_cap[i] IS NOT NULL AND v_total[i] + p_amount > v_total_cap[i] THEN
+                v_denial := 'total_usd_cap_exceeded'; v_used := v_total[i]; v_cap := v_total_cap[i];
+            END IF;
+            IF v_denial IS NOT NULL THEN
+                IF i < v_n THEN v_denial := v_denial || ':' || v_chain[i]; END IF;
+                EXIT;
+            END IF;
+        END LOOP;
     END IF;
 
     -- The free plan's quota: its requests take shard 0's lock, so two replicas cannot both let request 1,000 through.
@@ -68,9 +124,9 @@ BEGIN
     IF v_denial IS NULL AND v_plan = 'free' THEN
         INSERT INTO tenant_monthly_usage (tenant_id, month, shard) VALUES (p_tenant_id, p_usage_month, 0) ON CONFLICT DO NOTHING;
         PERFORM 1 FROM tenant_monthly_usage WHERE tenant_id = p_tenant_id AND month = p_usage_month AND shard = 0 FOR UPDATE;
-        SELECT sum(requests) INTO v_requests FROM tenant_monthly_usage WHERE tenant_id = p_tenant_id AND month = p_usage_month;
-        IF v_requests >= p_free_quota THEN
-            v_denial := 'monthly_quota_exceeded'; v_used := v_requests; v_cap := p_free_quota;
+        SELECT sum(requests) INTO v_used FROM tenant_monthly_usage WHERE tenant_id = p_tenant_id AND month = p_usage_month;
+        IF v_used >= p_free_quota THEN
+            v_denial := 'monthly_quota_exceeded'; v_cap := p_free_quota;
         ELSE
             UPDATE tenant_monthly_usage SET requests = requests + 1 WHERE tenant_id = p_tenant_id AND month = p_usage_month AND shard = 0;
         END IF;
@@ -84,9 +140,12 @@ BEGIN
         RETURN QUERY SELECT v_denial, v_used, v_cap; RETURN;
     END IF;
     IF p_amount > 0 THEN
-        UPDATE spend_counters SET counted_micros = counted_micros + p_amount
-        WHERE key_id = p_key_id AND ((period = 'day' AND period_start = p_day) OR (period = 'month' AND period_start = p_month));
+        FOR i IN 1..v_n LOOP
+            UPDATE spend_counters SET counted_micros = counted_micros + p_amount
+            WHERE key_id = v_chain[i] AND ((period = 'day' AND period_start = p_day)
+               OR (period = 'month' AND period_start = p_month) OR (period = 'total' AND period_start = DATE '1970-01-01'));
+        END LOOP;
     END IF;
-    RETURN QUERY SELECT 'ok'::TEXT, v_day + p_amount, 0::BIGINT;
+    RETURN QUERY SELECT 'ok'::TEXT, COALESCE(v_day[v_n], 0) + p_amount, 0::BIGINT;
 END;
 $fn$;

@@ -3,13 +3,15 @@
 -- if there was nothing to move. The counters change only by the difference: all of a release, the unspent part of
 -- a lower settlement, and — a settlement above the reservation (Twilio reports the real price after the estimate was
 -- reserved) — the part above it, so the ledger always counts at least what moved. A settlement at the reserved
--- amount leaves them alone.
+-- amount leaves them alone. The counters are those of the key's whole chain (kb_reserve counted it on each), locked in
+-- kb_reserve's order.
 CREATE OR REPLACE FUNCTION kb_settle(p_reservation_id TEXT, p_outcome TEXT, p_actual BIGINT)
 RETURNS TEXT LANGUAGE plpgsql AS $fn$
 DECLARE
     r RECORD;
     v_settled BIGINT;
     v_uncounted BIGINT;
+    v_chain TEXT[];
 BEGIN
     SELECT * INTO r FROM reservations WHERE id = p_reservation_id FOR UPDATE;
     IF NOT FOUND OR r.state NOT IN ('held', 'unknown') THEN RETURN NULL; END IF;
@@ -18,11 +20,14 @@ BEGIN
     -- top of the reservation (a settlement above it).
     v_uncounted := CASE p_outcome WHEN 'released' THEN r.amount_micros WHEN 'settled' THEN r.amount_micros - v_settled ELSE 0 END;
     IF v_uncounted <> 0 THEN
+        SELECT ancestor_ids || r.key_id INTO v_chain FROM vault_keys WHERE id = r.key_id;
         PERFORM 1 FROM spend_counters
-        WHERE key_id = r.key_id AND ((period = 'day' AND period_start = r.day) OR (period = 'month' AND period_start = r.month))
-        ORDER BY period FOR UPDATE;
+        WHERE key_id = ANY(v_chain) AND ((period = 'day' AND period_start = r.day) OR (period = 'month' AND period_start = r.month)
+           OR (period = 'total' AND period_start = DATE '1970-01-01'))
+        ORDER BY array_position(v_chain, key_id), period FOR UPDATE;
         UPDATE spend_counters SET counted_micros = counted_micros - v_uncounted
-        WHERE key_id = r.key_id AND ((period = 'day' AND period_start = r.day) OR (period = 'month' AND period_start = r.month));
+        WHERE key_id = ANY(v_chain) AND ((period = 'day' AND period_start = r.day) OR (period = 'month' AND period_start = r.month)
+           OR (period = 'total' AND period_start = DATE '1970-01-01'));
     END IF;
     UPDATE reservations SET state = p_outcome,
         settled_micros = CASE WHEN p_outcome = 'settled' THEN v_settled ELSE NULL END, updated_at = now()

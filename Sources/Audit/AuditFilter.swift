@@ -5,6 +5,8 @@ import KeybrakeCore
 /// Filters of GET /v1/audit and the dashboard's audit page; every one optional, all combined with AND.
 public struct AuditFilter: Sendable {
     public var keyId: String?
+    /// Rows of the key's descendants (child keys, per run).
+    public var parentKeyId: String?
     public var vendor: String?
     public var decision: String?
     public var status: Int?
@@ -33,6 +35,7 @@ public struct AuditFilter: Sendable {
             return v
         }
         f.keyId = try text("key_id", max: 64)
+        f.parentKeyId = try text("parent_key_id", max: 64)
         if let v = try text("vendor", max: 20) {
             guard Vendor(rawValue: v) != nil else { throw .invalidRequest("vendor must be one of \(Vendor.names).", field: "vendor") }
             f.vendor = v

@@ -29,6 +29,8 @@ public struct AuditRecord: Sendable {
     public var overheadUs: Int64?
     public var upstreamUs: Int64?
     public var createdAt: Date
+    /// The key's parents, root first (a child key's rows); empty for a root key.
+    public var parentKeyIds: [String] = []
 }
 
 /// Reads the audit trail. Every query is scoped by tenant, including cursor positioning.
@@ -55,7 +57,7 @@ public struct AuditRepository: Sendable {
                 amountMicros: try next(Int64.self), idempotencyKey: try next(String?.self), idempotencyAuto: try next(Bool.self),
                 upstreamRequestId: try next(String?.self), runId: try next(String?.self), outcome: try next(String?.self),
                 duplicateOf: try next(String?.self), resolves: try next(String?.self), overheadUs: try next(Int64?.self),
-                upstreamUs: try next(Int64?.self), createdAt: try next(Date.self)
+                upstreamUs: try next(Int64?.self), createdAt: try next(Date.self), parentKeyIds: try next([String].self)
             ))
         }
         return out
@@ -71,6 +73,11 @@ public struct AuditRepository: Sendable {
         }
         conditions.append("tenant_id = \(bind(tenantId))")
         if let v = filter.keyId { conditions.append("key_id = \(bind(v))") }
+        if let v = filter.parentKeyId {
+            // Rows of every descendant of the key (its children's, their children's…).
+            let t = bind(tenantId)
+            conditions.append("key_id IN (SELECT id FROM vault_keys WHERE tenant_id = \(t) AND parent_key_id IS NOT NULL AND ancestor_ids @> ARRAY[\(bind(v))])")
+        }
         if let v = filter.vendor { conditions.append("vendor = \(bind(v))") }
         if let v = filter.decision { conditions.append("decision = \(bind(v))") }
         if let v = filter.status { conditions.append("upstream_status = \(bind(v))") }

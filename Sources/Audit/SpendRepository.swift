@@ -47,20 +47,27 @@ public struct SpendRepository: Sendable {
         public init() {}
     }
 
-    /// One key's spend for its current day and month (dates computed in the key's time zone by the caller).
-    public func key(keyId: String, day: String, month: String, logger: Logger) async throws -> (day: Period, month: Period) {
+    /// One key's spend (its children's included) for its current day and month (dates computed in the key's time
+    /// zone by the caller) and its whole life.
+    public func key(keyId: String, day: String, month: String, logger: Logger) async throws -> (day: Period, month: Period, total: Period) {
         let rows = try await client.query("""
             SELECT period, settled_micros, reserved_micros, unknown_micros FROM spend_ledger
-            WHERE key_id = \(keyId) AND ((period = 'day' AND period_start = \(day)::date) OR (period = 'month' AND period_start = \(month)::date))
+            WHERE key_id = \(keyId) AND ((period = 'day' AND period_start = \(day)::date) OR (period = 'month' AND period_start = \(month)::date)
+               OR (period = 'total' AND period_start = DATE '1970-01-01'))
             """, logger: logger)
         var d = Period()
         var m = Period()
+        var t = Period()
         for try await (period, s, r, u) in rows.decode((String, Int64, Int64, Int64).self) {
             var p = Period()
             p.settled = MicroUSD(s); p.reserved = MicroUSD(r); p.unknown = MicroUSD(u)
-            if period == "day" { d = p } else { m = p }
+            switch period {
+            case "day": d = p
+            case "month": m = p
+            default: t = p
+            }
         }
-        return (d, m)
+        return (d, m, t)
     }
 
     /// Proxied requests per UTC day of a month (allowed and replayed count; denials do not), and the month's total.

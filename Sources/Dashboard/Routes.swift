@@ -35,6 +35,8 @@ public struct DashboardController: Sendable {
     let keySpend: any KeySpendReader
     let clock: any KeybrakeCore.Clock
     let renderer: Renderer
+    /// Key edits and revocations answer once every replica has applied them, as the admin API's do.
+    let keyChanges: KeyChangeAcknowledgements?
 
     static let sessionCookie = "kb_session"
     static let loginCookie = "kb_login"
@@ -49,8 +51,9 @@ public struct DashboardController: Sendable {
         postgres: PostgresClient, authenticator: any AdminAuthenticator, tenants: any TenantRepository,
         tenantsConfiguration: TenantsConfiguration, keys: any KeyRepository, verifier: TokenVerifier,
         credentials: CredentialStore, audit: AuditRepository, spend: SpendRepository, keySpend: any KeySpendReader,
-        clock: any KeybrakeCore.Clock
+        clock: any KeybrakeCore.Clock, keyChanges: KeyChangeAcknowledgements? = nil
     ) {
+        self.keyChanges = keyChanges
         self.sessions = SessionStore(client: postgres)
         self.authenticator = authenticator
         self.tenants = tenants

@@ -105,3 +105,32 @@ extension Array where Element == EndpointPattern {
         contains { $0.matches(method: method, normalizedPath: normalizedPath) }
     }
 }
+
+extension EndpointPattern {
+    /// Whether every request this pattern matches is also matched by `other` (a child key's entry inside its
+    /// parent's). Exact for one pattern against one pattern: `*` is one segment, a final `**` any rest.
+    public func isContained(in other: EndpointPattern) -> Bool {
+        guard other.method == "*" || other.method == method else { return false }
+        var i = 0
+        for theirs in other.segments {
+            if case .anyRest = theirs { return true }
+            guard i < segments.count else { return false }
+            switch (segments[i], theirs) {
+            case (.anyRest, _): return false            // any depth, against a pattern of fixed depth
+            case (.literal(let a), .literal(let b)): guard a == b else { return false }
+            case (.literal, .any), (.any, .any): break
+            case (.any, .literal): return false
+            case (_, .anyRest): return true
+            }
+            i += 1
+        }
+        return i == segments.count
+    }
+}
+
+extension Array where Element == EndpointPattern {
+    /// The first entry of `self` that no entry of `outer` contains, if any.
+    public func firstNotContained(in outer: [EndpointPattern]) -> EndpointPattern? {
+        first { inner in !outer.contains { inner.isContained(in: $0) } }
+    }
+}

@@ -9,6 +9,8 @@ public struct Policy: Sendable, Equatable {
     public var dailyCap: MicroUSD?
     public var monthlyCap: MicroUSD?
     public var maxRequest: MicroUSD?
+    /// Lifetime cap: everything the key (and its children) ever spends.
+    public var totalCap: MicroUSD?
     public var expiresAt: Date?
     public var rateLimitPerMinute: Int?
     public var autoIdempotency: Bool
@@ -24,7 +26,7 @@ public struct Policy: Sendable, Equatable {
 
     public init(
         vendor: Vendor, label: String, allowedEndpoints: [String], dailyCap: MicroUSD? = nil,
-        monthlyCap: MicroUSD? = nil, maxRequest: MicroUSD? = nil, expiresAt: Date? = nil,
+        monthlyCap: MicroUSD? = nil, maxRequest: MicroUSD? = nil, totalCap: MicroUSD? = nil, expiresAt: Date? = nil,
         rateLimitPerMinute: Int? = nil, autoIdempotency: Bool = true,
         duplicateWindowSeconds: Int = Policy.defaultDuplicateWindowSeconds, timezone: String = "UTC",
         allowedStripeAccounts: [String] = []
@@ -35,6 +37,7 @@ public struct Policy: Sendable, Equatable {
         self.dailyCap = dailyCap
         self.monthlyCap = monthlyCap
         self.maxRequest = maxRequest
+        self.totalCap = totalCap
         self.expiresAt = expiresAt
         self.rateLimitPerMinute = rateLimitPerMinute
         self.autoIdempotency = autoIdempotency
@@ -44,7 +47,7 @@ public struct Policy: Sendable, Equatable {
     }
 
     /// A key with no USD limit at all; listings flag it so nobody mistakes it for a capped one.
-    public var isUncapped: Bool { dailyCap == nil && monthlyCap == nil && maxRequest == nil }
+    public var isUncapped: Bool { dailyCap == nil && monthlyCap == nil && maxRequest == nil && totalCap == nil }
 
     /// Parsed allowlist; only valid after `validate` succeeded.
     public var endpointPatterns: [EndpointPattern] {
@@ -81,7 +84,7 @@ public struct Policy: Sendable, Equatable {
                 }
             }
         }
-        for (field, cap) in [("daily_usd_cap", dailyCap), ("monthly_usd_cap", monthlyCap), ("max_request_usd", maxRequest)] {
+        for (field, cap) in [("daily_usd_cap", dailyCap), ("monthly_usd_cap", monthlyCap), ("max_request_usd", maxRequest), ("total_usd_cap", totalCap)] {
             if let cap, cap.micros <= 0 {
                 throw .invalidRequest("\(field) must be greater than 0 (omit it or send null for no limit).", field: field)
             }

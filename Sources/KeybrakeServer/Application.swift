@@ -27,6 +27,8 @@ public struct AppDependencies: Sendable {
     public let forwarder: Forwarder
     /// Set on SIGTERM: `/ready` and the proxy answer 503 while in-flight requests finish.
     public let drain = Drain()
+    /// Key rows in memory under this replica's lease (nil when `keysFromMemory` is off).
+    public let keyDirectory: KeyDirectory?
 
     public init(configuration: AppConfiguration, postgres: PostgresClient, verifier: TokenVerifier = TokenVerifier(),
                 clock: any KeybrakeCore.Clock = SystemClock(), metricsRegistry: PrometheusCollectorRegistry = .init()) {
@@ -35,6 +37,7 @@ public struct AppDependencies: Sendable {
         self.verifier = verifier
         self.clock = clock
         self.metricsRegistry = metricsRegistry
+        self.keyDirectory = configuration.keysFromMemory ? KeyDirectory() : nil
         self.forwarder = Forwarder(timeout: configuration.proxy.upstreamTimeout, maxResponseBody: configuration.proxy.maxResponseBody,
                                    settings: configuration.proxy.upstream)
     }
@@ -51,9 +54,11 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
     let tenants = TenantController(repository: tenantRepository, verifier: deps.verifier, configuration: tenantsConfiguration, clock: deps.clock)
     let credentialStore = CredentialStore(client: deps.postgres, sealer: CredentialSealer(ring: config.masterKeys))
     let vault = VaultController(store: credentialStore)
+    let vaultKeys = VaultKeyAuthenticator(client: deps.postgres, verifier: deps.verifier, directory: deps.keyDirectory)
+    let keyChanges = KeyChangeAcknowledgements(client: deps.postgres, settings: config.keyLease)
     let proxy = ProxyController(pipeline: ProxyPipeline(
         config: config.proxy,
-        authenticator: VaultKeyAuthenticator(client: deps.postgres, verifier: deps.verifier),
+        authenticator: vaultKeys,
         credentials: credentialStore, ledger: SpendLedger(client: deps.postgres),
         idempotency: IdempotencyStore(client: deps.postgres), forwarder: deps.forwarder, clock: deps.clock,
         tenants: tenantRepository, drain: deps.drain
@@ -61,7 +66,9 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
     let spendRepository = SpendRepository(client: deps.postgres)
     let keys = KeysController(repository: PostgresKeyRepository(client: deps.postgres), verifier: deps.verifier, clock: deps.clock,
                               spendReader: LedgerKeySpendReader(spend: spendRepository),
-                              creationsPerMinutePerTenant: config.keyCreationsPerMinutePerTenant)
+                              creationsPerMinutePerTenant: config.keyCreationsPerMinutePerTenant, acknowledgements: keyChanges)
+    let childKeys = ChildKeysController(keys: keys, authenticator: vaultKeys, limits: config.childKeys,
+                                        mintsPerMinutePerTenant: config.childKeyMintsPerMinutePerTenant)
     let tenantsConfig = TenantsConfiguration(freeMonthlyRequests: config.freeMonthlyRequests)
     let audit = AuditController(audit: AuditRepository(client: deps.postgres), spend: spendRepository, clock: deps.clock) { tenantId, context in
         guard let tenant = try await tenantRepository.tenant(id: tenantId, logger: context.logger) else { throw KeybrakeError.adminTokenInvalid }
@@ -76,11 +83,12 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
     HealthController(postgres: deps.postgres, registry: deps.metricsRegistry, drain: deps.drain).addRoutes(to: router)
     tenants.addPublicRoutes(to: router)
     proxy.addRoutes(to: router)
+    childKeys.addRoutes(to: router)
     DashboardController(
         postgres: deps.postgres, authenticator: AdminTokenAuthenticator(repository: tenantRepository, verifier: deps.verifier),
         tenants: tenantRepository, tenantsConfiguration: tenantsConfig, keys: PostgresKeyRepository(client: deps.postgres),
         verifier: deps.verifier, credentials: credentialStore, audit: AuditRepository(client: deps.postgres), spend: spendRepository,
-        keySpend: LedgerKeySpendReader(spend: spendRepository), clock: deps.clock
+        keySpend: LedgerKeySpendReader(spend: spendRepository), clock: deps.clock, keyChanges: keyChanges
     ).addRoutes(to: router)
 
     let admin = router.group("/v1").add(middleware: AdminAuthMiddleware(
@@ -118,6 +126,10 @@ public func buildApplication(
     )
     app.addServices(postgres, ForwarderService(forwarder: deps.forwarder), DrainService(drain: deps.drain, logger: logger),
                     LeaseSweepService(ledger: SpendLedger(client: postgres), interval: config.proxy.leaseSweepInterval, logger: logger))
+    if let directory = deps.keyDirectory {
+        app.addServices(KeyChangeFeedService(feed: KeyChangeFeed(
+            url: config.listenDatabaseURL ?? config.databaseURL, pool: postgres, directory: directory, settings: config.keyLease, logger: logger)))
+    }
     if let migrationsDirectory {
         let migrator = try Migrator(directory: migrationsDirectory)
         app.beforeServerStarts {
@@ -198,6 +210,14 @@ struct DrainService: Service {
     }
 }
 
+/// Listens for key changes while the application runs (started after migrations: it needs their tables).
+struct KeyChangeFeedService: Service {
+    let feed: KeyChangeFeed
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await feed.run() }
+    }
+}
+
 /// Shuts the shared HTTP client down with the application.
 struct ForwarderService: Service {
     let forwarder: Forwarder
@@ -236,10 +256,11 @@ struct LedgerKeySpendReader: KeySpendReader {
     func spend(of key: VaultKey, now: Date, context: KeybrakeRequestContext) async throws -> KeySpend {
         let periods = KeyCalendar.periods(now: now, timezone: key.policy.timezone)
         let (day, month) = (periods.day, periods.month)
-        let (d, m) = try await spend.key(keyId: key.id, day: day, month: month, logger: context.logger)
+        let (d, m, t) = try await spend.key(keyId: key.id, day: day, month: month, logger: context.logger)
         return KeySpend(
             today: .init(start: day, settled: d.settled, reserved: d.reserved, unknown: d.unknown, cap: key.policy.dailyCap),
-            month: .init(start: month, settled: m.settled, reserved: m.reserved, unknown: m.unknown, cap: key.policy.monthlyCap)
+            month: .init(start: month, settled: m.settled, reserved: m.reserved, unknown: m.unknown, cap: key.policy.monthlyCap),
+            total: .init(start: KeyCalendar.periods(now: key.createdAt, timezone: key.policy.timezone).day, settled: t.settled, reserved: t.reserved, unknown: t.unknown, cap: key.policy.totalCap)
         )
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPLayer
 import KeybrakeCore
+import Keys
 import Proxy
 import Storage
 import Tenants
@@ -20,6 +21,15 @@ public struct AppConfiguration: Sendable {
     public var trustedProxies: TrustedProxies = .none
     /// Vault keys and admin tokens each cost an argon2 hash to create: per tenant and minute.
     public var keyCreationsPerMinutePerTenant: Int = 60
+    /// Child keys (DESIGN §9): depth and fan-out of the key tree, and mints per tenant per minute (argon2 bounds them).
+    public var childKeys = ChildLimits()
+    public var childKeyMintsPerMinutePerTenant: Int = 600
+    /// Key rows from memory under a lease (DESIGN §4): off, every request reads its key from Postgres.
+    public var keysFromMemory = true
+    public var keyLease = KeyChangeFeed.Settings()
+    /// Where the key-change listener connects: LISTEN needs a session, so behind a transaction-mode pooler
+    /// (PgBouncer) it must reach Postgres directly (`KEYBRAKE_LISTEN_DATABASE_URL`).
+    public var listenDatabaseURL: DatabaseURL?
     public var adminTokensPerMinutePerTenant: Int = 20
     public var proxy = ProxyConfiguration(upstreams: [
         .stripe: "https://api.stripe.com", .twilio: "https://api.twilio.com", .resend: "https://api.resend.com",
@@ -73,6 +83,31 @@ public struct AppConfiguration: Sendable {
         if let max = env["KEYBRAKE_MAX_CONNECTIONS"], !max.isEmpty {
             guard let m = Int(max), m > 0 else { throw ConfigError(description: "KEYBRAKE_MAX_CONNECTIONS must be a whole number > 0") }
             config.connections.maxConnections = m
+        }
+        for (name, apply) in [
+            ("KEYBRAKE_MAX_KEY_DEPTH", { (n: Int) in config.childKeys.maxDepth = n }),
+            ("KEYBRAKE_MAX_CHILDREN_PER_KEY", { (n: Int) in config.childKeys.maxChildren = n }),
+            ("KEYBRAKE_CHILD_KEY_MINTS_PER_MINUTE", { (n: Int) in config.childKeyMintsPerMinutePerTenant = n }),
+        ] as [(String, (Int) -> Void)] {
+            if let raw = env[name], !raw.isEmpty {
+                guard let n = Int(raw), n > 0 else { throw ConfigError(description: "\(name) must be a whole number > 0") }
+                apply(n)
+            }
+        }
+        if let raw = env["KEYBRAKE_KEYS_FROM_MEMORY"], !raw.isEmpty {
+            guard ["on", "off", "true", "false", "1", "0"].contains(raw) else {
+                throw ConfigError(description: "KEYBRAKE_KEYS_FROM_MEMORY must be on or off")
+            }
+            config.keysFromMemory = ["on", "true", "1"].contains(raw)
+        }
+        if let raw = env["KEYBRAKE_KEY_LEASE_MS"], !raw.isEmpty {
+            guard let ms = Int(raw), ms >= 1000 else { throw ConfigError(description: "KEYBRAKE_KEY_LEASE_MS must be a whole number ≥ 1000") }
+            config.keyLease.lease = .milliseconds(ms)
+            config.keyLease.heartbeat = .milliseconds(ms / 5)
+            config.keyLease.margin = .milliseconds(ms / 10)
+        }
+        if let raw = env["KEYBRAKE_LISTEN_DATABASE_URL"], !raw.isEmpty {
+            config.listenDatabaseURL = try DatabaseURL(raw)
         }
         if let limit = env["KEYBRAKE_KEY_CREATIONS_PER_MINUTE"], !limit.isEmpty {
             guard let l = Int(limit), l > 0 else { throw ConfigError(description: "KEYBRAKE_KEY_CREATIONS_PER_MINUTE must be a whole number > 0") }

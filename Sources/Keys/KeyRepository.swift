@@ -10,10 +10,30 @@ public protocol KeyRepository: Sendable {
     func key(id: String, tenantId: String, logger: Logger) async throws -> VaultKey?
     /// Newest first; `after` is the id of the last key of the previous page.
     func list(tenantId: String, after: String?, limit: Int, logger: Logger) async throws -> [VaultKey]?
-    /// Applies `change` to the current policy under a row lock; nil if not found.
+    /// Applies `change` to the current policy under a row lock; nil if not found. `change` is the key change's
+    /// sequence number (kb_key_changed), which replicas acknowledge.
     func update(id: String, tenantId: String, logger: Logger,
-                _ change: @Sendable (VaultKey) throws -> Policy) async throws -> VaultKey?
-    func revoke(id: String, tenantId: String, logger: Logger) async throws -> VaultKey?
+                _ change: @Sendable (VaultKey) throws -> Policy) async throws -> (key: VaultKey, change: Int64)?
+    /// Revokes the key and every descendant (one transaction, one key change); nil if not found.
+    func revoke(id: String, tenantId: String, logger: Logger) async throws -> (key: VaultKey, change: Int64)?
+    /// Mints a child of `parentId` under the parent's row lock, which serialises the fan-out count.
+    func createChild(id: String, parentId: String, tenantId: String, tokenHash: String, runId: String?, limits: ChildLimits,
+                     logger: Logger, _ policy: @Sendable (VaultKey) throws -> Policy) async throws -> VaultKey
+    /// A key's direct children, newest first, each with what it has counted in its life (settled + held + unknown).
+    func children(of id: String, tenantId: String, after: String?, limit: Int, logger: Logger) async throws -> [(VaultKey, MicroUSD)]?
+    /// How many children a key has, how many are active, and what they have counted in their lives.
+    func childSummary(of id: String, tenantId: String, logger: Logger) async throws -> ChildSummary
+}
+
+public struct ChildSummary: Sendable, Equatable {
+    public var count: Int
+    public var active: Int
+    public var counted: MicroUSD
+    public init(count: Int = 0, active: Int = 0, counted: MicroUSD = .zero) {
+        self.count = count
+        self.active = active
+        self.counted = counted
+    }
 }
 
 public struct PostgresKeyRepository: KeyRepository {
@@ -24,38 +44,50 @@ public struct PostgresKeyRepository: KeyRepository {
     static let columns = """
         id, tenant_id, vendor, label, status, allowed_endpoints, daily_cap_micros, monthly_cap_micros,
         max_request_micros, expires_at, rate_limit_per_minute, auto_idempotency, duplicate_window_seconds,
-        timezone, allowed_stripe_accounts, created_at, updated_at, revoked_at
+        timezone, allowed_stripe_accounts, created_at, updated_at, revoked_at, total_cap_micros, ancestor_ids, run_id
         """
-
-    typealias Row = (String, String, String, String, String, [String], Int64?, Int64?, Int64?, Date?, Int?, Bool, Int,
-                     String, [String], Date, Date, Date?)
+    /// Number of cells `columns` reads; a query may select more after them.
+    static let columnCount = 21
 
     static func decode(_ rows: PostgresRowSequence) async throws -> [VaultKey] {
         var keys: [VaultKey] = []
-        for try await row in rows { keys.append(makeKey(try row.decode(Row.self))) }
+        for try await row in rows { keys.append(try makeKey(row)) }
         return keys
     }
 
-    static func makeKey(_ r: Row) -> VaultKey {
-            let policy = Policy(
-                vendor: Vendor(rawValue: r.2) ?? .stripe, label: r.3, allowedEndpoints: r.5,
-                dailyCap: r.6.map(MicroUSD.init), monthlyCap: r.7.map(MicroUSD.init), maxRequest: r.8.map(MicroUSD.init),
-                expiresAt: r.9, rateLimitPerMinute: r.10, autoIdempotency: r.11, duplicateWindowSeconds: r.12,
-                timezone: r.13, allowedStripeAccounts: r.14
-            )
-            return VaultKey(id: r.0, tenantId: r.1, status: VaultKey.Status(rawValue: r.4) ?? .revoked, policy: policy,
-                            createdAt: r.15, updatedAt: r.16, revokedAt: r.17)
+    /// The key in the first `columnCount` cells of `row`.
+    static func makeKey(_ row: PostgresRow) throws -> VaultKey {
+        var cells = row.makeIterator()
+        func next<T: PostgresDecodable>(_: T.Type = T.self) throws -> T {
+            guard let cell = cells.next() else { throw KeybrakeError.internalError }
+            return try cell.decode(T.self)
+        }
+        let id: String = try next(), tenantId: String = try next(), vendor: String = try next(), label: String = try next()
+        let status: String = try next(), endpoints: [String] = try next()
+        let daily: Int64? = try next(), monthly: Int64? = try next(), maxRequest: Int64? = try next()
+        let expiresAt: Date? = try next(), rate: Int? = try next(), autoIdempotency: Bool = try next(), window: Int = try next()
+        let timezone: String = try next(), accounts: [String] = try next()
+        let createdAt: Date = try next(), updatedAt: Date = try next(), revokedAt: Date? = try next()
+        let total: Int64? = try next(), ancestors: [String] = try next(), runId: String? = try next()
+        let policy = Policy(
+            vendor: Vendor(rawValue: vendor) ?? .stripe, label: label, allowedEndpoints: endpoints,
+            dailyCap: daily.map(MicroUSD.init), monthlyCap: monthly.map(MicroUSD.init), maxRequest: maxRequest.map(MicroUSD.init),
+            totalCap: total.map(MicroUSD.init), expiresAt: expiresAt, rateLimitPerMinute: rate, autoIdempotency: autoIdempotency,
+            duplicateWindowSeconds: window, timezone: timezone, allowedStripeAccounts: accounts
+        )
+        return VaultKey(id: id, tenantId: tenantId, status: VaultKey.Status(rawValue: status) ?? .revoked, policy: policy,
+                        createdAt: createdAt, updatedAt: updatedAt, revokedAt: revokedAt, ancestorIds: ancestors, runId: runId)
     }
 
     public func create(id: String, tenantId: String, tokenHash: String, policy p: Policy, logger: Logger) async throws -> VaultKey {
         let rows = try await client.query("""
             INSERT INTO vault_keys (id, tenant_id, vendor, label, token_hash, allowed_endpoints, daily_cap_micros,
                 monthly_cap_micros, max_request_micros, expires_at, rate_limit_per_minute, auto_idempotency,
-                duplicate_window_seconds, timezone, allowed_stripe_accounts)
+                duplicate_window_seconds, timezone, allowed_stripe_accounts, total_cap_micros)
             VALUES (\(id), \(tenantId), \(p.vendor.rawValue), \(p.label), \(tokenHash), \(p.allowedEndpoints),
                 \(p.dailyCap?.micros), \(p.monthlyCap?.micros), \(p.maxRequest?.micros), \(p.expiresAt),
                 \(p.rateLimitPerMinute), \(p.autoIdempotency), \(p.duplicateWindowSeconds), \(p.timezone),
-                \(p.allowedStripeAccounts))
+                \(p.allowedStripeAccounts), \(p.totalCap?.micros))
             RETURNING \(unescaped: Self.columns)
             """, logger: logger)
         guard let key = try await Self.decode(rows).first else { throw KeybrakeError.internalError }
@@ -72,7 +104,7 @@ public struct PostgresKeyRepository: KeyRepository {
     public func list(tenantId: String, after: String?, limit: Int, logger: Logger) async throws -> [VaultKey]? {
         guard let after else {
             let rows = try await client.query("""
-                SELECT \(unescaped: Self.columns) FROM vault_keys WHERE tenant_id = \(tenantId)
+                SELECT \(unescaped: Self.columns) FROM vault_keys WHERE tenant_id = \(tenantId) AND parent_key_id IS NULL
                 ORDER BY created_at DESC, id DESC LIMIT \(limit)
                 """, logger: logger)
             return try await Self.decode(rows)
@@ -80,7 +112,7 @@ public struct PostgresKeyRepository: KeyRepository {
         // Keyset on (created_at, id), positioned by the cursor key, which must be the tenant's own.
         let rows = try await client.query("""
             SELECT \(unescaped: Self.columns) FROM vault_keys
-            WHERE tenant_id = \(tenantId)
+            WHERE tenant_id = \(tenantId) AND parent_key_id IS NULL
               AND (created_at, id) < (SELECT created_at, id FROM vault_keys WHERE id = \(after) AND tenant_id = \(tenantId))
             ORDER BY created_at DESC, id DESC LIMIT \(limit)
             """, logger: logger)
@@ -95,7 +127,7 @@ public struct PostgresKeyRepository: KeyRepository {
     }
 
     public func update(id: String, tenantId: String, logger: Logger,
-                       _ change: @Sendable (VaultKey) throws -> Policy) async throws -> VaultKey? {
+                       _ change: @Sendable (VaultKey) throws -> Policy) async throws -> (key: VaultKey, change: Int64)? {
         try await client.transaction(logger: logger) { conn in
             let current = try await Self.decode(try await conn.query(
                 "SELECT \(unescaped: Self.columns) FROM vault_keys WHERE id = \(id) AND tenant_id = \(tenantId) FOR UPDATE",
@@ -109,21 +141,139 @@ public struct PostgresKeyRepository: KeyRepository {
                     max_request_micros = \(p.maxRequest?.micros), expires_at = \(p.expiresAt),
                     rate_limit_per_minute = \(p.rateLimitPerMinute), auto_idempotency = \(p.autoIdempotency),
                     duplicate_window_seconds = \(p.duplicateWindowSeconds), timezone = \(p.timezone),
-                    allowed_stripe_accounts = \(p.allowedStripeAccounts), updated_at = now()
+                    allowed_stripe_accounts = \(p.allowedStripeAccounts), total_cap_micros = \(p.totalCap?.micros),
+                    updated_at = now()
                 WHERE id = \(id) AND tenant_id = \(tenantId)
                 RETURNING \(unescaped: Self.columns)
                 """, logger: logger)
-            return try await Self.decode(rows).first
+            guard let key = try await Self.decode(rows).first else { return nil }
+            // Its descendants carry it in their chain: replicas forget them too (KeyDirectory.invalidate).
+            return (key, try await Self.announce(conn, tenantId: tenantId, keyIds: [id], logger: logger))
         }
     }
 
-    public func revoke(id: String, tenantId: String, logger: Logger) async throws -> VaultKey? {
-        // Idempotent: revoking a revoked key keeps its first revoked_at.
+    /// Records a key change in the caller's transaction (NOTIFY at commit); its sequence number.
+    static func announce(_ conn: PostgresConnection, tenantId: String, keyIds: [String], logger: Logger) async throws -> Int64 {
+        for try await seq in try await conn.query("SELECT kb_key_changed(\(tenantId), \(keyIds))", logger: logger).decode(Int64.self) {
+            return seq
+        }
+        throw KeybrakeError.internalError
+    }
+
+    public func revoke(id: String, tenantId: String, logger: Logger) async throws -> (key: VaultKey, change: Int64)? {
+        // Idempotent: revoking a revoked key keeps its first revoked_at. Descendants are revoked in the same
+        // statement (their requests check the chain anyway; this makes their status say so).
+        try await client.transaction(logger: logger) { conn in
+            let keys = try await Self.decode(try await conn.query("""
+                UPDATE vault_keys SET status = 'revoked', revoked_at = COALESCE(revoked_at, now()), updated_at = now()
+                WHERE tenant_id = \(tenantId) AND (id = \(id) OR (parent_key_id IS NOT NULL AND ancestor_ids @> ARRAY[\(id)]))
+                RETURNING \(unescaped: Self.columns)
+                """, logger: logger))
+            guard let key = keys.first(where: { $0.id == id }) else { return nil }
+            return (key, try await Self.announce(conn, tenantId: tenantId, keyIds: keys.map(\.id), logger: logger))
+        }
+    }
+
+    public func createChild(id: String, parentId: String, tenantId: String, tokenHash: String, runId: String?, limits: ChildLimits,
+                            logger: Logger, _ makePolicy: @Sendable (VaultKey) throws -> Policy) async throws -> VaultKey {
+        try await client.transaction(logger: logger) { conn in
+            guard let parent = try await Self.decode(try await conn.query(
+                "SELECT \(unescaped: Self.columns) FROM vault_keys WHERE id = \(parentId) AND tenant_id = \(tenantId) FOR UPDATE",
+                logger: logger
+            )).first else { throw KeybrakeError.notFound("key") }
+            // The parent's ancestors must all still be usable: a revoked grandparent stops the parent too.
+            let chain = parent.ancestorIds
+            if !chain.isEmpty {
+                let dead = try await conn.query("""
+                    SELECT id FROM vault_keys WHERE id = ANY(\(chain)) AND (status <> 'active' OR expires_at <= now()) LIMIT 1
+                    """, logger: logger)
+                for try await deadId in dead.decode(String.self) {
+                    throw KeybrakeError(status: 403, code: "parent_key_inactive",
+                        message: "This key's ancestor \(deadId) is revoked or expired; it cannot mint child keys.")
+                }
+            }
+            guard parent.depth < limits.maxDepth else {
+                throw KeybrakeError(status: 403, code: "child_key_depth_exceeded",
+                    message: "Key \(parent.id) is \(parent.depth) levels below its root; child keys may nest at most \(limits.maxDepth) levels deep.")
+            }
+            var count = 0
+            for try await n in try await conn.query(
+                "SELECT count(*)::int FROM vault_keys WHERE parent_key_id = \(parentId)", logger: logger
+            ).decode(Int.self) { count = n }
+            guard count < limits.maxChildren else {
+                throw KeybrakeError(status: 403, code: "child_key_limit_reached",
+                    message: "Key \(parent.id) already has \(count) child keys, the most one key may have (\(limits.maxChildren)). Revoked and expired children count too: mint from a fresh parent key.")
+            }
+            let p = try makePolicy(parent)
+            let ancestors = parent.ancestorIds + [parent.id]
+            let rows = try await conn.query("""
+                INSERT INTO vault_keys (id, tenant_id, vendor, label, token_hash, allowed_endpoints, daily_cap_micros,
+                    monthly_cap_micros, max_request_micros, expires_at, rate_limit_per_minute, auto_idempotency,
+                    duplicate_window_seconds, timezone, allowed_stripe_accounts, total_cap_micros, parent_key_id, ancestor_ids, run_id)
+                VALUES (\(id), \(tenantId), \(p.vendor.rawValue), \(p.label), \(tokenHash), \(p.allowedEndpoints),
+                    \(p.dailyCap?.micros), \(p.monthlyCap?.micros), \(p.maxRequest?.micros), \(p.expiresAt),
+                    \(p.rateLimitPerMinute), \(p.autoIdempotency), \(p.duplicateWindowSeconds), \(p.timezone),
+                    \(p.allowedStripeAccounts), \(p.totalCap?.micros), \(parent.id), \(ancestors), \(runId))
+                RETURNING \(unescaped: Self.columns)
+                """, logger: logger)
+            guard let key = try await Self.decode(rows).first else { throw KeybrakeError.internalError }
+            return key
+        }
+    }
+
+    public func children(of id: String, tenantId: String, after: String?, limit: Int, logger: Logger) async throws -> [(VaultKey, MicroUSD)]? {
+        var out: [(VaultKey, MicroUSD)] = []
+        let rows: PostgresRowSequence
+        if let after {
+            rows = try await client.query("""
+                SELECT \(unescaped: Self.qualified("k")), COALESCE(c.counted_micros, 0)
+                FROM vault_keys k
+                LEFT JOIN spend_counters c ON c.key_id = k.id AND c.period = 'total' AND c.period_start = DATE '1970-01-01'
+                WHERE k.tenant_id = \(tenantId) AND k.parent_key_id = \(id)
+                  AND (k.created_at, k.id) < (SELECT created_at, id FROM vault_keys WHERE id = \(after) AND tenant_id = \(tenantId) AND parent_key_id = \(id))
+                ORDER BY k.created_at DESC, k.id DESC LIMIT \(limit)
+                """, logger: logger)
+        } else {
+            rows = try await client.query("""
+                SELECT \(unescaped: Self.qualified("k")), COALESCE(c.counted_micros, 0)
+                FROM vault_keys k
+                LEFT JOIN spend_counters c ON c.key_id = k.id AND c.period = 'total' AND c.period_start = DATE '1970-01-01'
+                WHERE k.tenant_id = \(tenantId) AND k.parent_key_id = \(id)
+                ORDER BY k.created_at DESC, k.id DESC LIMIT \(limit)
+                """, logger: logger)
+        }
+        for try await row in rows {
+            let key = try Self.makeKey(row)
+            var cells = row.makeIterator()
+            for _ in 0..<Self.columnCount { _ = cells.next() }
+            guard let cell = cells.next() else { throw KeybrakeError.internalError }
+            out.append((key, MicroUSD(try cell.decode(Int64.self))))
+        }
+        if out.isEmpty, let after {
+            let check = try await client.query(
+                "SELECT 1 FROM vault_keys WHERE id = \(after) AND tenant_id = \(tenantId) AND parent_key_id = \(id)", logger: logger)
+            for try await _ in check { return [] }
+            return nil
+        }
+        return out
+    }
+
+    public func childSummary(of id: String, tenantId: String, logger: Logger) async throws -> ChildSummary {
         let rows = try await client.query("""
-            UPDATE vault_keys SET status = 'revoked', revoked_at = COALESCE(revoked_at, now()), updated_at = now()
-            WHERE id = \(id) AND tenant_id = \(tenantId)
-            RETURNING \(unescaped: Self.columns)
+            SELECT count(*)::int, (count(*) FILTER (WHERE k.status = 'active' AND (k.expires_at IS NULL OR k.expires_at > now())))::int,
+                   COALESCE(sum(c.counted_micros), 0)::bigint
+            FROM vault_keys k
+            LEFT JOIN spend_counters c ON c.key_id = k.id AND c.period = 'total' AND c.period_start = DATE '1970-01-01'
+            WHERE k.tenant_id = \(tenantId) AND k.parent_key_id = \(id)
             """, logger: logger)
-        return try await Self.decode(rows).first
+        for try await (count, active, counted) in rows.decode((Int, Int, Int64).self) {
+            return ChildSummary(count: count, active: active, counted: MicroUSD(counted))
+        }
+        return ChildSummary()
+    }
+
+    /// `columns` with every name prefixed by a table alias.
+    static func qualified(_ alias: String) -> String {
+        columns.split(separator: ",").map { "\(alias).\($0.trimmingCharacters(in: .whitespacesAndNewlines))" }.joined(separator: ", ")
     }
 }

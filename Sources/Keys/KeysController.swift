@@ -27,9 +27,12 @@ public struct KeySpend: Sendable {
     }
     public var today: Period
     public var month: Period
-    public init(today: Period, month: Period) {
+    /// The key's whole life (the lifetime cap's period).
+    public var total: Period
+    public init(today: Period, month: Period, total: Period) {
         self.today = today
         self.month = month
+        self.total = total
     }
 }
 
@@ -39,6 +42,8 @@ public struct KeysController: Sendable {
     let verifier: TokenVerifier
     let clock: any KeybrakeCore.Clock
     let spendReader: (any KeySpendReader)?
+    /// Waits for replicas to apply key changes (nil: nobody serves keys from memory).
+    let acknowledgements: KeyChangeAcknowledgements?
     /// Each new key costs an argon2 hash (~27 ms of a core): creations are limited per tenant.
     let creations: WindowRateLimiter
 
@@ -46,7 +51,8 @@ public struct KeysController: Sendable {
     public static let maxPageSize = 100
 
     public init(repository: any KeyRepository, verifier: TokenVerifier, clock: any KeybrakeCore.Clock, spendReader: (any KeySpendReader)? = nil,
-                creationsPerMinutePerTenant: Int = 60) {
+                creationsPerMinutePerTenant: Int = 60, acknowledgements: KeyChangeAcknowledgements? = nil) {
+        self.acknowledgements = acknowledgements
         self.creations = WindowRateLimiter(limit: creationsPerMinutePerTenant, window: .seconds(60))
         self.repository = repository
         self.verifier = verifier
@@ -60,6 +66,7 @@ public struct KeysController: Sendable {
         group.get("/keys/:id") { _, context in try await self.show(context) }
         group.patch("/keys/:id") { request, context in try await self.update(request, context) }
         group.post("/keys/:id/revoke") { _, context in try await self.revoke(context) }
+        group.get("/keys/:id/children") { request, context in try await self.children(request, context) }
     }
 
     // MARK: - Request parsing
@@ -67,6 +74,7 @@ public struct KeysController: Sendable {
     static let policyFields: Set<String> = [
         "label", "allowed_endpoints", "daily_usd_cap", "monthly_usd_cap", "max_request_usd", "expires_at",
         "rate_limit_per_minute", "auto_idempotency", "duplicate_window_seconds", "timezone", "allowed_stripe_accounts",
+        "total_usd_cap",
     ]
     /// Caps are whole cents; a single request's maximum may be finer (an SMS costs $0.0083).
     static let capDecimals = 2
@@ -99,6 +107,7 @@ public struct KeysController: Sendable {
         if json.has("daily_usd_cap") { policy.dailyCap = try json.usd("daily_usd_cap", maxDecimals: capDecimals) }
         if json.has("monthly_usd_cap") { policy.monthlyCap = try json.usd("monthly_usd_cap", maxDecimals: capDecimals) }
         if json.has("max_request_usd") { policy.maxRequest = try json.usd("max_request_usd", maxDecimals: maxRequestDecimals) }
+        if json.has("total_usd_cap") { policy.totalCap = try json.usd("total_usd_cap", maxDecimals: capDecimals) }
         if json.has("expires_at") { policy.expiresAt = try json.timestamp("expires_at") }
         if json.has("rate_limit_per_minute") { policy.rateLimitPerMinute = try json.int("rate_limit_per_minute") }
         if json.has("auto_idempotency") {
@@ -131,6 +140,7 @@ public struct KeysController: Sendable {
         @NullEncoded var dailyUsdCap: USDAmount?
         @NullEncoded var monthlyUsdCap: USDAmount?
         @NullEncoded var maxRequestUsd: USDAmount?
+        @NullEncoded var totalUsdCap: USDAmount?
         /// true when the key has no USD limit at all.
         let uncapped: Bool
         @NullEncoded var expiresAt: Date?
@@ -142,6 +152,10 @@ public struct KeysController: Sendable {
         let createdAt: Date
         let updatedAt: Date
         @NullEncoded var revokedAt: Date?
+        @NullEncoded var parentKeyId: String?
+        /// The chain from the root key to the parent, root first (empty for a root key).
+        let ancestorKeyIds: [String]
+        @NullEncoded var runId: String?
     }
 
     func body(_ key: VaultKey) -> KeyBody {
@@ -149,15 +163,14 @@ public struct KeysController: Sendable {
         return KeyBody(
             id: key.id, label: p.label, vendor: p.vendor.rawValue, status: key.effectiveStatus(now: clock.now()),
             allowedEndpoints: p.allowedEndpoints, dailyUsdCap: USDAmount(p.dailyCap), monthlyUsdCap: USDAmount(p.monthlyCap),
-            maxRequestUsd: USDAmount(p.maxRequest), uncapped: p.isUncapped, expiresAt: p.expiresAt,
+            maxRequestUsd: USDAmount(p.maxRequest), totalUsdCap: USDAmount(p.totalCap), uncapped: p.isUncapped, expiresAt: p.expiresAt,
             rateLimitPerMinute: p.rateLimitPerMinute, autoIdempotency: p.autoIdempotency,
             duplicateWindowSeconds: p.duplicateWindowSeconds, timezone: p.timezone,
             allowedStripeAccounts: p.allowedStripeAccounts, createdAt: key.createdAt, updatedAt: key.updatedAt,
-            revokedAt: key.revokedAt
+            revokedAt: key.revokedAt, parentKeyId: key.parentId, ancestorKeyIds: key.ancestorIds, runId: key.runId
         )
     }
 
-    struct KeyEnvelope: Encodable { let key: KeyBody }
 
     // MARK: - Handlers
 
@@ -214,7 +227,18 @@ public struct KeysController: Sendable {
         guard let key = try await db(context, { try await repository.key(id: id, tenantId: admin.tenantId, logger: context.logger) }) else {
             throw KeybrakeError.notFound("key")
         }
-        guard let spendReader else { return try JSONResponse.make(.ok, KeyEnvelope(key: body(key))) }
+        let summary = try await db(context) { try await repository.childSummary(of: id, tenantId: admin.tenantId, logger: context.logger) }
+        struct ChildrenBody: Encodable {
+            let count: Int
+            let active: Int
+            /// Settled, held and unknown spend of the key's children over their lives (it is also in this key's spend).
+            let countedUsd: USDAmount
+        }
+        let children = ChildrenBody(count: summary.count, active: summary.active, countedUsd: USDAmount(summary.counted))
+        guard let spendReader else {
+            struct Shown: Encodable { let key: KeyBody; let children: ChildrenBody }
+            return try JSONResponse.make(.ok, Shown(key: body(key), children: children))
+        }
         let spend = try await db(context) { try await spendReader.spend(of: key, now: clock.now(), context: context) }
         struct PeriodBody: Encodable {
             let start: String
@@ -232,9 +256,10 @@ public struct KeysController: Sendable {
                 remainingUsd = p.cap.map { USDAmount(max(.zero, $0 - p.settled - p.reserved - p.unknown)) }
             }
         }
-        struct SpendBody: Encodable { let today: PeriodBody; let month: PeriodBody }
-        struct Shown: Encodable { let key: KeyBody; let spend: SpendBody }
-        return try JSONResponse.make(.ok, Shown(key: body(key), spend: SpendBody(today: PeriodBody(spend.today), month: PeriodBody(spend.month))))
+        struct SpendBody: Encodable { let today: PeriodBody; let month: PeriodBody; let total: PeriodBody }
+        struct Shown: Encodable { let key: KeyBody; let spend: SpendBody; let children: ChildrenBody }
+        return try JSONResponse.make(.ok, Shown(key: body(key), spend: SpendBody(
+            today: PeriodBody(spend.today), month: PeriodBody(spend.month), total: PeriodBody(spend.total)), children: children))
     }
 
     func update(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
@@ -246,7 +271,19 @@ public struct KeysController: Sendable {
         }
         try json.rejectUnknown(allowed: Self.policyFields)
         let now = clock.now()
-        let updated: VaultKey?
+        let updated: (key: VaultKey, change: Int64)?
+        // A child stays inside its parent, and keys of one chain share a time zone (their day is one day).
+        var parent: VaultKey?
+        var hasChildren = false
+        if let current = try await db(context, { try await repository.key(id: id, tenantId: admin.tenantId, logger: context.logger) }) {
+            if let parentId = current.parentId {
+                parent = try await db(context) { try await repository.key(id: parentId, tenantId: admin.tenantId, logger: context.logger) }
+            }
+            if json.has("timezone") {
+                hasChildren = try await db(context) { try await repository.childSummary(of: id, tenantId: admin.tenantId, logger: context.logger).count > 0 }
+            }
+        }
+        let parentPolicy = parent?.policy, keepTimezone = hasChildren
         do {
             updated = try await repository.update(id: id, tenantId: admin.tenantId, logger: context.logger) { current in
                 guard current.status == .active else {
@@ -255,24 +292,88 @@ public struct KeysController: Sendable {
                 var policy = current.policy
                 try Self.apply(json, to: &policy)
                 policy.label = policy.label.trimmingCharacters(in: .whitespaces)
+                if keepTimezone, policy.timezone != current.policy.timezone {
+                    throw KeybrakeError.invalidRequest("timezone cannot change on a key with child keys: a child counts its days in its parent's time zone.", field: "timezone")
+                }
                 // Only an expiry sent in this request must be in the future.
                 try policy.validate(now: json.has("expires_at") ? now : nil)
+                if let parentPolicy { try ChildKeyRules.check(policy, within: parentPolicy) }
                 return policy
             }
         } catch {
             throw DatabaseErrors.map(error, logger: context.logger)
         }
         guard let updated else { throw KeybrakeError.notFound("key") }
-        return try JSONResponse.make(.ok, KeyEnvelope(key: body(updated)))
+        return try await acknowledged(updated, context)
     }
 
     func revoke(_ context: KeybrakeRequestContext) async throws -> Response {
         let admin = try context.requireAdmin()
         let id = context.parameters.get("id") ?? ""
-        guard let key = try await db(context, { try await repository.revoke(id: id, tenantId: admin.tenantId, logger: context.logger) }) else {
+        guard let revoked = try await db(context, { try await repository.revoke(id: id, tenantId: admin.tenantId, logger: context.logger) }) else {
             throw KeybrakeError.notFound("key")
         }
-        return try JSONResponse.make(.ok, KeyEnvelope(key: body(key)))
+        return try await acknowledged(revoked, context)
+    }
+
+    /// Answers a key change once every live replica has applied it (or lost its lease), saying how many did.
+    func acknowledged(_ changed: (key: VaultKey, change: Int64), _ context: KeybrakeRequestContext) async throws -> Response {
+        struct Replicas: Encodable {
+            /// Replicas serving keys from memory that applied the change before this answer.
+            let acknowledged: Int
+            /// Replicas that had not, after waiting one lease (0 unless a replica's clock or Postgres misbehaves).
+            let pending: Int
+        }
+        struct Changed: Encodable { let key: KeyBody; let replicas: Replicas }
+        let result = try await db(context) {
+            try await acknowledgements?.wait(for: changed.change, logger: context.logger) ?? .init(acknowledged: 0, pending: 0)
+        }
+        if result.pending > 0 {
+            context.logger.error("key change not acknowledged by every live replica", metadata: ["key_id": "\(changed.key.id)", "pending": "\(result.pending)"])
+        }
+        return try JSONResponse.make(.ok, Changed(key: body(changed.key), replicas: Replicas(acknowledged: result.acknowledged, pending: result.pending)))
+    }
+
+    func children(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
+        let admin = try context.requireAdmin()
+        let id = context.parameters.get("id") ?? ""
+        let query = request.uri.queryParameters
+        var limit = Self.defaultPageSize
+        if let raw = query["limit"] {
+            guard let n = Int(String(raw)), (1...Self.maxPageSize).contains(n) else {
+                throw KeybrakeError.invalidRequest("limit must be a whole number from 1 to \(Self.maxPageSize).", field: "limit")
+            }
+            limit = n
+        }
+        var after: String?
+        if let raw = query["cursor"], !raw.isEmpty {
+            guard let cursorId = PageCursor.decode(String(raw), kind: "c1", idPrefix: "key_") else {
+                throw KeybrakeError.invalidRequest("cursor is not a cursor returned by this endpoint.", field: "cursor")
+            }
+            after = cursorId
+        }
+        guard try await db(context, { try await repository.key(id: id, tenantId: admin.tenantId, logger: context.logger) }) != nil else {
+            throw KeybrakeError.notFound("key")
+        }
+        guard let rows = try await db(context, {
+            try await repository.children(of: id, tenantId: admin.tenantId, after: after, limit: limit + 1, logger: context.logger)
+        }) else {
+            throw KeybrakeError.invalidRequest("cursor is not a cursor returned by this endpoint.", field: "cursor")
+        }
+        let page = Array(rows.prefix(limit))
+        struct Child: Encodable {
+            let key: KeyBody
+            /// Settled, held and unknown over the child's life (its subtree's included).
+            let countedUsd: USDAmount
+            @NullEncoded var remainingUsd: USDAmount?
+        }
+        struct Page: Encodable { let data: [Child]; @NullEncoded var nextCursor: String? }
+        return try JSONResponse.make(.ok, Page(
+            data: page.map { key, counted in
+                Child(key: body(key), countedUsd: USDAmount(counted), remainingUsd: key.policy.totalCap.map { USDAmount(max(.zero, $0 - counted)) })
+            },
+            nextCursor: rows.count > limit ? page.last.map { PageCursor.encode($0.0.id, kind: "c1") } : nil
+        ))
     }
 
     func db<T>(_ context: KeybrakeRequestContext, _ body: () async throws -> T) async throws(KeybrakeError) -> T {

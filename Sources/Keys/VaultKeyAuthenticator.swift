@@ -5,35 +5,38 @@ import PostgresNIO
 import Storage
 import TokenAuth
 
-/// Resolves a vault key presented to the proxy. The key row (status, expiry, policy) is read from
-/// Postgres on every request; only the argon2 check is skipped by the verifier's cache, so a
-/// revocation or policy edit applies to the very next request on every replica.
+/// Resolves a vault key presented to the proxy. The key row (status, expiry, policy, ancestors) comes from the
+/// replica's `KeyDirectory` while it serves from memory (a change is applied there before the admin request that made
+/// it answers), otherwise from Postgres; the argon2 check is skipped by the verifier's cache. Either way a revocation
+/// or policy edit applies to the very next request on every replica.
 public struct VaultKeyAuthenticator: Sendable {
     let client: PostgresClient
     let verifier: TokenVerifier
     /// Key reads that arrive while one is in flight are read together (one `id = ANY(…)` query); each is still
     /// issued after its request arrived, so a revocation committed before that is always seen.
     let reads: Coalescer<Int, KeyRead, (VaultKey, String)?>
+    let directory: KeyDirectory?
 
     struct KeyRead: Sendable {
         var id: String
         var logger: Logger
     }
 
-    public init(client: PostgresClient, verifier: TokenVerifier) {
+    public init(client: PostgresClient, verifier: TokenVerifier, directory: KeyDirectory? = nil) {
         self.client = client
         self.verifier = verifier
+        self.directory = directory
         self.reads = Coalescer(maxBatch: 128) { reads, _ in
             let logger = reads[0].logger
             do {
+                var rows: [KeyByIdStatement.Row] = []
                 if reads.count == 1 {
-                    var found: (VaultKey, String)?
-                    for try await row in try await client.execute(KeyByIdStatement(id: reads[0].id), logger: logger) { found = row }
-                    return [.success(found)]
+                    for try await row in try await client.execute(KeyByIdStatement(id: reads[0].id), logger: logger) { rows.append(row) }
+                } else {
+                    let ids = Array(Set(reads.map(\.id)))
+                    for try await row in try await client.execute(KeysByIdsStatement(ids: ids), logger: logger) { rows.append(row) }
                 }
-                var byId: [String: (VaultKey, String)] = [:]
-                let ids = Array(Set(reads.map(\.id)))
-                for try await row in try await client.execute(KeysByIdsStatement(ids: ids), logger: logger) { byId[row.0.id] = row }
+                let byId = KeyByIdStatement.assemble(rows)
                 return reads.map { .success(byId[$0.id]) }
             } catch {
                 return reads.map { _ in .failure(error) }
@@ -56,7 +59,14 @@ public struct VaultKeyAuthenticator: Sendable {
     public func authenticate(token: String, now: Date, logger: Logger) async throws -> Result<VaultKey, Failure> {
         guard let parsed = TokenFormat.parse(token, as: .vault) else { return .failure(.invalid) }
         let id = "key_" + parsed.publicId
-        let found = try await reads.submit(KeyRead(id: id, logger: logger), lane: 0)
+        let found: (VaultKey, String)?
+        let (hit, epoch) = directory?.lookup(id) ?? (nil, nil)
+        if let hit {
+            found = hit
+        } else {
+            found = try await reads.submit(KeyRead(id: id, logger: logger), lane: 0)
+            if let found, let epoch { directory?.store(found, epoch: epoch) }
+        }
         guard let (key, hash) = found else { return .failure(.invalid) }
         do {
             guard try await verifier.verify(parsed, storedHash: hash) else { return .failure(.invalid) }
@@ -75,15 +85,41 @@ public struct VaultKeyAuthenticator: Sendable {
                 message: "This vault key (\(key.id)) expired at \(ISO8601DateFormatter().string(from: expires)). Ask the key's owner to extend it or issue a new one."
             )))
         }
+        if let error = Self.chainRefusal(key, now: now) { return .failure(.denied(key, error)) }
         return .success(key)
+    }
+
+    /// Why a child key may not be used because of an ancestor (revoked, expired, or missing), if it may not.
+    public static func chainRefusal(_ key: VaultKey, now: Date) -> KeybrakeError? {
+        guard !key.ancestorIds.isEmpty else { return nil }
+        guard key.ancestors.count == key.ancestorIds.count else {
+            return KeybrakeError(status: 401, code: "vault_key_revoked", message: "This child key's parent keys could not be read; it is refused.")
+        }
+        for ancestor in key.ancestors.reversed() {
+            if ancestor.status == .revoked {
+                return KeybrakeError(status: 401, code: "vault_key_revoked",
+                    message: "This child key (\(key.id)) stopped with its ancestor \(ancestor.id) ('\(ancestor.policy.label)'), which was revoked.")
+            }
+            if let expires = ancestor.policy.expiresAt, expires <= now {
+                return KeybrakeError(status: 401, code: "vault_key_expired",
+                    message: "This child key (\(key.id)) stopped with its ancestor \(ancestor.id) ('\(ancestor.policy.label)'), which expired at \(ISO8601DateFormatter().string(from: expires)).")
+            }
+        }
+        return nil
     }
 }
 
 /// The proxy's key read, prepared once per connection: it runs on every proxied request, and an unnamed
-/// statement is parsed and planned by Postgres every time.
+/// statement is parsed and planned by Postgres every time. A child key's ancestors come in the same round trip
+/// (rows with an empty hash), so a revoked parent is seen on the child's very next request.
 struct KeyByIdStatement: PostgresPreparedStatement {
-    static let name = "kb_KeyByIdStatement"
-    static let sql = "SELECT \(PostgresKeyRepository.columns), token_hash FROM vault_keys WHERE id = $1"
+    static let name = "kb_KeyByIdStatement_v2"
+    static let sql = """
+        SELECT \(PostgresKeyRepository.columns), token_hash FROM vault_keys WHERE id = $1
+        UNION ALL
+        SELECT \(PostgresKeyRepository.columns), '' FROM vault_keys
+        WHERE id = ANY((SELECT ancestor_ids FROM vault_keys WHERE id = $1)::text[])
+        """
     typealias Row = (VaultKey, String)
 
     var id: String
@@ -97,16 +133,40 @@ struct KeyByIdStatement: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> Row { try Self.decode(row) }
 
     static func decode(_ row: PostgresRow) throws -> Row {
-        let r = try row.decode((String, String, String, String, String, [String], Int64?, Int64?, Int64?, Date?, Int?, Bool, Int,
-                                String, [String], Date, Date, Date?, String).self)
-        return (PostgresKeyRepository.makeKey((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12, r.13, r.14, r.15, r.16, r.17)), r.18)
+        let key = try PostgresKeyRepository.makeKey(row)
+        var cells = row.makeIterator()
+        for _ in 0..<PostgresKeyRepository.columnCount { _ = cells.next() }
+        guard let hash = cells.next() else { throw KeybrakeError.internalError }
+        return (key, try hash.decode(String.self))
+    }
+
+    /// Each requested key (a row with its hash) with its ancestors attached, root first.
+    static func assemble(_ rows: [Row]) -> [String: (VaultKey, String)] {
+        var all: [String: VaultKey] = [:]
+        var requested: [String: (VaultKey, String)] = [:]
+        for (key, hash) in rows {
+            all[key.id] = key
+            if !hash.isEmpty { requested[key.id] = (key, hash) }
+        }
+        for (id, (key, hash)) in requested where !key.ancestorIds.isEmpty {
+            var withChain = key
+            // A missing ancestor row cannot happen (keys are never deleted); if it did, the key is refused below.
+            withChain.ancestors = key.ancestorIds.compactMap { all[$0] }
+            requested[id] = (withChain, hash)
+        }
+        return requested
     }
 }
 
-/// Several keys' rows at once (a batch of concurrent key reads).
+/// Several keys' rows at once (a batch of concurrent key reads), with their ancestors.
 struct KeysByIdsStatement: PostgresPreparedStatement {
-    static let name = "kb_KeysByIdsStatement"
-    static let sql = "SELECT \(PostgresKeyRepository.columns), token_hash FROM vault_keys WHERE id = ANY($1::text[])"
+    static let name = "kb_KeysByIdsStatement_v2"
+    static let sql = """
+        SELECT \(PostgresKeyRepository.columns), token_hash FROM vault_keys WHERE id = ANY($1::text[])
+        UNION ALL
+        SELECT \(PostgresKeyRepository.columns), '' FROM vault_keys
+        WHERE id IN (SELECT unnest(ancestor_ids) FROM vault_keys WHERE id = ANY($1::text[]))
+        """
     typealias Row = (VaultKey, String)
 
     var ids: [String]

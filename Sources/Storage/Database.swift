@@ -1,6 +1,7 @@
 import Foundation
 import KeybrakeCore
 import Logging
+import NIOSSL
 import PostgresNIO
 
 /// Connection settings parsed from `DATABASE_URL` (`postgres://user:pass@host:port/db?sslmode=disable`).
@@ -51,6 +52,18 @@ public struct DatabaseURL: Sendable, Equatable {
         config.options.minimumConnections = min(minConnections, maxConnections)
         // A dead connection shows itself on its next query (503, fail closed) and is replaced by the pool.
         config.options.keepAliveBehavior = nil
+        config.options.connectTimeout = .seconds(5)
+        return config
+    }
+}
+
+extension DatabaseURL {
+    /// One connection of its own, outside the pool (the key-change listener holds it for the process's life).
+    public func connectionConfiguration() throws -> PostgresConnection.Configuration {
+        var config = PostgresConnection.Configuration(
+            host: host, port: port, username: username, password: password, database: database,
+            tls: requireTLS ? .require(try NIOSSLContext(configuration: .makeClientConfiguration())) : .disable
+        )
         config.options.connectTimeout = .seconds(5)
         return config
     }

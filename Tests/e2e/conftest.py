@@ -269,9 +269,16 @@ class Stack:
         return [line for line in out.stdout.splitlines() if line]
 
     def audit(self, key_id: str) -> list[dict]:
+        """The key's audit rows. A call that moves no money gets its answer written into its row just after the agent
+        got it (not awaited), so wait a moment for rows still marked in flight to be completed."""
         assert key_id.startswith("key_") and key_id.replace("_", "").isalnum()
-        return [json.loads(line) for line in self.sql(
-            f"SELECT row_to_json(a) FROM audit_events a WHERE key_id = '{key_id}' ORDER BY created_at, id")]
+        deadline = time.monotonic() + 2
+        while True:
+            rows = [json.loads(line) for line in self.sql(
+                f"SELECT row_to_json(a) FROM audit_events a WHERE key_id = '{key_id}' ORDER BY created_at, id")]
+            if time.monotonic() > deadline or not any(r["error_code"] == "in_flight" for r in rows):
+                return rows
+            time.sleep(0.05)
 
     def ledger(self, key_id: str, period: str = "day") -> dict:
         rows = self.sql(f"SELECT row_to_json(l) FROM spend_ledger l WHERE key_id = '{key_id}' AND period = '{period}' "

@@ -237,3 +237,31 @@ struct AuditOnlyManyStatement: PostgresPreparedStatement {
 
     func decodeRow(_ row: PostgresRow) throws -> Row { () }
 }
+
+/// Completes audit rows written before their requests were forwarded (`SpendLedger.auditEarly`): the answer's fields,
+/// many rows in one statement. Only rows still marked in flight change.
+struct AuditCompleteManyStatement: PostgresPreparedStatement {
+    static let name = "kb_AuditCompleteManyStatement"
+    static let sql = """
+        WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)),
+             r AS (SELECT * FROM \(AuditArrays.unnest(from: 1)))
+        UPDATE audit_events a SET decision = r.decision, error_code = NULLIF(r.error_code, ''),
+            upstream_status = NULLIF(r.upstream_status, \(Int64.min))::int, upstream_request_id = NULLIF(r.upstream_request_id, ''),
+            outcome = NULLIF(r.outcome, ''), overhead_us = NULLIF(r.overhead_us, \(Int64.min)),
+            upstream_us = NULLIF(r.upstream_us, \(Int64.min))
+        FROM r, relaxed
+        WHERE a.id = r.id AND a.tenant_id = r.tenant_id AND a.error_code = '\(AuditColumns.inFlight)'
+        """
+    typealias Row = Void
+    let arrays: AuditArrays
+
+    init(_ rows: [SpendLedger.AuditRow]) { arrays = AuditArrays(rows.map { ($0.event, nil) }) }
+
+    func makeBindings() throws -> PostgresBindings {
+        var b = PostgresBindings(capacity: 24)
+        arrays.bind(into: &b)
+        return b
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { () }
+}

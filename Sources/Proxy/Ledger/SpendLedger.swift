@@ -12,6 +12,8 @@ public struct SpendLedger: Sendable {
     /// Audit-only rows that arrive while one such insert is in flight are inserted together (one statement, one
     /// commit). Each request still answers only after its own row is committed.
     let auditRows: Coalescer<Int, AuditRow, Void>
+    /// Completions of rows written early (`auditEarly`), batched like the inserts; nobody waits for them.
+    let auditCompletions: Coalescer<Int, AuditRow, Void>
 
     struct AuditRow: Sendable {
         var event: AuditEvent
@@ -43,6 +45,38 @@ public struct SpendLedger: Sendable {
             }
             return outcomes
         }
+        self.auditCompletions = Coalescer(maxBatch: 256) { rows, _ in
+            do {
+                for try await _ in try await client.execute(AuditCompleteManyStatement(rows), logger: rows[0].logger) {}
+                return rows.map { _ in .success(()) }
+            } catch {
+                rows[0].logger.warning("could not complete audit rows written before forwarding; they stay in_flight",
+                                       metadata: ["rows": "\(rows.count)"])
+                return rows.map { _ in .failure(error) }
+            }
+        }
+    }
+
+    /// The audit row of a call that moves no money, written while the call is upstream (DESIGN §12: real vendor
+    /// latency hides the round trip). It is marked `in_flight` until `completeEarlyRow`. False if it could not be
+    /// written: the caller then writes the whole row after the answer, as for any call.
+    public func auditEarly(_ event: AuditEvent, countUsageMonth: String?, logger: Logger) async -> Bool {
+        var pending = event
+        pending.decision = .allowed
+        pending.errorCode = AuditColumns.inFlight
+        do {
+            try await auditRows.submit(AuditRow(event: pending, countUsageMonth: countUsageMonth, logger: logger), lane: 0)
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    /// Fills in the answer of a row written by `auditEarly`, without making the agent wait for it (if the process
+    /// dies first, the row stays `in_flight`: the call is recorded, its answer is not).
+    public func completeEarlyRow(_ event: AuditEvent, logger: Logger) {
+        let completions = auditCompletions
+        Task { try? await completions.submit(AuditRow(event: event, countUsageMonth: nil, logger: logger), lane: 0) }
     }
 
     public enum ReserveResult: Sendable, Equatable {

@@ -50,7 +50,8 @@ extension ProxyPipeline {
         var audit = AuditEvent(tenantId: key.tenantId, vendor: vendor.rawValue, method: method, path: String(path.prefix(512)))
         audit.keyId = key.id
         audit.keyLabel = key.policy.label
-        audit.runId = AuditEvent.sanitize(request.headers[.keybrakeRunId], maxLength: 200)
+        // A child key minted for a run labels its rows with that run unless the request names another.
+        audit.runId = AuditEvent.sanitize(request.headers[.keybrakeRunId], maxLength: 200) ?? key.runId
         return audit
     }
 

@@ -33,8 +33,17 @@ extension ProxyPipeline {
     }
 
     /// The message of a reserve denial: which limit, what was used, what the request needed, when it resets.
-    func reserveDenial(code: String, used: Int64, cap: Int64, _ f: Flight, periods: KeyPeriods) -> KeybrakeError {
-        let label = "'\(f.key.policy.label)' (\(f.key.id))"
+    func reserveDenial(code fullCode: String, used: Int64, cap: Int64, _ f: Flight, periods: KeyPeriods) -> KeybrakeError {
+        // kb_reserve names the ancestor whose limit refused a child's request after a ':'.
+        let parts = fullCode.split(separator: ":", maxSplits: 1).map(String.init)
+        let code = parts[0]
+        let label: String
+        if parts.count == 2 {
+            let ancestor = f.key.ancestors.first { $0.id == parts[1] }
+            label = "'\(ancestor?.policy.label ?? "?")' (\(parts[1]), an ancestor of child key \(f.key.id))"
+        } else {
+            label = "'\(f.key.policy.label)' (\(f.key.id))"
+        }
         let what = f.audit.operation ?? "\(f.method) \(f.audit.path)"
         let need = f.amount
         switch code {
@@ -55,6 +64,9 @@ extension ProxyPipeline {
             return KeybrakeError(status: 429, code: code,
                 message: "Monthly cap of \(MicroUSD(cap)) reached for key \(label): \(MicroUSD(used)) already spent or reserved this month, \(what) needs \(need). Resets at \(RFC3339.format(periods.monthEnd)) (in \(retry) s).",
                 retryAfterSeconds: retry)
+        case "total_usd_cap_exceeded":
+            return KeybrakeError(status: 429, code: code,
+                message: "Lifetime cap of \(MicroUSD(cap)) reached for key \(label): \(MicroUSD(used)) already spent or reserved, \(what) needs \(need). It does not reset; the key's owner can raise total_usd_cap.")
         case "monthly_quota_exceeded":
             let retry = Self.seconds(until: periods.utcMonthEnd, from: clock.now())
             return KeybrakeError(status: 429, code: code,

@@ -23,6 +23,11 @@ extension ProxyPipeline {
         let query = request.uri.query.map { "?" + $0 } ?? ""
         let url = baseURL(f.vendor) + path + query
 
+        // A call that moves no money and holds no records: its audit row is written while it is upstream.
+        let writesEarly = f.money == .open && f.owned.isEmpty
+        let ledger = self.ledger, early = f.audit, usageMonth = f.countUsageMonth, logger = f.logger
+        async let writtenEarly: Bool = writesEarly ? ledger.auditEarly(early, countUsageMonth: usageMonth, logger: logger) : false
+
         let upstreamStart = ContinuousClock.now
         // A request that moves no money and stores no record streams its answer to the agent; the others read it
         // whole (settlement reads the body, records keep it for replay).
@@ -97,7 +102,14 @@ extension ProxyPipeline {
         finish.audit.overheadUs = Self.micros(ContinuousClock.now - f.started - upstreamElapsed)
         ProxyMetrics.overhead(vendor: f.vendor.rawValue, nanoseconds: Self.nanos(ContinuousClock.now - f.started - upstreamElapsed))
         ProxyMetrics.request(vendor: f.vendor.rawValue, decision: "allowed", code: finish.audit.errorCode)
-        await settle(finish, f)
+        let wroteEarly = await writtenEarly
+        if wroteEarly, finish.isAuditOnly {
+            ledger.completeEarlyRow(finish.audit, logger: f.logger)
+        } else {
+            // An early write that failed may still have committed: complete that row if it exists, else insert one.
+            if writesEarly { finish.mayCompleteAWrittenRow = true }
+            await settle(finish, f)
+        }
         return response
     }
 

@@ -39,32 +39,39 @@ extension ProxyPipeline {
         f.audit.path = path
         f.audit.operation = a.operationName(method: f.method, path: path)
         let what = f.audit.operation.map { "\($0) (\(f.method) \(path))" } ?? "\(f.method) \(path)"
-        guard policy.endpointPatterns.allows(method: f.method, normalizedPath: path) else {
+        // A child key's request must be allowed by every ancestor too (a parent narrowed after its child was minted).
+        for key in f.key.chain where !key.patterns.allows(method: f.method, normalizedPath: path) {
+            let whose = key.id == f.key.id ? "key" : "the parent key"
             throw Denial(error: KeybrakeError(status: 403, code: "endpoint_not_allowed",
-                message: "\(what) is not allowed for key '\(policy.label)' (\(f.key.id)); it allows: \(policy.allowedEndpoints.joined(separator: ", "))."))
+                message: "\(what) is not allowed for \(whose) '\(key.policy.label)' (\(key.id)); it allows: \(key.policy.allowedEndpoints.joined(separator: ", "))."))
         }
         // No allowlist entry opens a route around the cap: on a capped key, an endpoint that moves money Keybrake
         // cannot price, or a POST the registry does not know, is refused before anything is claimed or sent.
         let registry = a.registry
         f.endpoint = registry.lookup(method: f.method, normalizedPath: path)
-        if !policy.isUncapped, registry.moneyClass(method: f.method, normalizedPath: path) == .unpriced {
+        if f.key.chainIsCapped, registry.moneyClass(method: f.method, normalizedPath: path) == .unpriced {
             let why = f.endpoint?.reason.map { "it moves money Keybrake cannot price before it moves (\($0))" }
                 ?? "Keybrake does not know this endpoint, so it cannot tell whether or how much money it moves"
             throw Denial(error: KeybrakeError(status: 403, code: "endpoint_not_priced",
                 message: "\(what) is refused on capped key '\(policy.label)' (\(f.key.id)): \(why). Use a key without caps for it."))
         }
-        if f.vendor == .stripe, let account = request.headers[.stripeAccount], !policy.allowedStripeAccounts.contains(account) {
+        if f.vendor == .stripe, let account = request.headers[.stripeAccount],
+           f.key.chain.contains(where: { !$0.policy.allowedStripeAccounts.contains(account) }) {
             throw Denial(error: KeybrakeError(status: 403, code: "stripe_account_not_allowed",
                 message: "Stripe-Account \(account.prefix(64)) is not in this key's allowed_stripe_accounts."))
         }
         return (path, creds)
     }
 
-    /// Phase 3: the key's own requests-per-minute limit (per replica; safe to lose).
+    /// Phase 3: the key's own requests-per-minute limit, and each ancestor's, which its children share (per replica;
+    /// safe to lose).
     func rateLimit(_ f: Flight) throws {
-        let policy = f.key.policy
-        if let limit = policy.rateLimitPerMinute, let retry = rateLimiter.hit(f.key.id, limit: limit, now: clock.now()) {
-            throw Denial(error: .rateLimited("Key '\(policy.label)' is limited to \(limit) requests a minute; retry in \(retry) s.", retryAfter: retry))
+        let now = clock.now()
+        for key in f.key.chain {
+            let policy = key.policy
+            if let limit = policy.rateLimitPerMinute, let retry = rateLimiter.hit(key.id, limit: limit, now: now) {
+                throw Denial(error: .rateLimited("Key '\(policy.label)' (\(key.id)) is limited to \(limit) requests a minute; retry in \(retry) s.", retryAfter: retry))
+            }
         }
     }
 

@@ -244,6 +244,44 @@ final class DashboardTests: XCTestCase {
         }
     }
 
+    /// A key's page lists its runs (child keys) with their spend against their caps, and revokes one from there;
+    /// the parent goes on.
+    func testAKeysPageListsItsRunsAndRevokesOne() async throws {
+        let harness = try await ProxyHarness.start()
+        defer { harness.fake.stop() }
+        try await harness.run { client in
+            let tenant = try await client.tenantWithCredentials()
+            let (parentId, parent) = try await client.vaultKey(tenant, ["daily_usd_cap": 100])
+            let run = try await client.call(.post, "/v1/child-keys", token: parent, json: ["label": "nightly <run>", "run_id": "run-77", "total_usd_cap": 20])
+            let runId = (run.json["key"] as? [String: Any])?["id"] as? String ?? ""
+            let runToken = run.json["token"] as? String ?? ""
+            expectStatus(try await client.proxy(.post, "/stripe/v1/charges", key: runToken, form: [("amount", "500"), ("currency", "usd")]), .ok)
+
+            var browser = DashboardBrowser(client)
+            try await browser.signIn(tenant.admin)
+            let page = try await browser.get("/dashboard/keys/\(parentId)")
+            XCTAssertTrue(page.text.contains("id=\"key-runs\""), page.text)
+            XCTAssertTrue(page.text.contains("data-key=\"\(runId)\""))
+            XCTAssertTrue(page.text.contains("nightly &lt;run&gt;"), "labels are escaped")
+            XCTAssertTrue(page.text.contains("run-77"))
+            XCTAssertTrue(page.text.contains("$5.00"), "the run's spend")
+            XCTAssertTrue(page.text.contains("$20.00"), "against its cap")
+            XCTAssertTrue(page.text.contains("/dashboard/keys/\(runId)/revoke"))
+            let runPage = try await browser.get("/dashboard/keys/\(runId)")
+            XCTAssertTrue(runPage.text.contains("id=\"key-parent\""))
+
+            let confirm = try await browser.get("/dashboard/keys/\(runId)/revoke")
+            let csrf = DashboardBrowser.field(confirm.text, "csrf") ?? ""
+            let revoked = try await browser.post("/dashboard/keys/\(runId)/revoke", [("csrf", csrf)])
+            XCTAssertEqual(revoked.status, .seeOther, revoked.text)
+            let denied = try await client.proxy(.post, "/stripe/v1/charges", key: runToken, form: [("amount", "100"), ("currency", "usd"), ("description", "after")])
+            XCTAssertEqual(denied.headers[.keybrakeErrorCode], "vault_key_revoked")
+            expectStatus(try await client.proxy(.post, "/stripe/v1/charges", key: parent, form: [("amount", "100"), ("currency", "usd"), ("description", "parent")]), .ok)
+            let after = try await browser.get("/dashboard/keys/\(parentId)")
+            XCTAssertTrue(after.text.contains(">revoked</span>"), "the run shows as revoked on its parent's page")
+        }
+    }
+
     func testSignOutAndRevokingTheAdminTokenEndTheSession() async throws {
         try await TestApp.run { client in
             let (_, admin) = try await client.signup()

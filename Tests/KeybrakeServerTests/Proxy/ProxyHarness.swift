@@ -106,7 +106,18 @@ enum Ledger {
 
     struct AuditRow: Sendable { var decision: String; var errorCode: String?; var outcome: String?; var amount: Int64; var upstreamStatus: Int?; var duplicateOf: String?; var idempotencyKey: String? }
 
+    /// The key's rows. A call that moves no money has its answer written into its row just after the agent got it
+    /// (not awaited): rows still marked in flight get a moment to be completed.
     static func audit(_ keyId: String) async throws -> [AuditRow] {
+        for _ in 0..<40 {
+            let rows = try await auditNow(keyId)
+            if !rows.contains(where: { $0.errorCode == "in_flight" }) { return rows }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return try await auditNow(keyId)
+    }
+
+    static func auditNow(_ keyId: String) async throws -> [AuditRow] {
         try await TestDatabase.withClient { db in
             var rows: [AuditRow] = []
             for try await r in try await db.query("""

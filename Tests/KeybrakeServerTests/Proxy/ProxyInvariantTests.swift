@@ -7,9 +7,9 @@ import XCTest
 
 /// The money promise as properties, not examples: a seeded generator drives sequences of requests, identical retries
 /// with the same Idempotency-Key, retries with a new SDK-random key or none, identical parallel requests, several vault
-/// keys of one tenant, two replicas, and vendor faults on first attempts and on retries (answer lost after acting,
+/// keys of one tenant (a parent key and two child keys among them), two replicas, and vendor faults on first attempts and on retries (answer lost after acting,
 /// every kind of 4xx, 5xx, late answers). After every sequence:
-/// - money moved (as the vendor fake counts it) ≤ every key's cap;
+/// - money moved (as the vendor fake counts it) ≤ every key's cap, a parent's counting its children's;
 /// - no operation executed twice at the vendor;
 /// - the ledger (settled + held + unknown) ≥ money moved, per key, and equal once nothing is unknown;
 /// - every request has exactly one audit row.
@@ -34,6 +34,9 @@ final class ProxyInvariantTests: XCTestCase, @unchecked Sendable {
         let token: String
         let vendor: String
         let capMicros: Int64
+        /// Names of the keys whose spend counts against this one: itself, and its children for a parent.
+        var subtree: [String] = []
+        var counts: [String] { subtree.isEmpty ? [name] : subtree }
     }
 
     /// One agent-level operation: what it sends, again and again.
@@ -87,6 +90,22 @@ final class ProxyInvariantTests: XCTestCase, @unchecked Sendable {
             let (id, token) = try await admin.vaultKey(tenant, policy)
             keys.append(Key(name: "s\(index)k\(i)", id: id, token: token, vendor: "stripe", capMicros: Int64(cap) * 1_000_000))
         }
+        // A parent key and two children minted with its vault key, each with a lifetime cap: the children's money is
+        // reserved against the parent too, so the parent's cap holds over both.
+        let parentCap = Int.random(in: 20...60, using: &rng)
+        let parent = try await admin.vaultKey(tenant, ["daily_usd_cap": parentCap, "label": "parent"])
+        var children: [Key] = []
+        for c in 0..<2 {
+            let cap = Int.random(in: 10...40, using: &rng)
+            let minted = try await replicas[c].call(.post, "/v1/child-keys", token: parent.token, json: ["label": "child \(c)", "total_usd_cap": cap])
+            XCTAssertEqual(minted.status, .created, minted.text)
+            children.append(Key(name: "s\(index)c\(c)", id: (minted.json["key"] as? [String: Any])?["id"] as? String ?? "",
+                                token: minted.json["token"] as? String ?? "", vendor: "stripe", capMicros: Int64(cap) * 1_000_000))
+        }
+        var parentKey = Key(name: "s\(index)p", id: parent.id, token: parent.token, vendor: "stripe", capMicros: Int64(parentCap) * 1_000_000)
+        parentKey.subtree = [parentKey.name] + children.map(\.name)
+        keys.append(parentKey)
+        keys += children
         let sms = try await admin.vaultKey(tenant, ["vendor": "twilio", "allowed_endpoints": ["POST /2010-04-01/Accounts/*/Messages.json"],
                                                     "daily_usd_cap": 0.05, "label": "sms"])
         keys.append(Key(name: "s\(index)sms", id: sms.id, token: sms.token, vendor: "twilio", capMicros: 50_000))
@@ -162,7 +181,7 @@ final class ProxyInvariantTests: XCTestCase, @unchecked Sendable {
         for (op, count) in executions where count > 1 { XCTFail("\(op) executed \(count) times at the vendor") }
 
         for key in keys {
-            let movedMicros = moved.filter { $0.vault == key.name }
+            let movedMicros = moved.filter { $0.vault.map(key.counts.contains) ?? false }
                 .map { key.vendor == "stripe" ? Int64($0.amount) * 10_000 : Int64($0.amount) }.reduce(0, +)
             XCTAssertLessThanOrEqual(movedMicros, key.capMicros, "\(key.name): money moved above the cap")
             let ledger = try await Ledger.day(key.id)

@@ -268,7 +268,7 @@ final class ProxyMoneyEdgesTests: XCTestCase, @unchecked Sendable {
             async let charged = client.proxy(.post, "/stripe/v1/charges", key: token, form: self.charge(1_200, "trail"))
             var whileUpstream: [Ledger.AuditRow] = []
             for _ in 0..<100 where h.fake.requests(path: "/v1/charges").isEmpty { try await Task.sleep(for: .milliseconds(20)) }
-            whileUpstream = try await Ledger.audit(keyId)
+            whileUpstream = try await Ledger.auditNow(keyId)
             let response = try await charged
             expectStatus(response, .ok)
             XCTAssertEqual(whileUpstream.map { "\($0.decision) \($0.errorCode ?? "-") \($0.outcome ?? "-") \($0.amount)" },

@@ -7,7 +7,7 @@ import Keys
 
 extension DashboardController {
     /// The audit filters the page offers (and carries into its page links); parsed by Audit, as GET /v1/audit's are.
-    static let auditFilterParameters = ["key_id", "vendor", "decision", "outcome"]
+    static let auditFilterParameters = ["key_id", "parent_key_id", "vendor", "decision", "outcome"]
 
     func auditPage(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
         let session = try await session(request, context)
@@ -53,7 +53,7 @@ extension DashboardController {
                 outcome: r.outcome, rowClass: r.outcome == "outcome_unknown" ? "unknown" : (r.decision == "denied" ? "denied" : "")
             )
         }
-        let base: [(String, String?)] = [("key_id", filter.keyId), ("vendor", filter.vendor), ("decision", filter.decision), ("outcome", filter.outcome)]
+        let base: [(String, String?)] = [("key_id", filter.keyId), ("parent_key_id", filter.parentKeyId), ("vendor", filter.vendor), ("decision", filter.decision), ("outcome", filter.outcome)]
         let next = records.count > Self.auditPageSize ? page.last.map { "/dashboard/audit" + queryString(base + [("cursor", PageCursor.encode($0.id, kind: "a1"))]) } : nil
         return renderer.render("audit", AuditView(
             chrome: chrome, flash: notice(request), filters: filters, events: events,

@@ -95,6 +95,35 @@ struct KeyView {
     let periods: [SpendRow]
     let auditHref: String
     let caps: CapsForm?
+    /// The key's parent, for a child key.
+    let parent: LinkView?
+    let runs: RunsView?
+}
+
+struct LinkView {
+    let href: String
+    let text: String
+}
+
+/// A key's children (per-run keys), newest first, with their lifetime spend against their caps.
+struct RunsView {
+    let count: Int
+    let active: Int
+    let counted: String
+    let rows: [RunRow]
+    let more: Bool
+    let auditHref: String
+}
+
+struct RunRow {
+    let id: String
+    let href: String
+    let label: String
+    let runId: String?
+    let status: String
+    let expires: String
+    let spend: SpendRow
+    let revokeHref: String?
 }
 
 struct KeyRevokeView {

@@ -78,6 +78,9 @@ extension Templates {
         {{#key}}
         <h1>{{label}} <span class="status {{status}}" id="key-status">{{status}}</span></h1>
         <p class="mono">{{id}}</p>
+        {{/key}}
+        {{#parent}}<p id="key-parent">Child key of <a href="{{href}}">{{text}}</a></p>{{/parent}}
+        {{#key}}
         <dl class="facts">
         <dt>Vendor</dt><dd>{{vendor}}</dd>
         <dt>Allowed endpoints</dt><dd>{{#endpoints}}<code>{{.}}</code> {{/endpoints}}</dd>
@@ -109,6 +112,26 @@ extension Templates {
         </tbody>
         </table>
         <p><a href="{{auditHref}}" id="key-audit">Recent calls with this key</a></p>
+        {{#runs}}
+        <h2>Runs (child keys)</h2>
+        <p class="muted">{{count}} child keys, {{active}} active; together they have spent {{counted}} (included above).
+        <a href="{{auditHref}}" id="runs-audit">Their calls</a></p>
+        <table class="spend" id="key-runs">
+        <thead><tr><th>Run</th><th>Status</th><th class="barcol">Spend vs cap</th><th class="num">Spent</th><th class="num">Cap</th><th>Expires</th><th></th></tr></thead>
+        <tbody>
+        {{#rows}}
+        <tr class="{{spend.rowClass}}" data-key="{{id}}">
+        <td><a href="{{href}}">{{label}}</a>{{#runId}}<br><small class="muted mono">{{.}}</small>{{/runId}}</td>
+        <td><span class="status {{status}}">{{status}}</span></td>
+        {{#spend}}<td class="barcol">{{>bar}}</td><td class="num spent">{{spent}}</td><td class="num">{{capText}}</td>{{/spend}}
+        <td>{{expires}}</td>
+        <td>{{#revokeHref}}<a class="button danger" href="{{.}}">Revoke…</a>{{/revokeHref}}</td>
+        </tr>
+        {{/rows}}
+        </tbody>
+        </table>
+        {{#more}}<p class="muted">Showing the newest runs; the API lists them all: <code>GET /v1/keys/{id}/children</code>.</p>{{/more}}
+        {{/runs}}
         {{#caps}}
         <h2>Edit caps</h2>
         <form method="post" action="{{action}}" class="stack" id="edit-caps">

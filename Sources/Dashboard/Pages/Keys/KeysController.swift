@@ -30,6 +30,9 @@ extension DashboardController {
                                                 firstHref: after == nil ? nil : "/dashboard/keys", nextHref: next))
     }
 
+    /// Runs listed on a key's page (the API pages through all of them).
+    static let runsShown = 50
+
     static let badCursor = KeybrakeError.invalidRequest("This page link is not valid any more. Start again from the first page.")
 
     /// `POST /v1/charges, GET /v1/charges/* · $100/day · $1000/month · ≤ $50/request · 120/min`.
@@ -47,6 +50,7 @@ extension DashboardController {
         if let d = p.dailyCap { parts.append(Format.usd(d) + "/day") }
         if let m = p.monthlyCap { parts.append(Format.usd(m) + "/month") }
         if let r = p.maxRequest { parts.append("≤ " + Format.usd(r) + "/request") }
+        if let t = p.totalCap { parts.append(Format.usd(t) + " lifetime") }
         return parts
     }
 
@@ -168,6 +172,26 @@ extension DashboardController {
             return row
         }
         let href = "/dashboard/keys/" + pathSegment(key.id)
+        let summary = try await db(context) { try await keys.childSummary(of: key.id, tenantId: session.tenantId, logger: context.logger) }
+        var runs: RunsView?
+        if summary.count > 0 {
+            let children = try await db(context) {
+                try await keys.children(of: key.id, tenantId: session.tenantId, after: nil, limit: Self.runsShown + 1, logger: context.logger)
+            } ?? []
+            let rows = children.prefix(Self.runsShown).map { child, counted in
+                let childHref = "/dashboard/keys/" + pathSegment(child.id)
+                let childStatus = child.effectiveStatus(now: now)
+                let cap = child.policy.totalCap ?? child.policy.dailyCap
+                return RunRow(id: child.id, href: childHref, label: child.policy.label, runId: child.runId, status: childStatus,
+                              expires: child.policy.expiresAt.map(Format.time) ?? "never",
+                              spend: SpendRow(settled: counted, reserved: .zero, unknown: .zero, cap: cap, uncappedScale: counted),
+                              revokeHref: childStatus == "active" ? childHref + "/revoke" : nil)
+            }
+            runs = RunsView(count: summary.count, active: summary.active, counted: Format.usd(summary.counted), rows: Array(rows),
+                            more: children.count > Self.runsShown,
+                            auditHref: "/dashboard/audit" + queryString([("parent_key_id", key.id)]))
+        }
+        let parent = key.parentId.map { LinkView(href: "/dashboard/keys/" + pathSegment($0), text: $0) }
         let caps = key.status == .active ? CapsForm(
             action: href + "/caps", revokeHref: href + "/revoke",
             daily: capsValues?.0 ?? Format.field(p.dailyCap), monthly: capsValues?.1 ?? Format.field(p.monthlyCap),
@@ -175,8 +199,8 @@ extension DashboardController {
         ) : nil
         return renderer.render("key", KeyView(
             chrome: chrome, flash: flash, key: facts,
-            periods: [period("Today", spend.today), period("This month", spend.month)],
-            auditHref: "/dashboard/audit" + queryString([("key_id", key.id)]), caps: caps
+            periods: [period("Today", spend.today), period("This month", spend.month), period("Lifetime", spend.total)],
+            auditHref: "/dashboard/audit" + queryString([("key_id", key.id)]), caps: caps, parent: parent, runs: runs
         ), status: status)
     }
 
@@ -189,6 +213,12 @@ extension DashboardController {
         }
         let json = JSONObjectReader(fields)
         do {
+            // A child key's caps stay within its parent's, as through the API.
+            var parentPolicy: Policy?
+            if let parentId = try await db(context, { try await keys.key(id: id, tenantId: session.tenantId, logger: context.logger)?.parentId }) {
+                parentPolicy = try await db(context) { try await keys.key(id: parentId, tenantId: session.tenantId, logger: context.logger)?.policy }
+            }
+            let parentRule = parentPolicy
             let updated = try await db(context) {
                 try await keys.update(id: id, tenantId: session.tenantId, logger: context.logger) { current in
                     guard current.status == .active else {
@@ -197,10 +227,12 @@ extension DashboardController {
                     var policy = current.policy
                     try KeysController.apply(json, to: &policy)
                     try policy.validate(now: nil)
+                    if let parentRule { try ChildKeyRules.check(policy, within: parentRule) }
                     return policy
                 }
             }
-            guard updated != nil else { throw KeybrakeError.notFound("key") }
+            guard let updated else { throw KeybrakeError.notFound("key") }
+            _ = try await db(context) { try await keyChanges?.wait(for: updated.change, logger: context.logger) }
         } catch let error as KeybrakeError where error.status == 400 || error.status == 409 {
             let key = try await loadKey(session, context)
             return try await renderKey(key, session: session, flash: .error(Self.message(error)),
@@ -225,9 +257,10 @@ extension DashboardController {
     func revoke(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
         let (session, _) = try await verifiedForm(request, context)
         let id = context.parameters.get("id") ?? ""
-        guard let key = try await db(context, { try await keys.revoke(id: id, tenantId: session.tenantId, logger: context.logger) }) else {
+        guard let (key, change) = try await db(context, { try await keys.revoke(id: id, tenantId: session.tenantId, logger: context.logger) }) else {
             throw KeybrakeError.notFound("key")
         }
+        _ = try await db(context) { try await keyChanges?.wait(for: change, logger: context.logger) }
         context.logger.info("vault key revoked from the dashboard", metadata: ["key_id": "\(key.id)"])
         return Page.redirect("/dashboard/keys/" + pathSegment(key.id) + "?notice=revoked")
     }
