@@ -59,6 +59,22 @@ final class UpstreamHTTP2Tests: XCTestCase {
         try await server.stop()
     }
 
+    /// An answer opened for streaming and then dropped unread (the agent went away) still gives its slot back.
+    func testAStreamedAnswerDroppedUnreadGivesItsSlotBack() async throws {
+        let server = try await HeldHTTP2Server.start(maxStreams: 2, releaseAt: 1, certificate: Self.serverPEM, key: Self.serverKey)
+        let forwarder = Forwarder(timeout: .seconds(30), maxResponseBody: 1 << 20, settings: try settings(trustingCA: true))
+        let url = "https://127.0.0.1:\(server.port)/v1/customers/cus_1"
+        do {
+            let head = try await forwarder.open(vendor: .stripe, method: "GET", url: url, headers: [], body: nil, logger: Logger(label: "t"))
+            XCTAssertEqual(head.status, 200)
+            XCTAssertEqual(forwarder.load(.stripe).inFlight, 1, "the slot is held while the body may still come")
+            _ = head.responseBody()
+        }
+        XCTAssertEqual(forwarder.load(.stripe).inFlight, 0)
+        try await forwarder.shutdown()
+        try await server.stop()
+    }
+
     static let caPEM = """
 -----BEGIN CERTIFICATE-----
 MIIBnTCCAUOgAwIBAgIUHYouJVyqy6crGTEKu9HlPKMYfccwCgYIKoZIzj0EAwIw
