@@ -13,12 +13,13 @@ DEV_DB_URL := postgres://postgres@127.0.0.1:$(DEV_PORT)/keybrake
 TEST_DB_URL := postgres://postgres@127.0.0.1:$(TEST_PORT)/keybrake_test
 MASTER_KEYS_FILE := $(STATE)/master.keys
 
-.PHONY: help deps build run bench soak test test-swift test-contract test-e2e test-browser dev-db dev-key test-db stop clean
+.PHONY: help deps build run bench bench-latency soak test test-swift test-contract test-e2e test-browser dev-db dev-key test-db stop clean
 
 help:
 	@echo "make run    set up everything (packages, local Postgres under $(STATE)/, dev master key, migrations) and serve on 127.0.0.1:$(KEYBRAKE_PORT)"
 	@echo "make test   set up a throwaway Postgres and run the whole test suite"
-	@echo "make bench  benchmarks: proxy overhead and cap throughput vs direct and nginx (results in Benchmarks/results/)"
+	@echo "make bench  benchmarks: proxy overhead and cap throughput vs direct and nginx, then the real-latency rows (results in Benchmarks/results/)"
+	@echo "make bench-latency  only the rows at real vendor latency (200 ms upstream over TLS+HTTP/2 and HTTP/1.1; 100-4,000 agents)"
 	@echo "make soak   the money invariant test for 10 minutes (SOAK_SECONDS=...)"
 	@echo "make stop   stop the local Postgres clusters"
 
@@ -77,6 +78,11 @@ soak: test-db
 # Overhead and cap throughput vs a same-run baseline (direct and nginx); release build in .build-release/.
 bench: deps
 	Benchmarks/run.sh
+	Benchmarks/latency.sh
+
+# DESIGN §12 "At real vendor latency" alone (BENCH_QUICK=1 for 5 s rows).
+bench-latency: deps
+	Benchmarks/latency.sh
 
 stop:
 	@scripts/postgres.sh stop $(DEV_PG)

@@ -13,6 +13,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.29.0"),
+        // Tests only (already a dependency of AsyncHTTPClient): an HTTP/2 server for the upstream pool's tests.
+        .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -137,7 +139,15 @@ let package = Package(
         .testTarget(name: "KeybrakeCoreTests", dependencies: ["KeybrakeCore"], exclude: ["Fixtures"]),
         .testTarget(name: "TokenAuthTests", dependencies: ["TokenAuth", "KeybrakeCore"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "KeybrakeCore"]),
-        .testTarget(name: "ProxyTests", dependencies: ["Proxy", "KeybrakeCore"]),
+        .testTarget(name: "ProxyTests", dependencies: [
+            "Proxy", "KeybrakeCore",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
         .testTarget(
             name: "KeybrakeServerTests",
             dependencies: [

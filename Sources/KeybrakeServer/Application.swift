@@ -38,8 +38,8 @@ public struct AppDependencies: Sendable {
         self.clock = clock
         self.metricsRegistry = metricsRegistry
         self.keyDirectory = configuration.keysFromMemory ? KeyDirectory() : nil
-        self.forwarder = Forwarder(timeout: configuration.proxy.upstreamTimeout, connectionsPerHost: configuration.proxy.connectionsPerHost,
-                                   maxResponseBody: configuration.proxy.maxResponseBody)
+        self.forwarder = Forwarder(timeout: configuration.proxy.upstreamTimeout, maxResponseBody: configuration.proxy.maxResponseBody,
+                                   settings: configuration.proxy.upstream)
     }
 }
 

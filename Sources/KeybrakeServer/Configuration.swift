@@ -134,6 +134,7 @@ public struct AppConfiguration: Sendable {
             guard let t = Int(timeout), t > 0 else { throw ConfigError(description: "KEYBRAKE_UPSTREAM_TIMEOUT_MS must be a whole number > 0") }
             config.proxy.upstreamTimeout = .milliseconds(t)
         }
+        try readUpstreamSettings(env, into: &config.proxy.upstream)
         if let margin = env["KEYBRAKE_LEASE_MARGIN_MS"], !margin.isEmpty {
             guard let m = Int(margin), m >= 0 else { throw ConfigError(description: "KEYBRAKE_LEASE_MARGIN_MS must be a whole number ≥ 0") }
             config.proxy.leaseMargin = .milliseconds(m)
@@ -172,6 +173,28 @@ public struct AppConfiguration: Sendable {
             config.proxy.resend.pricePerEmail = p
         }
         return config
+    }
+
+    /// Upstream connections (README "Upstream connections"): budget per vendor, bounded wait, keep-alive, egress.
+    static func readUpstreamSettings(_ env: [String: String], into u: inout UpstreamSettings) throws {
+        func whole(_ name: String, min: Int) throws -> Int? {
+            guard let text = env[name], !text.isEmpty else { return nil }
+            guard let n = Int(text), n >= min else { throw ConfigError(description: "\(name) must be a whole number ≥ \(min)") }
+            return n
+        }
+        if let n = try whole("KEYBRAKE_UPSTREAM_MAX_IN_FLIGHT", min: 1) { u.maxInFlight = n }
+        for vendor in Vendor.allCases {
+            if let n = try whole("KEYBRAKE_UPSTREAM_MAX_IN_FLIGHT_\(vendor.rawValue.uppercased())", min: 1) { u.maxInFlightByVendor[vendor] = n }
+        }
+        if let n = try whole("KEYBRAKE_UPSTREAM_H2_STREAMS", min: 1) { u.streamsPerConnection = n }
+        if let n = try whole("KEYBRAKE_UPSTREAM_BUSY_WAIT_MS", min: 0) { u.busyWait = .milliseconds(n) }
+        if let n = try whole("KEYBRAKE_UPSTREAM_MAX_WAITING", min: 0) { u.maxWaiting = n }
+        if let n = try whole("KEYBRAKE_UPSTREAM_IDLE_TIMEOUT_MS", min: 1) { u.idleTimeout = .milliseconds(n) }
+        if let n = try whole("KEYBRAKE_UPSTREAM_CONNECT_TIMEOUT_MS", min: 1) { u.connectTimeout = .milliseconds(n) }
+        if let path = env["KEYBRAKE_UPSTREAM_CA_FILE"], !path.isEmpty {
+            do { u.extraTrustRoots = try UpstreamSettings.loadCABundle(path: path) } catch { throw ConfigError(description: "\(error)") }
+        }
+        do { u.egressProxy = try EgressProxy.fromEnvironment(env) } catch { throw ConfigError(description: "\(error)") }
     }
 
     /// `KEYBRAKE_MASTER_KEYS`, or the contents of `KEYBRAKE_MASTER_KEYS_FILE`.

@@ -22,7 +22,8 @@ public struct ProxyConfiguration: Sendable {
     public var fx: FXTable = .default
     public var twilio = TwilioPricer()
     public var resend = ResendPricer()
-    public var connectionsPerHost: Int = 64
+    /// Upstream connections: budget per vendor, bounded wait, keep-alive, CA bundle, outbound proxy.
+    public var upstream = UpstreamSettings()
     /// Longest a request waits on Postgres before going upstream; past it: 503, nothing forwarded.
     public var databaseDeadline: Duration = .seconds(3)
 

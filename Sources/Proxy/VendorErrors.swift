@@ -20,7 +20,7 @@ extension HTTPField.Name {
 enum VendorErrorRenderer {
     /// Codes a client may retry (and should: it then gets the replay or the settled outcome).
     static let retryable: Set<String> = ["idempotency_key_in_use", "duplicate_in_flight", "unavailable", "upstream_error", "upstream_timeout",
-                                         "upstream_unreachable", "shutting_down"]
+                                         "upstream_unreachable", "shutting_down", "upstream_busy"]
 
     static func response(_ error: KeybrakeError, vendor: Vendor) -> Response {
         var headers: HTTPFields = [.contentType: "application/json; charset=utf-8", .keybrakeErrorCode: error.code]

@@ -39,7 +39,10 @@ extension ProxyPipeline {
                 return .denied(error, flight(key))
             }
         } catch {
-            return .answered(a.errorResponse(DatabaseErrors.map(error, logger: logger)))
+            // The key could not be read (the database deadline under overload): 503, nothing sent, no tenant to audit.
+            let mapped = DatabaseErrors.map(error, logger: logger)
+            ProxyMetrics.request(vendor: vendor.rawValue, decision: "denied", code: mapped.code)
+            return .answered(a.errorResponse(mapped))
         }
     }
 

@@ -29,9 +29,19 @@ extension ProxyPipeline {
         async let writtenEarly: Bool = writesEarly ? ledger.auditEarly(early, countUsageMonth: usageMonth, logger: logger) : false
 
         let upstreamStart = ContinuousClock.now
+        // A request that moves no money and stores no record streams its answer to the agent; the others read it
+        // whole (settlement reads the body, records keep it for replay).
+        let streams = f.money == .open && f.owned.isEmpty && f.countedObject == nil
         let sent: Result<Forwarder.UpstreamResponse, Forwarder.Failure>
+        var streamed: ResponseBody?
         do {
-            sent = .success(try await forwarder.send(method: f.method, url: url, headers: headers, body: body, logger: f.logger))
+            if streams {
+                let head = try await forwarder.open(vendor: f.vendor, method: f.method, url: url, headers: headers, body: body, logger: f.logger)
+                streamed = head.responseBody()
+                sent = .success(Forwarder.UpstreamResponse(status: head.status, headers: head.headers, body: ByteBuffer()))
+            } else {
+                sent = .success(try await forwarder.send(vendor: f.vendor, method: f.method, url: url, headers: headers, body: body, logger: f.logger))
+            }
         } catch {
             sent = .failure(error)
         }
@@ -52,6 +62,10 @@ extension ProxyPipeline {
                 transition = f.money.after(.notSent)
                 error = KeybrakeError(status: 502, code: "upstream_unreachable",
                     message: "Could not connect to \(f.vendor.rawValue); nothing was sent\(transition.outcome == .released ? " and the amount was released" : ""). Retry shortly.")
+            case .busy:
+                // Never sent: the same release as a refused connection, and a 503 the agent's SDK retries.
+                transition = f.money.after(.notSent)
+                error = Self.upstreamBusy(f.vendor, what: "this request", released: transition.outcome == .released)
             case .timeout:
                 transition = f.money.after(.lost)
                 error = KeybrakeError(status: 504, code: "upstream_timeout", message: "\(f.vendor.rawValue) did not answer in time; the outcome is unknown and the amount stays counted. Retry with the same request to settle it.")
@@ -65,7 +79,10 @@ extension ProxyPipeline {
             transition = f.money.after(.answered(status: upstream.status))
             finish.audit.upstreamStatus = upstream.status
             finish.audit.upstreamRequestId = a.upstreamRequestId(upstream)
-            finish.response = StoredResponse(status: upstream.status, headers: Self.replayableHeaders(upstream), body: Array(upstream.body.readableBytesView))
+            // The one copy of the body kept for replay, only when a record will store it.
+            if !f.owned.isEmpty {
+                finish.response = StoredResponse(status: upstream.status, headers: Self.replayableHeaders(upstream), body: Array(upstream.body.readableBytesView))
+            }
             if (200..<300).contains(upstream.status) {
                 finish.actual = actualAmount(a, f, upstream: upstream)
                 if let actual = finish.actual { finish.audit.amountMicros = actual.micros }
@@ -78,7 +95,7 @@ extension ProxyPipeline {
             }
             if f.autoKey, let key = f.upstreamKey { out[.keybrakeIdempotencyKey] = key }
             if case .resuming(let earlier, _) = f.money { out[.keybrakeDuplicateOf] = earlier }
-            response = Response(status: HTTPResponse.Status(code: upstream.status), headers: out, body: .init(byteBuffer: upstream.body))
+            response = Response(status: HTTPResponse.Status(code: upstream.status), headers: out, body: streamed ?? .init(byteBuffer: upstream.body))
         }
         apply(transition, to: &finish, f)
         if case .reserved = f.money, transition.outcome != .outcomeUnknown { ProxyMetrics.reservationsHeld(delta: -1) }
@@ -157,6 +174,14 @@ extension ProxyPipeline {
             guard let id = ExactJSON.parse(Data(upstream.body.readableBytesView))?["id"]?.stringValue else { return nil }
             return id
         }
+    }
+
+    /// 503 `upstream_busy`: the vendor's connection budget on this replica stayed full for the whole bounded wait.
+    /// Nothing was sent, so the agent may retry at once elsewhere or after `Retry-After`.
+    static func upstreamBusy(_ vendor: Vendor, what: String, released: Bool = false) -> KeybrakeError {
+        KeybrakeError(status: 503, code: "upstream_busy",
+            message: "Every connection to \(vendor.rawValue) is busy; \(what) was not sent\(released ? " and the amount was released" : ""). Retry after the Retry-After seconds.",
+            retryAfterSeconds: 1)
     }
 
     static let replayedHeaderNames: Set<String> = ["content-type", "request-id", "stripe-version", "twilio-request-id", "x-request-id"]

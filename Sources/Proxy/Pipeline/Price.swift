@@ -35,8 +35,10 @@ extension ProxyPipeline {
     func priceByLookup<A: VendorAdapter>(_ a: A, _ lookup: StripeLookup, _ f: inout Flight, creds: VendorCredentials) async throws -> PricingDecision {
         let upstream: Forwarder.UpstreamResponse
         do {
-            upstream = try await forwarder.send(method: "GET", url: baseURL(f.vendor) + lookup.path,
+            upstream = try await forwarder.send(vendor: f.vendor, method: "GET", url: baseURL(f.vendor) + lookup.path,
                                                 headers: a.credentialHeaders(creds), body: nil, logger: f.logger)
+        } catch .busy {
+            throw Denial(error: Self.upstreamBusy(f.vendor, what: "looking up \(lookup.path) to price this request"))
         } catch {
             throw Denial(error: KeybrakeError(status: 502, code: "upstream_error",
                 message: "Could not look up \(lookup.path) at \(f.vendor.rawValue) to price this request; nothing was sent. Retry shortly."))

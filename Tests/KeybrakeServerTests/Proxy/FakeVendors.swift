@@ -57,6 +57,10 @@ final class FakeVendors: Sendable {
     /// The price Twilio reports in the Message resource (`nil`: null, as Twilio answers before delivery).
     let twilioPrice = NIOLockedValueBox<String?>(nil)
 
+    /// While true, every request waits here after it is recorded (no clock involved): tests fill the proxy's
+    /// upstream connection budget with requests that stay in flight until they open the gate.
+    let held = NIOLockedValueBox(false)
+
     var moved: [Movement] { movements.withLockedValue { $0 } }
     private let state = NIOLockedValueBox<(port: Int, task: Task<Void, any Error>?)>((0, nil))
     var port: Int { state.withLockedValue { $0.port } }
@@ -102,6 +106,7 @@ final class FakeVendors: Sendable {
         let rec = Received(method: request.method.rawValue, path: request.uri.path, query: request.uri.query, headers: headers,
                            body: String(buffer: body))
         received.withLockedValue { $0.append(rec) }
+        while held.withLockedValue({ $0 }) { try await Task.sleep(for: .milliseconds(5)) }
 
         var current = fault.withLockedValue { $0 }
         if rec.method == "POST" {
