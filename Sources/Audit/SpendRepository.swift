@@ -22,14 +22,15 @@ public struct SpendRepository: Sendable {
         public var unknown: MicroUSD
     }
 
-    /// Every key of the tenant with its spend on `date`, where `date` is each key's own calendar day. (LATERAL: the
-    /// view's per-key sums must run for this tenant's keys only, not for every counter row of every tenant.)
+    /// Every key of the tenant with its spend on `date`, where `date` is each key's own calendar day. A plain join:
+    /// Postgres sums the day's reservations in one pass (a LATERAL join ran the view once per key: 1.4 s for the
+    /// benchmark's tenant with 180 child keys).
     public func day(tenantId: String, date: String, logger: Logger) async throws -> [KeyDay] {
         let rows = try await client.query("""
             SELECT k.id, k.label, k.vendor, k.status, k.timezone, k.daily_cap_micros,
                    COALESCE(l.settled_micros, 0), COALESCE(l.reserved_micros, 0), COALESCE(l.unknown_micros, 0)
             FROM vault_keys k
-            LEFT JOIN LATERAL (SELECT * FROM spend_ledger l WHERE l.key_id = k.id AND l.period = 'day' AND l.period_start = \(date)::date) l ON true
+            LEFT JOIN spend_ledger l ON l.key_id = k.id AND l.period = 'day' AND l.period_start = \(date)::date
             WHERE k.tenant_id = \(tenantId)
             ORDER BY k.created_at, k.id
             """, logger: logger)
