@@ -22,7 +22,9 @@ public struct SpendRepository: Sendable {
         public var unknown: MicroUSD
     }
 
-    /// Every key of the tenant with its spend on `date`, where `date` is each key's own calendar day. A plain join:
+    /// Every root key of the tenant with its spend on `date`, where `date` is each key's own calendar day. Child keys
+    /// (runs) are not listed: their spend is in their root's (its counters and this view count the whole subtree),
+    /// and their parent's page lists them. A plain join:
     /// Postgres sums the day's reservations in one pass (a LATERAL join ran the view once per key: 1.4 s for the
     /// benchmark's tenant with 180 child keys).
     public func day(tenantId: String, date: String, logger: Logger) async throws -> [KeyDay] {
@@ -31,7 +33,7 @@ public struct SpendRepository: Sendable {
                    COALESCE(l.settled_micros, 0), COALESCE(l.reserved_micros, 0), COALESCE(l.unknown_micros, 0)
             FROM vault_keys k
             LEFT JOIN spend_ledger l ON l.key_id = k.id AND l.period = 'day' AND l.period_start = \(date)::date
-            WHERE k.tenant_id = \(tenantId)
+            WHERE k.tenant_id = \(tenantId) AND k.parent_key_id IS NULL
             ORDER BY k.created_at, k.id
             """, logger: logger)
         var out: [KeyDay] = []
