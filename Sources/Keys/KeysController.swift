@@ -193,21 +193,7 @@ public struct KeysController: Sendable {
 
     func list(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
         let admin = try context.requireAdmin()
-        let query = request.uri.queryParameters
-        var limit = Self.defaultPageSize
-        if let raw = query["limit"] {
-            guard let n = Int(String(raw)), (1...Self.maxPageSize).contains(n) else {
-                throw KeybrakeError.invalidRequest("limit must be a whole number from 1 to \(Self.maxPageSize).", field: "limit")
-            }
-            limit = n
-        }
-        var after: String?
-        if let raw = query["cursor"], !raw.isEmpty {
-            guard let id = PageCursor.decode(String(raw), kind: "k1", idPrefix: "key_") else {
-                throw KeybrakeError.invalidRequest("cursor is not a cursor returned by this endpoint.", field: "cursor")
-            }
-            after = id
-        }
+        let (limit, after) = try Self.page(request, cursorKind: "k1")
         // One extra row tells whether another page exists.
         guard let keys = try await db(context, {
             try await repository.list(tenantId: admin.tenantId, after: after, limit: limit + 1, logger: context.logger)
@@ -337,21 +323,7 @@ public struct KeysController: Sendable {
     func children(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
         let admin = try context.requireAdmin()
         let id = context.parameters.get("id") ?? ""
-        let query = request.uri.queryParameters
-        var limit = Self.defaultPageSize
-        if let raw = query["limit"] {
-            guard let n = Int(String(raw)), (1...Self.maxPageSize).contains(n) else {
-                throw KeybrakeError.invalidRequest("limit must be a whole number from 1 to \(Self.maxPageSize).", field: "limit")
-            }
-            limit = n
-        }
-        var after: String?
-        if let raw = query["cursor"], !raw.isEmpty {
-            guard let cursorId = PageCursor.decode(String(raw), kind: "c1", idPrefix: "key_") else {
-                throw KeybrakeError.invalidRequest("cursor is not a cursor returned by this endpoint.", field: "cursor")
-            }
-            after = cursorId
-        }
+        let (limit, after) = try Self.page(request, cursorKind: "c1")
         guard try await db(context, { try await repository.key(id: id, tenantId: admin.tenantId, logger: context.logger) }) != nil else {
             throw KeybrakeError.notFound("key")
         }
@@ -374,6 +346,23 @@ public struct KeysController: Sendable {
             },
             nextCursor: rows.count > limit ? page.last.map { PageCursor.encode($0.0.id, kind: "c1") } : nil
         ))
+    }
+
+    /// `limit` and the key id a `cursor` of this kind points after, from the query string.
+    static func page(_ request: Request, cursorKind: String) throws(KeybrakeError) -> (limit: Int, after: String?) {
+        let query = request.uri.queryParameters
+        var limit = defaultPageSize
+        if let raw = query["limit"] {
+            guard let n = Int(String(raw)), (1...maxPageSize).contains(n) else {
+                throw .invalidRequest("limit must be a whole number from 1 to \(maxPageSize).", field: "limit")
+            }
+            limit = n
+        }
+        guard let raw = query["cursor"], !raw.isEmpty else { return (limit, nil) }
+        guard let id = PageCursor.decode(String(raw), kind: cursorKind, idPrefix: "key_") else {
+            throw .invalidRequest("cursor is not a cursor returned by this endpoint.", field: "cursor")
+        }
+        return (limit, id)
     }
 
     func db<T>(_ context: KeybrakeRequestContext, _ body: () async throws -> T) async throws(KeybrakeError) -> T {
