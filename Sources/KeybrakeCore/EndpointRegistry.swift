@@ -10,6 +10,37 @@ public enum MoneyClass: String, Sendable, CaseIterable {
     case movesNoMoney = "moves_no_money"
     /// Moves money Keybrake cannot price before it moves: a capped key may not allow it.
     case unpriced = "moves_money_unpriced"
+    /// Reveals or creates a vendor credential (an auth token, an API key, a webhook signing secret), or sends the
+    /// account's events elsewhere: refused for every vault key, capped or not (DESIGN §7).
+    case credential = "vendor_credential"
+}
+
+/// A parameter value that makes an endpoint which otherwise moves no money move money Keybrake cannot price
+/// (`DELETE /v1/subscriptions/{id}` with `invoice_now=true`).
+public struct MoneyParameter: Sendable {
+    public enum Condition: Sendable {
+        /// Any value the vendor could read as true: everything but absent, empty and `false`.
+        case notFalse
+        /// This value (compared case-insensitively, so no spelling slips past).
+        case equals(String)
+    }
+
+    public let name: String
+    public let condition: Condition
+
+    public init(_ name: String, _ condition: Condition) {
+        self.name = name
+        self.condition = condition
+    }
+
+    /// Whether `value` (the parameter as the vendor will read it) sets the condition.
+    public func isMet(by value: String?) -> Bool {
+        guard let value, !value.isEmpty else { return false }
+        switch condition {
+        case .notFalse: return value.lowercased() != "false"
+        case .equals(let expected): return value.lowercased() == expected.lowercased()
+        }
+    }
 }
 
 /// The vendor adapter's rule for pricing one endpoint (what to read from the body, or what to look up).
@@ -55,17 +86,24 @@ public struct RegisteredEndpoint: Sendable, CustomStringConvertible {
     public let segments: [Substring]
     public let money: MoneyClass
     public let rule: PricingRule
-    /// Why an endpoint is `.unpriced` (shown to the tenant at key creation).
+    /// Why an endpoint is `.unpriced` or `.credential`, or what `unpricedWhen` means (shown to the tenant).
     public let reason: String?
+    /// Parameters that make a request to this endpoint move money Keybrake cannot price.
+    public let unpricedWhen: [MoneyParameter]
 
-    init(_ method: String, _ path: String, _ money: MoneyClass, _ rule: PricingRule = .none, reason: String? = nil) {
+    init(_ method: String, _ path: String, _ money: MoneyClass, _ rule: PricingRule = .none,
+         unpricedWhen: [MoneyParameter] = [], reason: String? = nil) {
         self.method = method
         self.path = path
         self.segments = path.split(separator: "/", omittingEmptySubsequences: true)
         self.money = money
         self.rule = rule
+        self.unpricedWhen = unpricedWhen
         self.reason = reason
     }
+
+    /// GET routes: reads, which move no money.
+    static func reads(_ paths: [String]) -> [RegisteredEndpoint] { paths.map { .init("GET", $0, .movesNoMoney) } }
 
     public var description: String { "\(method) \(path)" }
 
@@ -113,15 +151,33 @@ public struct EndpointRegistry: Sendable {
         return index[Self.indexKey(s, second: "*")]?.first { $0.matches(method: method, segments: s) }
     }
 
-    /// The money class of a request. Reads and deletes move no money; an unknown POST is `.unpriced`.
+    /// The money class of a request. Every method of every route the SDKs know is registered; of the rest, a read
+    /// (GET, HEAD) moves no money and anything else (POST, PUT, PATCH, DELETE …) is `.unpriced`: DELETE moves money
+    /// too (a subscription cancelled with `invoice_now`).
     public func moneyClass(method: String, normalizedPath: String) -> MoneyClass {
         if let e = lookup(method: method, normalizedPath: normalizedPath) { return e.money }
-        return method == "POST" || method == "PUT" || method == "PATCH" ? .unpriced : .movesNoMoney
+        return method == "GET" || method == "HEAD" ? .movesNoMoney : .unpriced
     }
 
     /// The registry's `.unpriced` endpoints that an allowlist pattern opens (for key validation).
     public func unpricedEndpoints(openedBy pattern: EndpointPattern) -> [RegisteredEndpoint] {
         entries.filter { $0.money == .unpriced && pattern.matches(method: $0.method, normalizedPath: $0.examplePath) }
+    }
+
+    /// The credential endpoint an allowlist pattern names, if any. A pattern that ends in `**` is a broad grant and is
+    /// accepted (the credential endpoints under it are still refused at request time); one that names the route — a
+    /// literal path or `*` in its id segments — is refused when the key is created, so the tenant learns it early.
+    public func credentialEndpoint(namedBy pattern: EndpointPattern) -> RegisteredEndpoint? {
+        if case .anyRest? = pattern.segments.last { return nil }
+        if let named = entries.first(where: { $0.money == .credential && pattern.matches(method: $0.method, normalizedPath: $0.examplePath) }) {
+            return named
+        }
+        // A literal path (`GET /2010-04-01/Accounts/AC123.json`) is the registry's own route with a concrete id.
+        let literal = pattern.segments.compactMap { if case .literal(let s) = $0 { s } else { nil } }
+        guard literal.count == pattern.segments.count else { return nil }
+        let path = "/" + literal.joined(separator: "/")
+        let methods = pattern.method == "*" ? ["GET", "POST", "PUT", "PATCH", "DELETE"] : [pattern.method]
+        return methods.lazy.compactMap { self.lookup(method: $0, normalizedPath: path) }.first { $0.money == .credential }
     }
 
     public static func of(_ vendor: Vendor) -> EndpointRegistry {

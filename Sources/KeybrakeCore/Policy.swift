@@ -74,10 +74,17 @@ public struct Policy: Sendable, Equatable {
                 throw .invalidRequest("allowed_endpoints[\(i)]: \(error.reason).", field: "allowed_endpoints")
             }
         }
+        // No vault key may name an endpoint that reveals or creates a vendor credential (DESIGN §7); under a broad
+        // `**` grant such endpoints are refused at request time.
+        let registry = EndpointRegistry.of(vendor)
+        for pattern in endpointPatterns {
+            if let endpoint = registry.credentialEndpoint(namedBy: pattern) {
+                throw .invalidRequest("allowed_endpoints: '\(pattern.source)' opens \(endpoint), which Keybrake never forwards for a vault key: \(endpoint.reason ?? "it reveals a vendor credential"). Use the vendor's dashboard for it.", field: "allowed_endpoints")
+            }
+        }
         // A capped key may not open an endpoint that moves money Keybrake cannot price (DESIGN §7): its cap would not
         // see that money. (An endpoint the registry does not know is refused at request time instead.)
         if !isUncapped {
-            let registry = EndpointRegistry.of(vendor)
             for pattern in endpointPatterns {
                 if let endpoint = registry.unpricedEndpoints(openedBy: pattern).first {
                     throw .invalidRequest("allowed_endpoints: '\(pattern.source)' opens \(endpoint), which moves money Keybrake cannot price before it moves (\(endpoint.reason ?? "unpriced")); a key with caps cannot allow it. Allow narrower endpoints, or use a key without caps for it.", field: "allowed_endpoints")

@@ -1,10 +1,10 @@
 // Resend's POST endpoints, each with its money class (DESIGN §7 Pricing), from the official SDK's own route list:
-// resend-python 2.52.0. The list is in Tests/KeybrakeCoreTests/Fixtures and a test checks that every route has a class here.
-// Reads and deletes move no money. Within one length, literal segments come before `*` (the first match wins).
+// resend-python 2.52.0. The list is in Tests/KeybrakeCoreTests/Fixtures and a test checks that every route has a class here
+// (other methods: +OtherMethods.swift). Within one length, literal segments come before `*` (the first match wins).
 
 extension EndpointRegistry {
-    public static let resend = EndpointRegistry(vendor: .resend, [
-        .init("POST", "/api-keys", .movesNoMoney),
+    static let resendPosts: [RegisteredEndpoint] = [
+        .init("POST", "/api-keys", .credential, reason: ResendCredentials.apiKeys),
         .init("POST", "/audiences/*/contacts", .movesNoMoney),
         .init("POST", "/automations", .unpriced, reason: "an automation sends emails when its events arrive"),
         .init("POST", "/automations/*/duplicate", .movesNoMoney),
@@ -31,6 +31,8 @@ extension EndpointRegistry {
         .init("POST", "/inboxes/*/drafts", .movesNoMoney),
         .init("POST", "/inboxes/*/drafts/*/send", .pricedFromBody, .resendEmail),
         .init("POST", "/inboxes/*/labels", .movesNoMoney),
+        .init("POST", "/inboxes/*/threads/*/emails/*/forward", .pricedFromBody, .resendEmail),
+        .init("POST", "/inboxes/*/threads/*/emails/*/reply", .pricedFromBody, .resendEmail),
         .init("POST", "/inboxes/*/threads/*/labels", .movesNoMoney),
         .init("POST", "/segments", .movesNoMoney),
         .init("POST", "/suppressions", .movesNoMoney),
@@ -40,8 +42,8 @@ extension EndpointRegistry {
         .init("POST", "/templates/*/duplicate", .movesNoMoney),
         .init("POST", "/templates/*/publish", .movesNoMoney),
         .init("POST", "/topics", .movesNoMoney),
-        .init("POST", "/webhooks", .movesNoMoney),
+        .init("POST", "/webhooks", .credential, reason: ResendCredentials.webhooks),
         .init("POST", "/webhooks/*/events/*/replay", .movesNoMoney),
-        .init("POST", "/webhooks/*/signing-secret/rotate", .movesNoMoney),
-    ])
+        .init("POST", "/webhooks/*/signing-secret/rotate", .credential, reason: ResendCredentials.webhooks),
+    ]
 }

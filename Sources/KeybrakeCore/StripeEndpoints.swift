@@ -1,9 +1,9 @@
 // Stripe's POST endpoints, each with its money class (DESIGN §7 Pricing), from the official SDK's own route list:
-// stripe-python 16.1.0 (`_*_service.py`). The list is in Tests/KeybrakeCoreTests/Fixtures and a test checks that every route has a class here.
-// Reads and deletes move no money. Within one length, literal segments come before `*` (the first match wins).
+// stripe-python 16.1.0 (`_*_service.py`). The list is in Tests/KeybrakeCoreTests/Fixtures and a test checks that every route has a class here
+// (other methods: +OtherMethods.swift). Within one length, literal segments come before `*` (the first match wins).
 
 extension EndpointRegistry {
-    public static let stripe = EndpointRegistry(vendor: .stripe, [
+    static let stripePosts: [RegisteredEndpoint] = [
         .init("POST", "/v1/account_links", .movesNoMoney),
         .init("POST", "/v1/account_sessions", .movesNoMoney),
         .init("POST", "/v1/accounts", .movesNoMoney),
@@ -23,8 +23,8 @@ extension EndpointRegistry {
         .init("POST", "/v1/apps/installs", .movesNoMoney),
         .init("POST", "/v1/apps/installs/*", .movesNoMoney),
         .init("POST", "/v1/apps/installs/*/uninstall", .movesNoMoney),
-        .init("POST", "/v1/apps/secrets", .movesNoMoney),
-        .init("POST", "/v1/apps/secrets/delete", .movesNoMoney),
+        .init("POST", "/v1/apps/secrets", .credential, reason: StripeCredentials.appsSecrets),
+        .init("POST", "/v1/apps/secrets/delete", .credential, reason: StripeCredentials.appsSecrets),
         .init("POST", "/v1/balance_settings", .movesNoMoney),
         .init("POST", "/v1/billing/alerts", .movesNoMoney),
         .init("POST", "/v1/billing/alerts/*/activate", .movesNoMoney),
@@ -77,7 +77,7 @@ extension EndpointRegistry {
         .init("POST", "/v1/disputes/*/close", .movesNoMoney),
         .init("POST", "/v1/entitlements/features", .movesNoMoney),
         .init("POST", "/v1/entitlements/features/*", .movesNoMoney),
-        .init("POST", "/v1/ephemeral_keys", .movesNoMoney),
+        .init("POST", "/v1/ephemeral_keys", .credential, reason: StripeCredentials.ephemeralKeys),
         .init("POST", "/v1/file_links", .movesNoMoney),
         .init("POST", "/v1/file_links/*", .movesNoMoney),
         .init("POST", "/v1/files", .movesNoMoney),
@@ -286,8 +286,8 @@ extension EndpointRegistry {
         .init("POST", "/v1/treasury/outbound_payments/*/cancel", .movesNoMoney),
         .init("POST", "/v1/treasury/outbound_transfers", .pricedFromBody, .amountAndCurrency),
         .init("POST", "/v1/treasury/outbound_transfers/*/cancel", .movesNoMoney),
-        .init("POST", "/v1/webhook_endpoints", .movesNoMoney),
-        .init("POST", "/v1/webhook_endpoints/*", .movesNoMoney),
+        .init("POST", "/v1/webhook_endpoints", .credential, reason: StripeCredentials.webhookEndpoints),
+        .init("POST", "/v1/webhook_endpoints/*", .credential, reason: StripeCredentials.webhookEndpoints),
         .init("POST", "/v2/billing/meter_event_adjustments", .movesNoMoney),
         .init("POST", "/v2/billing/meter_event_session", .movesNoMoney),
         .init("POST", "/v2/billing/meter_event_stream", .movesNoMoney),
@@ -301,11 +301,11 @@ extension EndpointRegistry {
         .init("POST", "/v2/core/accounts/*/person_tokens", .movesNoMoney),
         .init("POST", "/v2/core/accounts/*/persons", .movesNoMoney),
         .init("POST", "/v2/core/accounts/*/persons/*", .movesNoMoney),
-        .init("POST", "/v2/core/event_destinations", .movesNoMoney),
-        .init("POST", "/v2/core/event_destinations/*", .movesNoMoney),
-        .init("POST", "/v2/core/event_destinations/*/disable", .movesNoMoney),
-        .init("POST", "/v2/core/event_destinations/*/enable", .movesNoMoney),
-        .init("POST", "/v2/core/event_destinations/*/ping", .movesNoMoney),
+        .init("POST", "/v2/core/event_destinations", .credential, reason: StripeCredentials.eventDestinations),
+        .init("POST", "/v2/core/event_destinations/*", .credential, reason: StripeCredentials.eventDestinations),
+        .init("POST", "/v2/core/event_destinations/*/disable", .credential, reason: StripeCredentials.eventDestinations),
+        .init("POST", "/v2/core/event_destinations/*/enable", .credential, reason: StripeCredentials.eventDestinations),
+        .init("POST", "/v2/core/event_destinations/*/ping", .credential, reason: StripeCredentials.eventDestinations),
         .init("POST", "/v2/core/vault/gb_bank_accounts", .movesNoMoney),
         .init("POST", "/v2/core/vault/gb_bank_accounts/*/archive", .movesNoMoney),
         .init("POST", "/v2/core/vault/gb_bank_accounts/*/unarchive", .movesNoMoney),
@@ -337,5 +337,5 @@ extension EndpointRegistry {
         .init("POST", "/v2/money_management/transactions/*", .movesNoMoney),
         .init("POST", "/v2/money_management/transactions/*/refresh_regulatory_receipt", .movesNoMoney),
         .init("POST", "/v2/test_helpers/money_management/recipient_verifications", .movesNoMoney),
-    ])
+    ]
 }

@@ -1,11 +1,11 @@
 // Twilio's POST endpoints, each with its money class (DESIGN §7 Pricing), from the official SDK's own route list:
-// twilio-python 9.13.0 (`rest/api/v2010`). The list is in Tests/KeybrakeCoreTests/Fixtures and a test checks that every route has a class here.
-// Reads and deletes move no money. Within one length, literal segments come before `*` (the first match wins).
+// twilio-python 9.13.0 (`rest/api/v2010`). The list is in Tests/KeybrakeCoreTests/Fixtures and a test checks that every route has a class here
+// (other methods: +OtherMethods.swift). Within one length, literal segments come before `*` (the first match wins).
 
 extension EndpointRegistry {
     /// Paths are as the proxy matches them: the account SID segment is `*`.
-    public static let twilio = EndpointRegistry(vendor: .twilio, [
-        .init("POST", "/2010-04-01/Accounts/*.json", .movesNoMoney),
+    static let twilioPosts: [RegisteredEndpoint] = [
+        .init("POST", "/2010-04-01/Accounts/*.json", .credential, reason: TwilioCredentials.account),
         .init("POST", "/2010-04-01/Accounts/*/Addresses/*.json", .movesNoMoney),
         .init("POST", "/2010-04-01/Accounts/*/Addresses.json", .movesNoMoney),
         .init("POST", "/2010-04-01/Accounts/*/Applications/*.json", .movesNoMoney),
@@ -29,8 +29,8 @@ extension EndpointRegistry {
         .init("POST", "/2010-04-01/Accounts/*/IncomingPhoneNumbers/TollFree.json", .unpriced, reason: "buying a phone number is billed monthly"),
         .init("POST", "/2010-04-01/Accounts/*/IncomingPhoneNumbers/*/AssignedAddOns.json", .unpriced, reason: "add-ons are billed per use"),
         .init("POST", "/2010-04-01/Accounts/*/IncomingPhoneNumbers.json", .unpriced, reason: "buying a phone number is billed monthly"),
-        .init("POST", "/2010-04-01/Accounts/*/Keys/*.json", .movesNoMoney),
-        .init("POST", "/2010-04-01/Accounts/*/Keys.json", .movesNoMoney),
+        .init("POST", "/2010-04-01/Accounts/*/Keys/*.json", .credential, reason: TwilioCredentials.apiKeys),
+        .init("POST", "/2010-04-01/Accounts/*/Keys.json", .credential, reason: TwilioCredentials.apiKeys),
         .init("POST", "/2010-04-01/Accounts/*/Messages/*.json", .movesNoMoney),
         .init("POST", "/2010-04-01/Accounts/*/Messages.json", .pricedFromBody, .twilioMessage),
         .init("POST", "/2010-04-01/Accounts/*/OutgoingCallerIds/*.json", .movesNoMoney),
@@ -52,11 +52,11 @@ extension EndpointRegistry {
         .init("POST", "/2010-04-01/Accounts/*/SIP/IpAccessControlLists/*/IpAddresses.json", .movesNoMoney),
         .init("POST", "/2010-04-01/Accounts/*/SIP/IpAccessControlLists.json", .movesNoMoney),
         .init("POST", "/2010-04-01/Accounts/*/SMS/ShortCodes/*.json", .movesNoMoney),
-        .init("POST", "/2010-04-01/Accounts/*/SigningKeys/*.json", .movesNoMoney),
-        .init("POST", "/2010-04-01/Accounts/*/SigningKeys.json", .movesNoMoney),
-        .init("POST", "/2010-04-01/Accounts/*/Tokens.json", .movesNoMoney),
+        .init("POST", "/2010-04-01/Accounts/*/SigningKeys/*.json", .credential, reason: TwilioCredentials.signingKeys),
+        .init("POST", "/2010-04-01/Accounts/*/SigningKeys.json", .credential, reason: TwilioCredentials.signingKeys),
+        .init("POST", "/2010-04-01/Accounts/*/Tokens.json", .credential, reason: TwilioCredentials.tokens),
         .init("POST", "/2010-04-01/Accounts/*/Usage/Triggers/*.json", .movesNoMoney),
         .init("POST", "/2010-04-01/Accounts/*/Usage/Triggers.json", .movesNoMoney),
-        .init("POST", "/2010-04-01/Accounts.json", .unpriced, reason: "a subaccount bills its usage to this account"),
-    ])
+        .init("POST", "/2010-04-01/Accounts.json", .credential, reason: TwilioCredentials.account),
+    ]
 }

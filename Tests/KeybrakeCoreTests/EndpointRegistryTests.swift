@@ -2,7 +2,8 @@ import Foundation
 import KeybrakeCore
 import XCTest
 
-/// Every POST route the official SDKs know has a money class, so no route reaches the vendor unpriced by accident.
+/// Every route the official SDKs know — every method — has a money class, so no route reaches the vendor unpriced by
+/// accident.
 final class EndpointRegistryTests: XCTestCase {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
 
@@ -26,16 +27,60 @@ final class EndpointRegistryTests: XCTestCase {
         }
     }
 
-    func testEveryStripePythonPostRouteHasAClass() throws {
-        try assertEveryRouteClassified("stripe-python-16.1.0-post-routes.txt", .stripe, minimum: 300)
+    func testEveryStripePythonRouteHasAClass() throws {
+        try assertEveryRouteClassified("stripe-python-16.1.0-routes.txt", .stripe, minimum: 640)
+        XCTAssertGreaterThanOrEqual(try routes("stripe-python-16.1.0-routes.txt").filter { $0.0 == "DELETE" }.count, 28)
     }
 
-    func testEveryTwilioPythonPostRouteHasAClass() throws {
-        try assertEveryRouteClassified("twilio-python-9.13.0-post-routes.txt", .twilio, minimum: 50)
+    func testEveryTwilioPythonRouteHasAClass() throws {
+        try assertEveryRouteClassified("twilio-python-9.13.0-routes.txt", .twilio, minimum: 170)
     }
 
-    func testEveryResendPythonPostRouteHasAClass() throws {
-        try assertEveryRouteClassified("resend-python-2.52.0-post-routes.txt", .resend, minimum: 35)
+    func testEveryResendPythonRouteHasAClass() throws {
+        try assertEveryRouteClassified("resend-python-2.52.0-routes.txt", .resend, minimum: 140)
+    }
+
+    /// DELETE moves money too: a subscription cancelled with `invoice_now`, an item deleted with `always_invoice`.
+    func testDeletesThatInvoiceAreUnpricedWhenTheirParameterSaysSo() throws {
+        let cancel = try XCTUnwrap(EndpointRegistry.stripe.lookup(method: "DELETE", normalizedPath: "/v1/subscriptions/sub_1"))
+        XCTAssertEqual(cancel.money, .movesNoMoney)
+        let invoiceNow = try XCTUnwrap(cancel.unpricedWhen.first)
+        XCTAssertTrue(invoiceNow.isMet(by: "true"))
+        XCTAssertTrue(invoiceNow.isMet(by: "TRUE"))
+        XCTAssertTrue(invoiceNow.isMet(by: "1"), "anything the vendor might read as true")
+        XCTAssertFalse(invoiceNow.isMet(by: "false"))
+        XCTAssertFalse(invoiceNow.isMet(by: nil))
+        let item = try XCTUnwrap(EndpointRegistry.stripe.lookup(method: "DELETE", normalizedPath: "/v1/subscription_items/si_1"))
+        XCTAssertTrue(item.unpricedWhen.first?.isMet(by: "Always_Invoice") ?? false)
+        XCTAssertFalse(item.unpricedWhen.first?.isMet(by: "create_prorations") ?? true)
+        XCTAssertEqual(EndpointRegistry.stripe.moneyClass(method: "DELETE", normalizedPath: "/v1/brand_new/x"), .unpriced)
+        XCTAssertEqual(EndpointRegistry.stripe.moneyClass(method: "GET", normalizedPath: "/v1/brand_new/x"), .movesNoMoney)
+    }
+
+    /// Endpoints that hand out credentials are their own class, on every method, for each vendor.
+    func testCredentialEndpointsAreTheirOwnClass() throws {
+        let cases: [(EndpointRegistry, String, String)] = [
+            (.twilio, "GET", "/2010-04-01/Accounts/AC1.json"), (.twilio, "POST", "/2010-04-01/Accounts/AC1.json"),
+            (.twilio, "GET", "/2010-04-01/Accounts.json"), (.twilio, "POST", "/2010-04-01/Accounts.json"),
+            (.twilio, "POST", "/2010-04-01/Accounts/AC1/Keys.json"), (.twilio, "GET", "/2010-04-01/Accounts/AC1/Keys/SK1.json"),
+            (.twilio, "DELETE", "/2010-04-01/Accounts/AC1/SigningKeys/SK1.json"), (.twilio, "POST", "/2010-04-01/Accounts/AC1/Tokens.json"),
+            (.resend, "POST", "/api-keys"), (.resend, "GET", "/api-keys"), (.resend, "DELETE", "/api-keys/k1"), (.resend, "GET", "/webhooks/w1"),
+            (.stripe, "POST", "/v1/webhook_endpoints"), (.stripe, "GET", "/v1/webhook_endpoints/we_1"), (.stripe, "POST", "/v1/ephemeral_keys"),
+            (.stripe, "GET", "/v1/apps/secrets/find"), (.stripe, "POST", "/v2/core/event_destinations"),
+        ]
+        for (registry, method, path) in cases {
+            XCTAssertEqual(registry.moneyClass(method: method, normalizedPath: path), .credential, "\(method) \(path)")
+        }
+        XCTAssertEqual(EndpointRegistry.twilio.moneyClass(method: "GET", normalizedPath: "/2010-04-01/Accounts/AC1/Messages/SM1.json"), .movesNoMoney)
+        // Named at key creation: refused; under a broad grant: accepted (refused at request time).
+        for (vendor, entry) in [(Vendor.twilio, "GET /2010-04-01/Accounts/AC123.json"), (.twilio, "GET /2010-04-01/Accounts/*"), (.stripe, "* /v1/webhook_endpoints"),
+                                 (.resend, "POST /api-keys"), (.resend, "PATCH /api-keys/*")] {
+            let policy = Policy(vendor: vendor, label: "a", allowedEndpoints: [entry])
+            XCTAssertThrowsError(try policy.validate(now: nil), entry) { error in
+                XCTAssertTrue((error as? KeybrakeError)?.message.contains("never forwards") ?? false)
+            }
+        }
+        XCTAssertNoThrow(try Policy(vendor: .twilio, label: "a", allowedEndpoints: ["GET /2010-04-01/**"]).validate(now: nil))
     }
 
     /// The routes the money-edges issue found open on a $1-a-request key: each moves money, so each is priced or refused.
