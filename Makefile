@@ -20,7 +20,7 @@ help:
 	@echo "make test   set up a throwaway Postgres and run the whole test suite"
 	@echo "make bench  benchmarks: proxy overhead and cap throughput vs direct and nginx, then the real-latency rows (results in Benchmarks/results/)"
 	@echo "make bench-latency  only the rows at real vendor latency (200 ms upstream over TLS+HTTP/2 and HTTP/1.1; 100-4,000 agents)"
-	@echo "make soak   the money invariant test for 10 minutes (SOAK_SECONDS=...)"
+	@echo "make soak   the money invariant and reading-rules properties, 10 minutes each (SOAK_SECONDS=...)"
 	@echo "make stop   stop the local Postgres clusters"
 
 deps:
@@ -69,11 +69,12 @@ test-contract: deps
 	  || (python3 -m pip install -q pyyaml openapi-spec-validator && python3 -c "import yaml; from openapi_spec_validator import validate; validate(yaml.safe_load(open('openapi.yaml')))")
 	timeout 900 scripts/contract.sh
 
-# The money invariant test for longer (a fresh seed; KEYBRAKE_INVARIANT_SEED=<seed> replays one).
+# The money invariant and reading-rules properties for longer (fresh seeds; KEYBRAKE_INVARIANT_SEED / KEYBRAKE_READING_SEED replay one).
 SOAK_SECONDS ?= 600
 soak: test-db
 	swift build --build-tests
 	KEYBRAKE_INVARIANT_SECONDS=$(SOAK_SECONDS) KEYBRAKE_TEST_DATABASE_URL=$(TEST_DB_URL) swift test --skip-build --filter ProxyInvariantTests
+	KEYBRAKE_READING_SECONDS=$(SOAK_SECONDS) KEYBRAKE_TEST_DATABASE_URL=$(TEST_DB_URL) swift test --skip-build --filter ProxyReadingDifferentialTests
 
 # Overhead and cap throughput vs a same-run baseline (direct and nginx); release build in .build-release/.
 bench: deps

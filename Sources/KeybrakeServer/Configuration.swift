@@ -135,6 +135,15 @@ public struct AppConfiguration: Sendable {
             config.proxy.upstreamTimeout = .milliseconds(t)
         }
         try readUpstreamSettings(env, into: &config.proxy.upstream)
+        if let extra = env["KEYBRAKE_FORWARD_HEADERS"], !extra.isEmpty {
+            let names = extra.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty }
+            // The vendor credential and the Idempotency-Key are Keybrake's to send; its own headers never leave.
+            let reserved: Set<String> = ["authorization", "idempotency-key", "host", "content-length", "connection", "transfer-encoding", "content-encoding"]
+            if let bad = names.first(where: { reserved.contains($0) || $0.hasPrefix("x-keybrake-") }) {
+                throw ConfigError(description: "KEYBRAKE_FORWARD_HEADERS may not name \(bad): Keybrake sets or strips it")
+            }
+            config.proxy.extraForwardedHeaders = Set(names)
+        }
         if let margin = env["KEYBRAKE_LEASE_MARGIN_MS"], !margin.isEmpty {
             guard let m = Int(margin), m >= 0 else { throw ConfigError(description: "KEYBRAKE_LEASE_MARGIN_MS must be a whole number ≥ 0") }
             config.proxy.leaseMargin = .milliseconds(m)

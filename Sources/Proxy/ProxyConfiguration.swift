@@ -27,5 +27,9 @@ public struct ProxyConfiguration: Sendable {
     /// Longest a request waits on Postgres before going upstream; past it: 503, nothing forwarded.
     public var databaseDeadline: Duration = .seconds(3)
 
+    /// Request headers forwarded to every vendor beside its SDKs' own (lower-case; `KEYBRAKE_FORWARD_HEADERS`): a
+    /// deployment's tracing header, a test's label. The vault key and `X-Keybrake-*` are never forwarded.
+    public var extraForwardedHeaders: Set<String> = []
+
     public init(upstreams: [Vendor: String]) { self.upstreams = upstreams }
 }

@@ -11,17 +11,20 @@ extension ProxyPipeline {
     /// Phases 8 and 9: forward with the real credential, then settle, complete the records and write the audit row,
     /// as the request's `MoneyState` says for what the upstream answered. The agent gets the vendor's answer even when
     /// the settle statement fails (the reservation then stays held, still counted).
-    func forwardAndSettle<A: VendorAdapter>(_ a: A, _ f: inout Flight, path: String, request: Request, body: ByteBuffer, creds: VendorCredentials) async -> Response {
+    func forwardAndSettle<A: VendorAdapter>(_ a: A, _ f: inout Flight, path: String, query: String?, request: Request, body: ByteBuffer,
+                                            creds: VendorCredentials) async -> Response {
+        // By allowlist: what the vendor's SDKs send (the vault key, X-Keybrake-*, hop-by-hop headers and anything an
+        // agent adds stay here); the credential and the Idempotency-Key are Keybrake's own.
         var headers: [(String, String)] = []
         for field in request.headers {
             let name = field.name.canonicalName
-            if Forwarder.hopByHop.contains(name) || name == "authorization" || name.hasPrefix("x-keybrake-") || name == "idempotency-key" { continue }
-            headers.append((field.name.rawName, field.value))
+            if a.forwardedHeaders.contains(name) || config.extraForwardedHeaders.contains(name) { headers.append((field.name.rawName, field.value)) }
         }
         headers += a.credentialHeaders(creds)
         if a.deduplicatesIdempotencyKeys, let key = f.upstreamKey { headers.append(("Idempotency-Key", key)) }
-        let query = request.uri.query.map { "?" + $0 } ?? ""
-        let url = baseURL(f.vendor) + path + query
+        // The query string the adapter read (a POST's was refused): nothing unread goes upstream.
+        let url = baseURL(f.vendor) + path + (query.map { "?" + $0 } ?? "")
+        let mask = SecretMask(secrets: a.secrets(creds), fields: a.secretFields)
 
         // A call that moves no money and holds no records: its audit row is written while it is upstream.
         let writesEarly = f.money == .open && f.owned.isEmpty
@@ -37,7 +40,7 @@ extension ProxyPipeline {
         do {
             if streams {
                 let head = try await forwarder.open(vendor: f.vendor, method: f.method, url: url, headers: headers, body: body, logger: f.logger)
-                streamed = head.responseBody()
+                streamed = head.responseBody(masking: mask)
                 sent = .success(Forwarder.UpstreamResponse(status: head.status, headers: head.headers, body: ByteBuffer()))
             } else {
                 sent = .success(try await forwarder.send(vendor: f.vendor, method: f.method, url: url, headers: headers, body: body, logger: f.logger))
@@ -75,7 +78,8 @@ extension ProxyPipeline {
             }
             finish.audit.errorCode = error.code
             response = a.errorResponse(error)
-        case .success(let upstream):
+        case .success(var upstream):
+            if let masked = mask.masked(upstream.body) { upstream.body = masked }
             transition = f.money.after(.answered(status: upstream.status))
             finish.audit.upstreamStatus = upstream.status
             finish.audit.upstreamRequestId = a.upstreamRequestId(upstream)

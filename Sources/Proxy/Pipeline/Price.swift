@@ -4,13 +4,21 @@ import NIOCore
 import Vault
 
 extension ProxyPipeline {
-    /// Phase 4: the amount the body names, by the endpoint's registry rule. Lookups come after the claim, so
-    /// parallel duplicates don't repeat them.
-    func priceFromBody<A: VendorAdapter>(_ a: A, _ f: inout Flight, path: String, body: Data) throws -> PricingDecision {
+    /// Phase 4: the amount the request's parameters name, by the endpoint's registry rule. Lookups come after the
+    /// claim, so parallel duplicates don't repeat them.
+    func priceFromBody<A: VendorAdapter>(_ a: A, _ f: inout Flight, path: String, read: VendorRequest) throws -> PricingDecision {
+        // A parameter that turns an endpoint which moves no money into one that moves money Keybrake cannot price
+        // (`DELETE /v1/subscriptions/{id}?invoice_now=true`): refused on a capped key, like the endpoint class.
+        if let endpoint = f.endpoint, f.key.chainIsCapped,
+           let parameter = endpoint.unpricedWhen.first(where: { $0.isMet(by: read.parameters.first($0.name)) }) {
+            let value = read.parameters.first(parameter.name) ?? ""
+            throw Denial(error: KeybrakeError(status: 403, code: "endpoint_not_priced",
+                message: "\(f.method) \(path) with \(parameter.name)=\(value.prefix(40)) is refused on capped key '\(f.key.policy.label)' (\(f.key.id)): \(endpoint.reason ?? "it moves money Keybrake cannot price"). Send it without \(parameter.name), or use a key without caps for it."))
+        }
         guard let endpoint = f.endpoint, endpoint.money == .pricedFromBody || endpoint.money == .pricedByLookup else { return .free }
         let decision: PricingDecision
         do {
-            decision = try a.priceFromBody(rule: endpoint.rule, path: path, body: body)
+            decision = try a.priceFromBody(rule: endpoint.rule, path: path, request: read)
         } catch {
             throw Denial(error: error)
         }

@@ -12,8 +12,8 @@ import Vault
 
 /// The data plane: one code path for every vendor and route (DESIGN §7), in its order:
 ///
-/// authenticate → route (vendor, credentials, normalized path, allowlist, Stripe-Account) → rate limit → body →
-/// price from the body → claim (idempotency key and duplicate fingerprint: may replay, may wait; a request whose
+/// authenticate → route (vendor, credentials, normalized path, credential endpoints, allowlist, accounts) → rate limit →
+/// body, read as the vendor reads it → price from the parameters → claim (idempotency key and duplicate fingerprint: may replay, may wait; a request whose
 /// amount is known reserves in the same statement) → price by lookup → reserve → forward → settle + audit.
 ///
 /// Each phase lives in its own file of this folder; the request's money state is one `MoneyState` value
@@ -123,7 +123,8 @@ public struct ProxyPipeline: Sendable {
         let (path, creds) = try await route(a, &f, rawPath: rawPath, request: request)
         try rateLimit(f)
         let body = try await collectBody(request)
-        var decision = try priceFromBody(a, &f, path: path, body: body.data)
+        let read = try readRequest(a, f, path: path, request: request, body: body.data)
+        var decision = try priceFromBody(a, &f, path: path, read: read)
         let periods = KeyCalendar.periods(now: clock.now(), timezone: f.key.policy.timezone)
         if f.method == "POST", let replay = try await claim(a, &f, path: path, request: request, body: body.data, decision: decision, periods: periods) {
             return replay
@@ -132,6 +133,6 @@ public struct ProxyPipeline: Sendable {
             decision = try await priceByLookup(a, lookup, &f, creds: creds)
         }
         try await reserve(&f, periods: periods)
-        return await forwardAndSettle(a, &f, path: path, request: request, body: body.buffer, creds: creds)
+        return await forwardAndSettle(a, &f, path: path, query: read.upstreamQuery, request: request, body: body.buffer, creds: creds)
     }
 }

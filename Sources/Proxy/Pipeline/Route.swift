@@ -6,8 +6,8 @@ import Storage
 import Vault
 
 extension ProxyPipeline {
-    /// Phase 2: the key's vendor, the tenant's credentials, the normalized path against the allowlist, the
-    /// endpoint's money class against the key's caps, and `Stripe-Account`.
+    /// Phase 2: the key's vendor, the tenant's credentials, the normalized path (never a credential endpoint) against
+    /// the allowlist, the endpoint's money class against the key's caps, and the accounts the headers name.
     func route<A: VendorAdapter>(_ a: A, _ f: inout Flight, rawPath: String, request: Request) async throws -> (path: String, creds: VendorCredentials) {
         let policy = f.key.policy
         guard policy.vendor == f.vendor else {
@@ -39,6 +39,13 @@ extension ProxyPipeline {
         f.audit.path = path
         f.audit.operation = a.operationName(method: f.method, path: path)
         let what = f.audit.operation.map { "\($0) (\(f.method) \(path))" } ?? "\(f.method) \(path)"
+        let registry = a.registry
+        f.endpoint = registry.lookup(method: f.method, normalizedPath: path)
+        // An endpoint that reveals or creates a vendor credential: never forwarded for a vault key, whatever it allows.
+        if let endpoint = f.endpoint, endpoint.money == .credential {
+            throw Denial(error: KeybrakeError(status: 403, code: "endpoint_not_allowed",
+                message: "\(what) is never forwarded for a vault key: \(endpoint.reason ?? "it reveals a vendor credential"). Use the \(f.vendor.displayName) dashboard with the account's own login for it."))
+        }
         // A child key's request must be allowed by every ancestor too (a parent narrowed after its child was minted).
         for key in f.key.chain where !key.patterns.allows(method: f.method, normalizedPath: path) {
             let whose = key.id == f.key.id ? "key" : "the parent key"
@@ -47,18 +54,21 @@ extension ProxyPipeline {
         }
         // No allowlist entry opens a route around the cap: on a capped key, an endpoint that moves money Keybrake
         // cannot price, or a POST the registry does not know, is refused before anything is claimed or sent.
-        let registry = a.registry
-        f.endpoint = registry.lookup(method: f.method, normalizedPath: path)
         if f.key.chainIsCapped, registry.moneyClass(method: f.method, normalizedPath: path) == .unpriced {
             let why = f.endpoint?.reason.map { "it moves money Keybrake cannot price before it moves (\($0))" }
                 ?? "Keybrake does not know this endpoint, so it cannot tell whether or how much money it moves"
             throw Denial(error: KeybrakeError(status: 403, code: "endpoint_not_priced",
                 message: "\(what) is refused on capped key '\(policy.label)' (\(f.key.id)): \(why). Use a key without caps for it."))
         }
-        if f.vendor == .stripe, let account = request.headers[.stripeAccount],
-           f.key.chain.contains(where: { !$0.policy.allowedStripeAccounts.contains(account) }) {
+        do {
+            try a.readHeaders(request.headers)
+        } catch {
+            throw Denial(error: error)
+        }
+        // Stripe-Account and every account of a Stripe-Context: each must be allowed by the key and its ancestors.
+        for account in a.accountsNamed(request.headers) where f.key.chain.contains(where: { !$0.policy.allowedStripeAccounts.contains(account) }) {
             throw Denial(error: KeybrakeError(status: 403, code: "stripe_account_not_allowed",
-                message: "Stripe-Account \(account.prefix(64)) is not in this key's allowed_stripe_accounts."))
+                message: "The account \(account.prefix(64)) (named by Stripe-Account or Stripe-Context) is not in this key's allowed_stripe_accounts."))
         }
         return (path, creds)
     }
@@ -72,6 +82,15 @@ extension ProxyPipeline {
             if let limit = policy.rateLimitPerMinute, let retry = rateLimiter.hit(key.id, limit: limit, now: now) {
                 throw Denial(error: .rateLimited("Key '\(policy.label)' (\(key.id)) is limited to \(limit) requests a minute; retry in \(retry) s.", retryAfter: retry))
             }
+        }
+    }
+
+    /// The request as the vendor will read it (the adapter's rules), or a 400 naming what is not forwarded.
+    func readRequest<A: VendorAdapter>(_ a: A, _ f: Flight, path: String, request: Request, body: Data) throws -> VendorRequest {
+        do {
+            return try a.read(method: f.method, path: path, query: request.uri.query, headers: request.headers, body: body)
+        } catch {
+            throw Denial(error: error)
         }
     }
 

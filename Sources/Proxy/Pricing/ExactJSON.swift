@@ -34,6 +34,24 @@ enum ExactJSON {
         return members.last { $0.key == key }?.value
     }
 
+    /// The first key that appears twice in one object, anywhere in the value.
+    var firstDuplicateKey: String? {
+        switch self {
+        case .object(let members):
+            var seen: Set<String> = []
+            for member in members {
+                if !seen.insert(member.key).inserted { return member.key }
+                if let inner = member.value.firstDuplicateKey { return inner }
+            }
+            return nil
+        case .array(let items):
+            for item in items { if let inner = item.firstDuplicateKey { return inner } }
+            return nil
+        default:
+            return nil
+        }
+    }
+
     var stringValue: String? {
         if case .string(let s) = self { return s }
         return nil

@@ -11,6 +11,11 @@ public struct FormBody: Sendable {
         var value: String
     }
 
+    public init() { storage = [] }
+
+    /// Pairs already decoded (the adapters' strict reading).
+    public init(pairs: [(String, String)]) { storage = pairs.map { Pair(key: $0.0, value: $0.1) } }
+
     public init(parsing data: Data) {
         storage = Self.rawPairs(data).map {
             Pair(key: String(decoding: $0.key, as: UTF8.self), value: String(decoding: $0.value, as: UTF8.self))

@@ -110,13 +110,27 @@ public final class Forwarder: Sendable {
         let body: HTTPClientResponse.Body
         let slot: SlotRelease
 
-        /// The body for Hummingbird's response, with the upstream's length when it sent one.
-        public func responseBody() -> ResponseBody {
+        /// The body for Hummingbird's response, with the upstream's length when it sent one, the tenant's secret
+        /// masked wherever it appears (the mask keeps the length).
+        public func responseBody() -> ResponseBody { responseBody(masking: SecretMask(secrets: [], fields: [])) }
+
+        func responseBody(masking mask: SecretMask) -> ResponseBody {
             let body = self.body, slot = self.slot
             let length = headers.first { $0.0.lowercased() == "content-length" }.flatMap { Int($0.1) }
             return ResponseBody(contentLength: length) { writer in
                 defer { slot.release() }
-                for try await chunk in body { try await writer.write(chunk) }
+                // A small answer of known length is read whole, so its secret fields can be masked too.
+                if let length, length <= SecretMask.wholeAnswerLimit {
+                    var whole = ByteBuffer()
+                    for try await var chunk in body { whole.writeBuffer(&chunk) }
+                    try await writer.write(mask.masked(whole) ?? whole)
+                    try await writer.finish(nil)
+                    return
+                }
+                var stream = SecretMask.Stream(mask: mask)
+                for try await chunk in body { try await writer.write(stream.next(chunk)) }
+                let rest = stream.finish()
+                if rest.readableBytes > 0 { try await writer.write(rest) }
                 try await writer.finish(nil)
             }
         }

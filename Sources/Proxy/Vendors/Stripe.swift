@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import KeybrakeCore
 import NIOCore
@@ -9,6 +10,15 @@ struct StripeAdapter: VendorAdapter {
     var vendor: Vendor { .stripe }
     var registry: EndpointRegistry { .stripe }
 
+    /// What stripe-python and stripe-node send (besides Authorization and Idempotency-Key, which Keybrake sets).
+    static let requestHeaders: Set<String> = [
+        "accept", "accept-language", "content-type", "user-agent", "stripe-version", "stripe-account", "stripe-context",
+        "x-stripe-client-user-agent", "x-stripe-client-telemetry",
+    ]
+    var forwardedHeaders: Set<String> { Self.requestHeaders }
+    /// A webhook endpoint's or an ephemeral key's `secret`.
+    var secretFields: [String] { ["secret"] }
+
     func operationName(method: String, path: String) -> String? {
         StripeOperations.operationName(method: method, normalizedPath: path)
     }
@@ -18,8 +28,53 @@ struct StripeAdapter: VendorAdapter {
         return bearer(key)
     }
 
-    func priceFromBody(rule: PricingRule, path: String, body: Data) throws(KeybrakeError) -> PricingDecision {
-        try pricer.price(rule: rule, normalizedPath: path, form: FormBody(parsing: body))
+    func secrets(_ credentials: VendorCredentials) -> [String] {
+        guard case .stripe(let key) = credentials else { return [] }
+        return [key]
+    }
+
+    /// `Stripe-Account` and `Stripe-Context` once each, with one value each.
+    func readHeaders(_ headers: HTTPFields) throws(KeybrakeError) {
+        try RequestReading.checkHeaders(headers, single: [.stripeAccount, .stripeContext])
+        for name in [HTTPField.Name.stripeAccount, .stripeContext] where headers[name]?.contains(",") == true {
+            // Two values folded into one field: which one the vendor would use is not Keybrake's guess to make.
+            throw .invalidRequest("\(name.rawName) holds more than one value; send one account.", field: name.rawName)
+        }
+    }
+
+    /// Stripe takes parameters from the query string and the body of every method, merged into one bucket (the body
+    /// wins a clash, the last repeated name wins), and parses form and multipart bodies alike. Keybrake reads what
+    /// the SDKs send — a GET's query, a DELETE's query (`invoice_now`), a POST's form body (JSON under /v2) — and
+    /// refuses every other place a parameter could hide.
+    func read(method: String, path: String, query: String?, headers: HTTPFields, body: Data) throws(KeybrakeError) -> VendorRequest {
+        let query = query?.isEmpty == false ? query : nil
+        switch method {
+        case "GET", "HEAD":
+            try RequestReading.refuseBody(body, method: method)
+            return VendorRequest(upstreamQuery: query)
+        case "DELETE":
+            try RequestReading.refuseBody(body, method: method)
+            guard let query else { return VendorRequest() }
+            let parameters = try RequestReading.strictForm(Data(query.utf8), where: "query string", repeatable: { _ in false })
+            return VendorRequest(parameters: parameters, upstreamQuery: query)
+        default:
+            try RequestReading.refuseQuery(query, method: method, vendor: .stripe)
+            guard !body.isEmpty else { return VendorRequest() }
+            let type = RequestReading.bodyType(headers)
+            if path.hasPrefix("/v2/") {
+                guard type == .json else { throw RequestReading.unsupportedBody(type, accepted: "JSON (application/json)") }
+                _ = try RequestReading.strictJSON(body)
+                return VendorRequest(body: body)
+            }
+            guard type == .form else {
+                throw RequestReading.unsupportedBody(type, accepted: "a form body (application/x-www-form-urlencoded), as Stripe's SDKs send it")
+            }
+            return VendorRequest(parameters: try RequestReading.strictForm(body, where: "body", repeatable: { _ in false }), body: body)
+        }
+    }
+
+    func priceFromBody(rule: PricingRule, path: String, request: VendorRequest) throws(KeybrakeError) -> PricingDecision {
+        try pricer.price(rule: rule, normalizedPath: path, form: request.parameters)
     }
 
     /// `Stripe-Account` and `Stripe-Context` decide whose money a request moves.
@@ -27,6 +82,17 @@ struct StripeAdapter: VendorAdapter {
         let account = headers[.stripeAccount], context = headers[.stripeContext]
         if account == nil, context == nil { return "" }
         return "acct=\(account ?? "");ctx=\(context ?? "")"
+    }
+
+    /// The accounts a request acts on: `Stripe-Account`, and each account of a `Stripe-Context` path
+    /// (`acct_parent/acct_child`).
+    func accountsNamed(_ headers: HTTPFields) -> [String] {
+        var accounts: [String] = []
+        if let account = headers[.stripeAccount] { accounts.append(account) }
+        if let context = headers[.stripeContext] {
+            accounts += context.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        }
+        return accounts
     }
 
     func upstreamRequestId(_ response: Forwarder.UpstreamResponse) -> String? { response.header("request-id") }

@@ -11,6 +11,19 @@ struct TwilioAdapter: VendorAdapter {
     /// Twilio has no idempotency of its own: a retry of an unknown outcome could send the SMS twice.
     var deduplicatesIdempotencyKeys: Bool { false }
 
+    /// What twilio-python sends (besides Authorization).
+    static let requestHeaders: Set<String> = [
+        "accept", "accept-charset", "accept-language", "content-type", "user-agent", "x-twilio-client", "x-twilio-webhook-enabled",
+    ]
+    var forwardedHeaders: Set<String> { Self.requestHeaders }
+    /// An Account's `auth_token`; a new API or signing key's `secret`.
+    var secretFields: [String] { ["auth_token", "secret"] }
+    /// Parameters twilio-python sends as lists (the name repeated); any other name is sent once.
+    static let listParameters: Set<String> = [
+        "MediaUrl", "Permissions", "PersistentAction", "StatusCallbackEvent", "RecordingStatusCallbackEvent",
+        "ConferenceStatusCallbackEvent", "ConferenceRecordingStatusCallbackEvent",
+    ]
+
     /// Twilio paths carry an account SID; whatever the agent's SDK put there, the tenant's real one is used.
     func upstreamPath(_ normalized: String, credentials: VendorCredentials) -> String {
         guard case .twilio(let sid, _) = credentials else { return normalized }
@@ -28,9 +41,33 @@ struct TwilioAdapter: VendorAdapter {
         return [("Authorization", "Basic " + Data("\(sid):\(token)".utf8).base64EncodedString())]
     }
 
-    func priceFromBody(rule: PricingRule, path: String, body: Data) throws(KeybrakeError) -> PricingDecision {
+    func secrets(_ credentials: VendorCredentials) -> [String] {
+        guard case .twilio(_, let token) = credentials else { return [] }
+        return [token]
+    }
+
+    /// twilio-python sends a GET's parameters in the query string and a POST's in a form body; a DELETE has none.
+    func read(method: String, path: String, query: String?, headers: HTTPFields, body: Data) throws(KeybrakeError) -> VendorRequest {
+        let query = query?.isEmpty == false ? query : nil
+        switch method {
+        case "GET", "HEAD":
+            try RequestReading.refuseBody(body, method: method)
+            return VendorRequest(upstreamQuery: query)
+        default:
+            try RequestReading.refuseQuery(query, method: method, vendor: .twilio)
+            guard !body.isEmpty else { return VendorRequest() }
+            let type = RequestReading.bodyType(headers)
+            guard type == .form else {
+                throw RequestReading.unsupportedBody(type, accepted: "a form body (application/x-www-form-urlencoded), as Twilio's SDKs send it")
+            }
+            let parameters = try RequestReading.strictForm(body, where: "body", repeatable: { Self.listParameters.contains($0) })
+            return VendorRequest(parameters: parameters, body: body)
+        }
+    }
+
+    func priceFromBody(rule: PricingRule, path: String, request: VendorRequest) throws(KeybrakeError) -> PricingDecision {
         guard rule == .twilioMessage else { return .free }
-        return pricer.priceMessage(form: FormBody(parsing: body))
+        return pricer.priceMessage(form: request.parameters)
     }
 
     /// The price Twilio reports, above the estimate too: the ledger must count at least what moved.

@@ -20,10 +20,24 @@ protocol VendorAdapter: Sendable {
     func operationName(method: String, path: String) -> String?
     /// The real credential, as the vendor takes it.
     func credentialHeaders(_ credentials: VendorCredentials) -> [(String, String)]
-    /// The amount the body names, by the endpoint's registry rule.
-    func priceFromBody(rule: PricingRule, path: String, body: Data) throws(KeybrakeError) -> PricingDecision
+    /// The secret strings of the tenant's credential: masked wherever one appears in an answer.
+    func secrets(_ credentials: VendorCredentials) -> [String]
+    /// JSON fields of the vendor's answers that carry secrets (a second layer behind the credential class).
+    var secretFields: [String] { get }
+    /// Request headers forwarded upstream, lower-case: what the vendor's official SDKs send. Everything else stays.
+    var forwardedHeaders: Set<String> { get }
+    /// The request's headers as the vendor reads them: refuses a compressed body and a second copy of a header the
+    /// vendor reads once (the route phase, before the accounts they name are checked).
+    func readHeaders(_ headers: HTTPFields) throws(KeybrakeError)
+    /// The request as the vendor will read it (its parameters, from wherever the vendor takes them), or a refusal
+    /// naming what Keybrake will not forward. `path` is the normalized vendor path.
+    func read(method: String, path: String, query: String?, headers: HTTPFields, body: Data) throws(KeybrakeError) -> VendorRequest
+    /// The amount the request names, by the endpoint's registry rule.
+    func priceFromBody(rule: PricingRule, path: String, request: VendorRequest) throws(KeybrakeError) -> PricingDecision
     /// Headers that change what the vendor does: part of a request's identity (fingerprint, automatic key).
     func behaviourHeaders(_ headers: HTTPFields) -> String
+    /// The vendor accounts a request acts on by its headers, each checked against the key's allowed accounts.
+    func accountsNamed(_ headers: HTTPFields) -> [String]
     /// What moved, from the vendor's 2xx answer, when the vendor says (Twilio's `price`); nil: what was reserved.
     func settledAmount(responseBody: ByteBuffer) -> MicroUSD?
     /// The vendor's id of the request, for the audit row.
@@ -37,6 +51,8 @@ extension VendorAdapter {
     func upstreamPath(_ normalized: String, credentials: VendorCredentials) -> String { normalized }
     func operationName(method: String, path: String) -> String? { nil }
     func behaviourHeaders(_ headers: HTTPFields) -> String { "" }
+    func accountsNamed(_ headers: HTTPFields) -> [String] { [] }
+    func readHeaders(_ headers: HTTPFields) throws(KeybrakeError) { try RequestReading.checkHeaders(headers, single: []) }
     func settledAmount(responseBody: ByteBuffer) -> MicroUSD? { nil }
     func errorResponse(_ error: KeybrakeError) -> Response { VendorErrorRenderer.response(error, vendor: vendor) }
 

@@ -56,6 +56,8 @@ final class FakeVendors: Sendable {
     let idempotent = NIOLockedValueBox<[String: (status: Int, body: Data)]>([:])
     /// The price Twilio reports in the Message resource (`nil`: null, as Twilio answers before delivery).
     let twilioPrice = NIOLockedValueBox<String?>(nil)
+    /// Fields added to every JSON object answer: a vendor handing out secrets where it should not.
+    let leakedFields = NIOLockedValueBox<[String: String]>([:])
 
     /// While true, every request waits here after it is recorded (no clock involved): tests fill the proxy's
     /// upstream connection budget with requests that stay in flight until they open the gate.
@@ -152,6 +154,11 @@ final class FakeVendors: Sendable {
     func json(_ status: Int, _ object: Any, headers: [String: String] = [:]) -> Reply {
         var fields: HTTPFields = [.contentType: "application/json"]
         for (k, v) in headers { fields[HTTPField.Name(k)!] = v }
+        var object = object
+        if var dict = object as? [String: Any] {
+            for (k, v) in leakedFields.withLockedValue({ $0 }) { dict[k] = v }
+            object = dict
+        }
         let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
         return Reply(status: status, headers: fields, data: data)
     }

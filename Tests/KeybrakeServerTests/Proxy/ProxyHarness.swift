@@ -28,6 +28,8 @@ struct ProxyHarness: Sendable {
         config.proxy.upstreams = [.stripe: fake.url, .twilio: fake.url, .resend: fake.url]
         config.proxy.upstreamTimeout = .milliseconds(500)
         config.proxy.inFlightWait = .seconds(5)
+        // The invariant test labels each request with the vault key that sent it (FakeVendors.Movement.vault).
+        config.proxy.extraForwardedHeaders = ["x-test-vault"]
     }
 
     /// Runs `body` against one app instance wired to the fakes.
