@@ -5,6 +5,7 @@ import HummingbirdCore
 import ServiceLifecycle
 import UnixSignals
 import KeybrakeCore
+import Alerts
 import Audit
 import Dashboard
 import Keys
@@ -98,6 +99,8 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
     vault.addAdminRoutes(to: admin)
     keys.addAdminRoutes(to: admin)
     audit.addAdminRoutes(to: admin)
+    WebhooksController(repository: WebhookRepository(client: deps.postgres), sealer: CredentialSealer(ring: config.masterKeys),
+                       urlPolicy: WebhookURLPolicy(allowPrivate: config.webhooks.allowPrivate), clock: deps.clock).addAdminRoutes(to: admin)
     return router
 }
 
@@ -126,6 +129,9 @@ public func buildApplication(
     )
     app.addServices(postgres, ForwarderService(forwarder: deps.forwarder), DrainService(drain: deps.drain, logger: logger),
                     LeaseSweepService(ledger: SpendLedger(client: postgres), interval: config.proxy.leaseSweepInterval, logger: logger))
+    if config.webhooks.deliver {
+        app.addServices(WebhookDeliveryService(config: config, postgres: postgres, clock: clock, logger: logger))
+    }
     if let directory = deps.keyDirectory {
         app.addServices(KeyChangeFeedService(feed: KeyChangeFeed(
             url: config.listenDatabaseURL ?? config.databaseURL, pool: postgres, directory: directory, settings: config.keyLease, logger: logger)))
