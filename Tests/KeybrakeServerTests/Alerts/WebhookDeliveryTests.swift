@@ -81,8 +81,11 @@ final class WebhookDeliveryTests: XCTestCase {
     func testRetryScheduleWithInjectedClockThenFailedThenEndpointDisabled() async throws {
         try await TestApp.run(Self.allowPrivateNoService) { client in
             let (_, admin) = try await client.signup()
+            // The test database outlives the run: other runs' rows may be due too, so attempts are counted at this
+            // test's own URL.
+            let url = "http://127.0.0.1:9/hook/\(UUID().uuidString)"
             let created = try await client.call(.post, "/v1/webhook-endpoints", token: admin,
-                                                json: ["url": "http://127.0.0.1:9/hook", "events": ["key.revoked"], "description": "ops"])
+                                                json: ["url": url, "events": ["key.revoked"], "description": "ops"])
             XCTAssertEqual(created.status, .created, created.text)
             let secret = created.json["secret"] as? String ?? ""
             let endpointId = (created.json["endpoint"] as? [String: Any])?["id"] as? String ?? ""
@@ -99,7 +102,12 @@ final class WebhookDeliveryTests: XCTestCase {
                 let logger = Logger(label: "test")
                 let t0 = Date().addingTimeInterval(1)
                 var now = t0
-                do { let n = try await d.runOnce(now: now, logger: logger); XCTAssertEqual(n, 1) }
+                @Sendable func mine(at when: Date) async throws -> Int {
+                    let before = transport.attempts.withLockedValue { $0.filter { $0.url == url }.count }
+                    try await d.runOnce(now: when, logger: logger)
+                    return transport.attempts.withLockedValue { $0.filter { $0.url == url }.count } - before
+                }
+                do { let n = try await mine(at: now); XCTAssertEqual(n, 1) }
                 let expected: [TimeInterval] = [5, 300, 1_800, 7_200, 18_000, 36_000, 36_000]
                 for (i, delay) in expected.enumerated() {
                     let row = try await Self.delivery(db, endpointId: endpointId)
@@ -107,15 +115,15 @@ final class WebhookDeliveryTests: XCTestCase {
                     XCTAssertEqual(row.attempts, i + 1)
                     XCTAssertEqual(row.next?.timeIntervalSince(now) ?? -1, delay, accuracy: 0.01, "after attempt \(i + 1)")
                     // Not due a moment before: nothing is sent.
-                    do { let n = try await d.runOnce(now: now.addingTimeInterval(delay - 1), logger: logger); XCTAssertEqual(n, 0) }
+                    do { let n = try await mine(at: now.addingTimeInterval(delay - 1)); XCTAssertEqual(n, 0) }
                     now = now.addingTimeInterval(delay)
-                    do { let n = try await d.runOnce(now: now, logger: logger); XCTAssertEqual(n, 1, "attempt \(i + 2)") }
+                    do { let n = try await mine(at: now); XCTAssertEqual(n, 1, "attempt \(i + 2)") }
                 }
                 let last = try await Self.delivery(db, endpointId: endpointId)
                 XCTAssertEqual(last.status, "failed")
                 XCTAssertEqual(last.attempts, 8)
-                do { let n = try await d.runOnce(now: now.addingTimeInterval(86_400), logger: logger); XCTAssertEqual(n, 0) }
-                let attempts = transport.attempts.withLockedValue { $0 }
+                do { let n = try await mine(at: now.addingTimeInterval(86_400)); XCTAssertEqual(n, 0) }
+                let attempts = transport.attempts.withLockedValue { $0.filter { $0.url == url } }
                 XCTAssertEqual(attempts.count, 8)
                 let keyBytes = StandardWebhooks.key(of: secret)!
                 for a in attempts {
@@ -132,7 +140,7 @@ final class WebhookDeliveryTests: XCTestCase {
                 // Still failing five days after the first failure: the endpoint is disabled and says why.
                 let ping = try await client.call(.post, "/v1/webhook-endpoints/\(endpointId)/test", token: admin)
                 XCTAssertEqual(ping.status, .accepted, ping.text)
-                do { let n = try await d.runOnce(now: t0.addingTimeInterval(5 * 86_400 + 1), logger: logger); XCTAssertEqual(n, 1) }
+                do { let n = try await mine(at: t0.addingTimeInterval(5 * 86_400 + 1)); XCTAssertEqual(n, 1) }
             }
             let disabled = try await client.call(.get, "/v1/webhook-endpoints/\(endpointId)", token: admin)
             XCTAssertEqual(disabled.json["enabled"] as? Bool, false, disabled.text)
@@ -146,6 +154,7 @@ final class WebhookDeliveryTests: XCTestCase {
             let enabled = try await client.call(.patch, "/v1/webhook-endpoints/\(endpointId)", token: admin, json: ["enabled": true])
             XCTAssertEqual(enabled.json["enabled"] as? Bool, true)
             XCTAssertTrue(enabled.json["disabled_reason"] is NSNull)
+            expectStatus(try await client.call(.delete, "/v1/webhook-endpoints/\(endpointId)", token: admin), .noContent)
         }
     }
 
@@ -154,7 +163,8 @@ final class WebhookDeliveryTests: XCTestCase {
     func testRotationSignsWithBothSecretsAndRedeliveryKeepsTheEventId() async throws {
         try await TestApp.run(Self.allowPrivateNoService) { client in
             let (_, admin) = try await client.signup()
-            let created = try await client.call(.post, "/v1/webhook-endpoints", token: admin, json: ["url": "http://127.0.0.1:9/hook"])
+            let url = "http://127.0.0.1:9/hook/\(UUID().uuidString)"
+            let created = try await client.call(.post, "/v1/webhook-endpoints", token: admin, json: ["url": url])
             let old = created.json["secret"] as? String ?? ""
             let endpointId = (created.json["endpoint"] as? [String: Any])?["id"] as? String ?? ""
             let rotated = try await client.call(.post, "/v1/webhook-endpoints/\(endpointId)/rotate-secret", token: admin)
@@ -171,12 +181,12 @@ final class WebhookDeliveryTests: XCTestCase {
             let transport = ScriptedTransport()
             try await TestDatabase.withClient { db in
                 let d = try Self.deliverer(db, transport)
-                do { let n = try await d.runOnce(now: Date().addingTimeInterval(1), logger: Logger(label: "test")); XCTAssertEqual(n, 1) }
+                try await d.runOnce(now: Date().addingTimeInterval(1), logger: Logger(label: "test"))
                 let redo = try await client.call(.post, "/v1/events/\(eventId)/redeliver", token: admin)
                 XCTAssertEqual(redo.status, .accepted, redo.text)
-                do { let n = try await d.runOnce(now: Date().addingTimeInterval(1), logger: Logger(label: "test")); XCTAssertEqual(n, 1) }
+                try await d.runOnce(now: Date().addingTimeInterval(1), logger: Logger(label: "test"))
             }
-            let attempts = transport.attempts.withLockedValue { $0 }
+            let attempts = transport.attempts.withLockedValue { $0.filter { $0.url == url } }
             XCTAssertEqual(attempts.map { $0.headers["webhook-id"] }, [eventId, eventId])
             for a in attempts {
                 let ts = Int64(a.headers["webhook-timestamp"] ?? "") ?? 0
