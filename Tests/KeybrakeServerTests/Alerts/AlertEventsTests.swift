@@ -26,12 +26,11 @@ final class AlertEventsTests: XCTestCase {
     /// to it ($49.50 → $50.00, …): the event carries the counter's value under the lock. Then 10 parallel charges
     /// past the cap are denied and write one `key.cap.reached`.
     ///
-    /// Mutation check: computing the crossing outside the reserving statement (e.g. in Swift from a read of the
-    /// counter after `kb_reserve` returned) fails this test — under this concurrency the counter read afterwards
-    /// is already past the threshold by other requests' reservations, so `spent_micros` is not exactly
-    /// 50 / 80 / 100 % and `previous_spent_micros` is not `spent - 0.50` (and without the dedupe key, two requests
-    /// both see a crossing: two events). Tried on this branch: moving the check to after the UPDATE loop with a fresh
-    /// `SELECT counted_micros` made the `spent_micros` assertions fail.
+    /// Mutation check (run on this branch, 2026-12-07): with kb_reserve's own call disabled and the crossing computed
+    /// by a second statement after `kb_begin` returned (SpendLedger.begin/beginMany calling kb_alert_crossings on
+    /// the counters as they were then), this test failed: only the 100 % event was written — by the time the
+    /// separate statement read the counter, other requests' reservations had already carried it past 50 % and 80 %,
+    /// so "previous < threshold ≤ spent" was never true there.
     func testThresholdsCrossedExactlyOnceUnderConcurrencyOnTwoInstances() async throws {
         let h = try await ProxyHarness.start()
         defer { h.fake.stop() }
