@@ -141,4 +141,54 @@ final class AlertEventsTests: XCTestCase {
             XCTAssertEqual(Set(revoked), [parentId, childId])
         }
     }
+
+    /// An upstream 500 leaves the outcome unknown: `request.outcome_unknown` names the audit id to resolve, once.
+    func testUnknownOutcomeWritesOneEventNamingTheAuditId() async throws {
+        let h = try await ProxyHarness.start()
+        defer { h.fake.stop() }
+        try await h.run { client in
+            let t = try await client.tenantWithCredentials()
+            let (keyId, token) = try await client.vaultKey(t, ["daily_usd_cap": 100])
+            h.fake.setFault(.status(500))
+            let r = try await client.proxy(.post, "/stripe/v1/charges", key: token, form: [("amount", "700"), ("currency", "usd")])
+            XCTAssertEqual(r.status.code, 500, r.text)
+            h.fake.setFault(.none)
+            let unknown = try await Self.events(tenantId: t.id).filter { $0.type == "request.outcome_unknown" }.map { Self.object($0.data) }
+            XCTAssertEqual(unknown.count, 1, "\(unknown)")
+            let auditId = unknown.first?["audit_id"] as? String ?? ""
+            XCTAssertTrue(auditId.hasPrefix("aud_"), "\(unknown)")
+            XCTAssertEqual(unknown.first?["key_id"] as? String, keyId)
+            XCTAssertEqual((unknown.first?["amount_micros"] as? NSNumber)?.int64Value, 7_000_000)
+            XCTAssertEqual(unknown.first?["resolve"] as? String, "POST /v1/audit/\(auditId)/resolve")
+            expectStatus(try await client.call(.post, "/v1/audit/\(auditId)/resolve", token: t.admin, json: ["outcome": "released"]), .created)
+            let after = try await Self.events(tenantId: t.id).filter { $0.type == "request.outcome_unknown" }
+            XCTAssertEqual(after.count, 1)
+        }
+    }
+
+    /// `key.expiring` from the sweep: once per expiry, for a key expiring within 24 h that lived longer than a day.
+    func testExpiringKeysAreAnnouncedOnceBySweep() async throws {
+        try await TestApp.run({ $0.webhooks.deliver = false }) { client in
+            let (tenantId, admin) = try await client.signup()
+            let soon = try await client.createKey(admin: admin, ["expires_at": RFC3339Text.in(hours: 30)])
+            let later = try await client.createKey(admin: admin, ["expires_at": RFC3339Text.in(hours: 100)])
+            try await TestDatabase.withClient { db in
+                // Both keys made three days ago (a key that lives less than a day is not announced).
+                try await db.query("UPDATE vault_keys SET created_at = now() - interval '3 days' WHERE id IN (\(soon.id), \(later.id))")
+                let sweep = "SELECT kb_alert_sweep(now() + interval '7 hours', 1000)"
+                try await db.query(PostgresQuery(unsafeSQL: sweep))
+                try await db.query(PostgresQuery(unsafeSQL: sweep))
+            }
+            let expiring = try await Self.events(tenantId: tenantId).filter { $0.type == "key.expiring" }
+            XCTAssertEqual(expiring.map(\.keyId), [soon.id])
+            XCTAssertNotNil(Self.object(expiring.first?.data ?? "")["expires_at"] as? String)
+        }
+    }
+}
+
+enum RFC3339Text {
+    static func `in`(hours: Double) -> String {
+        let f = ISO8601DateFormatter()
+        return f.string(from: Date().addingTimeInterval(hours * 3600))
+    }
 }
