@@ -109,9 +109,13 @@ def test_ten_dollar_cap_three_dollar_charges_eight_agents_two_replicas_alerts_on
                     if p["type"] == "key.spend.threshold_crossed" and p["data"]["key_id"] == key.id}
         assert crossing[50]["spent_usd"] == 6 and crossing[80]["spent_usd"] == 9, crossing
 
-        deliveries = stack.admin("GET", f"/v1/webhook-endpoints/{endpoint_id}/deliveries").json()["data"]
-        mine = [d for d in deliveries if d["event_id"] in ids]
-        assert len(mine) == 3 and all(d["status"] == "succeeded" and d["attempts"] == 2 for d in mine), mine
+        # The replica records the outcome just after the receiver answered.
+        def recorded():
+            deliveries = stack.admin("GET", f"/v1/webhook-endpoints/{endpoint_id}/deliveries").json()["data"]
+            mine = [d for d in deliveries if d["event_id"] in ids]
+            return len(mine) == 3 and all(d["status"] == "succeeded" and d["attempts"] == 2 and d["last_status"] == 200
+                                          for d in mine)
+        wait_until(recorded, 10, "three deliveries recorded as succeeded at the second attempt")
 
         # Redelivery: the same event again, under the same id (the receiver has seen it: it answers 200).
         some = sorted(ids)[0]
@@ -132,3 +136,35 @@ def test_ten_dollar_cap_three_dollar_charges_eight_agents_two_replicas_alerts_on
     finally:
         receiver.stop()
         stack.admin("DELETE", f"/v1/webhook-endpoints/{endpoint_id}") if "endpoint_id" in locals() else None
+
+
+def test_deliveries_due_while_every_replica_was_killed_are_sent_after_a_restart(stack, tag, card):
+    """kill -9 both replicas while deliveries are pending (their first attempt failed, the retry is due 5 s later);
+    a replica started again sends them: the outbox is in Postgres, not in a process."""
+    receiver = Receiver()
+    endpoint_id = None
+    try:
+        r = stack.admin("POST", "/v1/webhook-endpoints", {"url": receiver.url, "events": ["key.revoked"]})
+        assert r.status_code == 201, r.text
+        receiver.secret = r.json()["secret"]
+        endpoint_id = r.json()["endpoint"]["id"]
+        key = stack.new_key("stripe", ["charges.create"], daily_usd_cap=10)
+        assert stack.admin("POST", f"/v1/keys/{key.id}/revoke").status_code == 200
+        event_id = stack.admin("GET", f"/v1/events?type=key.revoked&key_id={key.id}").json()["data"][0]["id"]
+        wait_until(lambda: [s for i, s in receiver.attempts if i == event_id] == [500], 20, "the first (failed) attempt")
+        for replica in stack.replicas:
+            replica.proc.kill()
+        time.sleep(6)  # the retry is due while no replica runs
+        assert [s for i, s in receiver.attempts if i == event_id] == [500]
+        stack.restart_replica(0)
+        wait_until(lambda: event_id in receiver.accepted, 20, "the retry sent by the restarted replica")
+        assert [s for i, s in receiver.attempts if i == event_id] == [500, 200]
+        assert not receiver.rejected, receiver.rejected
+    finally:
+        receiver.stop()
+        if not stack.replicas[1].proc.alive():
+            stack.restart_replica(1)
+        if not stack.replicas[0].proc.alive():
+            stack.restart_replica(0)
+        if endpoint_id:
+            stack.admin("DELETE", f"/v1/webhook-endpoints/{endpoint_id}")
