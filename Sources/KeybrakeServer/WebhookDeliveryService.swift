@@ -26,24 +26,29 @@ struct WebhookDeliveryService: Service {
         self.logger = logger
     }
 
+    /// Graceful shutdown cancels the pass in progress (a query waiting for a connection while Postgres restarts, an
+    /// attempt waiting for a receiver): a cut attempt stays claimed and is retried when its claim runs out, so
+    /// nothing is lost, and SIGTERM is never held up by a receiver or by the pool.
     func run() async throws {
+        await cancelWhenGracefulShutdown { await self.loop() }
+        try? await transport.shutdown()
+    }
+
+    func loop() async {
         var lastSweep = ContinuousClock.now - .seconds(3600)
-        while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            let wait = interval
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
-            if Task.isCancelled || Task.isShuttingDownGracefully { break }
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: interval) } catch { return }
             do {
                 if ContinuousClock.now - lastSweep >= .seconds(60) {
                     lastSweep = ContinuousClock.now
                     try await deliverer.sweep(now: clock.now(), logger: logger)
                 }
                 // Keep going while full batches come back (a backlog), then wait for the next tick.
-                while try await deliverer.runOnce(now: clock.now(), logger: logger) >= deliverer.batchSize,
-                      !Task.isShuttingDownGracefully {}
+                while try await deliverer.runOnce(now: clock.now(), logger: logger) >= deliverer.batchSize, !Task.isCancelled {}
             } catch {
+                if Task.isCancelled { return }
                 logger.debug("webhook delivery pass failed", metadata: ["error": "\(DatabaseErrors.map(error, logger: logger).code)"])
             }
         }
-        try? await transport.shutdown()
     }
 }
