@@ -8,7 +8,22 @@ enum Templates {
         "layout": layout, "bar": bar, "error": error, "login": login, "overview": overview,
         "keys": keys, "key_new": keyNew, "key_created": keyCreated, "key": key, "key_revoke": keyRevoke,
         "audit": audit, "audit_event": auditEvent, "vendors": vendors, "vendor_delete": vendorDelete,
+        "chart": chart,
     ]
+
+    /// A `SpendChart` as inline SVG (numbers from the model; labels escaped like any text).
+    static let chart = """
+        <figure class="chart">
+        <figcaption>{{title}} <span class="muted">— total {{total}}</span></figcaption>
+        <svg viewBox="0 0 {{width}} {{height}}" width="{{width}}" height="{{height}}" role="img" aria-label="{{title}}">
+        {{#grid}}<line class="grid" x1="{{x1}}" x2="{{x2}}" y1="{{y}}" y2="{{y}}"></line><text class="axis" x="4" y="{{ty}}">{{label}}</text>{{/grid}}
+        {{#bars}}<rect class="{{cls}}" x="{{x}}" y="{{y}}" width="{{w}}" height="{{h}}"><title>{{title}}</title></rect>{{/bars}}
+        {{#xLabels}}<text class="axis" text-anchor="middle" x="{{x}}" y="{{y}}">{{text}}</text>{{/xLabels}}
+        </svg>
+        {{#empty}}<p class="muted">No spend in this period.</p>{{/empty}}
+        {{^empty}}<p class="legend">{{#legend}}<i class="sw {{cls}}"></i>{{label}} {{/legend}}</p>{{/empty}}
+        </figure>
+        """
 
     static func library() throws -> MustacheLibrary {
         var library = MustacheLibrary()

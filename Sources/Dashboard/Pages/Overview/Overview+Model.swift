@@ -76,4 +76,6 @@ struct OverviewView {
     let keyRows: [SpendRow]
     let moreKeys: String?
     let labelRows: [SpendRow]
+    /// The last 30 days per day, stacked by label.
+    let chart: SpendChart?
 }
