@@ -19,13 +19,16 @@ struct SpendChart {
     let legend: [Legend]
     let total: String
     let empty: Bool
+    /// The cap drawn as a line across the plot (when the key has one and it is on the scale).
+    let capLine: Grid?
 
     static let left = 64, right = 8, top = 10, bottom = 28
     /// Colours for the eight largest groups; the rest are drawn together as "other".
     static let maxGroups = 8
 
     /// `buckets` in order (every one is drawn, empty or not); points grouped by `group`, labelled by `label`.
-    init(title: String, buckets: [String], points: [SpendSeries.Point], bucketLabel: (String) -> String) {
+    init(title: String, buckets: [String], points: [SpendSeries.Point], bucketLabel: (String) -> String,
+         cap: MicroUSD? = nil, capName: String = "cap") {
         self.title = title
         var byGroup: [String: Int64] = [:]
         var names: [String: String] = [:]
@@ -37,7 +40,7 @@ struct SpendChart {
         var cells: [String: [Int: Int64]] = [:]
         for p in points { cells[p.bucket, default: [:]][slot(p.group), default: 0] += p.spent.micros }
         let maxTotal = buckets.map { b in cells[b]?.values.reduce(0, +) ?? 0 }.max() ?? 0
-        let scale = Self.niceCeiling(maxTotal)
+        let scale = Self.niceCeiling(max(maxTotal, cap?.micros ?? 0))
         let plotW = width - Self.left - Self.right, plotH = height - Self.top - Self.bottom
         let step = buckets.isEmpty ? plotW : plotW / buckets.count
         let barW = max(2, step * 3 / 4)
@@ -65,6 +68,11 @@ struct SpendChart {
         legend = shown.enumerated().map { Legend(cls: "c\($0.offset)", label: names[$0.element] ?? $0.element) }
             + (other ? [Legend(cls: "c\(shown.count)", label: "other")] : [])
         total = Format.usd(MicroUSD(points.reduce(0) { $0 + $1.spent.micros }))
+        capLine = cap.flatMap { c in
+            guard scale > 0 else { return nil }
+            let y = Self.top + plotH - Int((Double(c.micros) / Double(scale) * Double(plotH)).rounded())
+            return Grid(y: y, ty: y - 4, x1: Self.left, x2: Self.left + plotW, label: "\(capName) \(Format.usd(c))")
+        }
         empty = points.isEmpty
     }
 

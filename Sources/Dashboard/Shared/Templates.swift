@@ -19,6 +19,7 @@ enum Templates {
         {{#grid}}<line class="grid" x1="{{x1}}" x2="{{x2}}" y1="{{y}}" y2="{{y}}"></line><text class="axis" x="4" y="{{ty}}">{{label}}</text>{{/grid}}
         {{#bars}}<rect class="{{cls}}" x="{{x}}" y="{{y}}" width="{{w}}" height="{{h}}"><title>{{title}}</title></rect>{{/bars}}
         {{#xLabels}}<text class="axis" text-anchor="middle" x="{{x}}" y="{{y}}">{{text}}</text>{{/xLabels}}
+        {{#capLine}}<line class="capline" x1="{{x1}}" x2="{{x2}}" y1="{{y}}" y2="{{y}}"></line><text class="capline-label" text-anchor="end" x="{{x2}}" y="{{ty}}">{{label}}</text>{{/capLine}}
         </svg>
         {{#empty}}<p class="muted">No spend in this period.</p>{{/empty}}
         {{^empty}}<p class="legend">{{#legend}}<i class="sw {{cls}}"></i>{{label}} {{/legend}}</p>{{/empty}}
