@@ -9,7 +9,7 @@ import Vault
 /// POST …/{id}/rotate-secret, POST …/{id}/test, GET …/{id}/deliveries, GET /v1/events, POST /v1/events/{id}/redeliver.
 /// The signing secret is answered once (create, rotate) and stored sealed with the master key ring.
 public struct WebhooksController: Sendable {
-    let repository: WebhookRepository
+    public let repository: WebhookRepository
     let sealer: CredentialSealer
     let urlPolicy: WebhookURLPolicy
     let clock: any KeybrakeCore.Clock
@@ -133,25 +133,43 @@ public struct WebhooksController: Sendable {
         }
     }
 
-    func create(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
-        let admin = try context.requireAdmin()
-        let json = try await JSONObjectReader.decode(request, context: context)
+    /// Validates `json` (url required), seals a new secret and stores the endpoint; the secret is returned once.
+    /// Shared by the admin API and the dashboard.
+    public func createEndpoint(tenantId: String, json: JSONObjectReader, context: KeybrakeRequestContext) async throws -> (WebhookEndpoint, String) {
         guard json.has("url") else { throw KeybrakeError.invalidRequest("url is required.", field: "url") }
         let now = clock.now()
-        var endpoint = WebhookEndpoint(id: Identifier.make("whe"), tenantId: admin.tenantId, url: "", description: nil, events: [],
+        var endpoint = WebhookEndpoint(id: Identifier.make("whe"), tenantId: tenantId, url: "", description: nil, events: [],
                                        format: "standard", enabled: true, disabledReason: nil, failingSince: nil,
                                        previousSecretExpiresAt: nil, createdAt: now, updatedAt: now)
         try apply(json, to: &endpoint)
-        let existing = try await db(context) { try await repository.list(tenantId: admin.tenantId, after: nil, limit: Self.maxEndpointsPerTenant, logger: context.logger) }
+        let existing = try await db(context) { try await repository.list(tenantId: tenantId, after: nil, limit: Self.maxEndpointsPerTenant, logger: context.logger) }
         if (existing?.count ?? 0) >= Self.maxEndpointsPerTenant {
             throw KeybrakeError(status: 409, code: "webhook_endpoint_limit_reached",
                                 message: "This tenant already has \(Self.maxEndpointsPerTenant) webhook endpoints, the most allowed; delete one first.")
         }
         let secret = StandardWebhooks.generateSecret()
-        let sealed = try sealer.seal(Data(secret.utf8), tenantId: admin.tenantId, vendor: WebhookDeliverer.aadName(endpoint.id))
+        let sealed = try sealer.seal(Data(secret.utf8), tenantId: tenantId, vendor: WebhookDeliverer.aadName(endpoint.id))
         let created = try await db(context) {
             try await repository.create(endpoint, masterKeyId: sealed.masterKeyId, sealed: sealed.sealed, logger: context.logger)
         }
+        return (created, secret)
+    }
+
+    /// A new secret for `endpoint`; the current one keeps signing for 24 h. The new secret is returned once.
+    public func rotateSecret(_ endpoint: WebhookEndpoint, context: KeybrakeRequestContext) async throws -> (WebhookEndpoint, String) {
+        let secret = StandardWebhooks.generateSecret()
+        let sealed = try sealer.seal(Data(secret.utf8), tenantId: endpoint.tenantId, vendor: WebhookDeliverer.aadName(endpoint.id))
+        guard let saved = try await db(context, {
+            try await repository.rotate(id: endpoint.id, tenantId: endpoint.tenantId, masterKeyId: sealed.masterKeyId, sealed: sealed.sealed,
+                                        previousFor: Self.rotationOverlapSeconds, logger: context.logger)
+        }) else { throw KeybrakeError.notFound("webhook endpoint") }
+        return (saved, secret)
+    }
+
+    func create(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
+        let admin = try context.requireAdmin()
+        let json = try await JSONObjectReader.decode(request, context: context)
+        let (created, secret) = try await createEndpoint(tenantId: admin.tenantId, json: json, context: context)
         struct Created: Encodable { let endpoint: EndpointBody; let secret: String }
         return try JSONResponse.make(.created, Created(endpoint: Self.body(created), secret: secret))
     }
@@ -200,13 +218,7 @@ public struct WebhooksController: Sendable {
     }
 
     func rotate(_ context: KeybrakeRequestContext) async throws -> Response {
-        let endpoint = try await owned(context)
-        let secret = StandardWebhooks.generateSecret()
-        let sealed = try sealer.seal(Data(secret.utf8), tenantId: endpoint.tenantId, vendor: WebhookDeliverer.aadName(endpoint.id))
-        guard let saved = try await db(context, {
-            try await repository.rotate(id: endpoint.id, tenantId: endpoint.tenantId, masterKeyId: sealed.masterKeyId, sealed: sealed.sealed,
-                                        previousFor: Self.rotationOverlapSeconds, logger: context.logger)
-        }) else { throw KeybrakeError.notFound("webhook endpoint") }
+        let (saved, secret) = try await rotateSecret(try await owned(context), context: context)
         struct Rotated: Encodable { let endpoint: EndpointBody; let secret: String }
         return try JSONResponse.make(.ok, Rotated(endpoint: Self.body(saved), secret: secret))
     }

@@ -85,11 +85,13 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
     tenants.addPublicRoutes(to: router)
     proxy.addRoutes(to: router)
     childKeys.addRoutes(to: router)
+    let webhooks = WebhooksController(repository: WebhookRepository(client: deps.postgres), sealer: CredentialSealer(ring: config.masterKeys),
+                                      urlPolicy: WebhookURLPolicy(allowPrivate: config.webhooks.allowPrivate), clock: deps.clock)
     DashboardController(
         postgres: deps.postgres, authenticator: AdminTokenAuthenticator(repository: tenantRepository, verifier: deps.verifier),
         tenants: tenantRepository, tenantsConfiguration: tenantsConfig, keys: PostgresKeyRepository(client: deps.postgres),
         verifier: deps.verifier, credentials: credentialStore, audit: AuditRepository(client: deps.postgres), spend: spendRepository,
-        keySpend: LedgerKeySpendReader(spend: spendRepository), clock: deps.clock, keyChanges: keyChanges
+        keySpend: LedgerKeySpendReader(spend: spendRepository), clock: deps.clock, keyChanges: keyChanges, webhooks: webhooks
     ).addRoutes(to: router)
 
     let admin = router.group("/v1").add(middleware: AdminAuthMiddleware(
@@ -99,8 +101,7 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
     vault.addAdminRoutes(to: admin)
     keys.addAdminRoutes(to: admin)
     audit.addAdminRoutes(to: admin)
-    WebhooksController(repository: WebhookRepository(client: deps.postgres), sealer: CredentialSealer(ring: config.masterKeys),
-                       urlPolicy: WebhookURLPolicy(allowPrivate: config.webhooks.allowPrivate), clock: deps.clock).addAdminRoutes(to: admin)
+    webhooks.addAdminRoutes(to: admin)
     return router
 }
 
