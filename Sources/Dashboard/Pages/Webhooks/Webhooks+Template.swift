@@ -33,7 +33,7 @@ extension Templates {
         <label>URL (https) <input type="url" name="url" value="{{url}}" required placeholder="https://hooks.example.com/keybrake"></label>
         <label>Description <input type="text" name="description" value="{{description}}" maxlength="500"></label>
         <fieldset><legend>Events (none ticked: all)</legend>
-        {{#eventTypes}}<label><input type="checkbox" name="event_{{.}}"> {{.}}</label> {{/eventTypes}}
+        {{#eventTypes}}<label class="check"><input type="checkbox" name="event_{{.}}"> <span class="mono">{{.}}</span></label>{{/eventTypes}}
         </fieldset>
         <label>Format <select name="format"><option value="standard">standard (signed JSON)</option><option value="slack">slack (incoming webhook)</option></select></label>
         <p><button type="submit">Add endpoint</button></p>
