@@ -28,6 +28,7 @@ public struct AuditRecord: Sendable {
     public var resolves: String?
     public var overheadUs: Int64?
     public var upstreamUs: Int64?
+    public var vendorAccount: String? = nil
     public var createdAt: Date
     /// The key's parents, root first (a child key's rows); empty for a root key.
     public var parentKeyIds: [String] = []
@@ -57,7 +58,7 @@ public struct AuditRepository: Sendable {
                 amountMicros: try next(Int64.self), idempotencyKey: try next(String?.self), idempotencyAuto: try next(Bool.self),
                 upstreamRequestId: try next(String?.self), runId: try next(String?.self), outcome: try next(String?.self),
                 duplicateOf: try next(String?.self), resolves: try next(String?.self), overheadUs: try next(Int64?.self),
-                upstreamUs: try next(Int64?.self), createdAt: try next(Date.self), parentKeyIds: try next([String].self)
+                upstreamUs: try next(Int64?.self), vendorAccount: try next(String?.self), createdAt: try next(Date.self), parentKeyIds: try next([String].self)
             ))
         }
         return out

@@ -1,3 +1,4 @@
+import Audit
 import Foundation
 import Hummingbird
 import KeybrakeCore
@@ -65,6 +66,7 @@ extension ProxyPipeline {
         } catch {
             throw Denial(error: error)
         }
+        f.audit.vendorAccount = AuditEvent.sanitize(a.auditedAccount(request.headers))
         // Stripe-Account and every account of a Stripe-Context: each must be allowed by the key and its ancestors.
         for account in a.accountsNamed(request.headers) where f.key.chain.contains(where: { !$0.policy.allowedStripeAccounts.contains(account) }) {
             throw Denial(error: KeybrakeError(status: 403, code: "stripe_account_not_allowed",

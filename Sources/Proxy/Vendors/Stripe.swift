@@ -95,5 +95,11 @@ struct StripeAdapter: VendorAdapter {
         return accounts
     }
 
+    /// `Stripe-Account`, then `Stripe-Context`, as sent (`acct_1 acct_parent/acct_child` when both are).
+    func auditedAccount(_ headers: HTTPFields) -> String? {
+        let named = [headers[.stripeAccount], headers[.stripeContext]].compactMap { $0 }
+        return named.isEmpty ? nil : named.joined(separator: " ")
+    }
+
     func upstreamRequestId(_ response: Forwarder.UpstreamResponse) -> String? { response.header("request-id") }
 }
