@@ -64,7 +64,7 @@ public enum AuditColumns {
     public static let select = """
         id, key_id, key_label, vendor, method, path, operation, decision, error_code, upstream_status, amount_minor,
         currency, amount_micros, idempotency_key, idempotency_auto, upstream_request_id, run_id, outcome, duplicate_of,
-        resolves, overhead_us, upstream_us, vendor_account, created_at,
+        resolves, overhead_us, upstream_us, vendor_account, created_at, attempts,
         COALESCE((SELECT v.ancestor_ids FROM vault_keys v WHERE v.id = audit_events.key_id), '{}') AS parent_key_ids
         """
 }

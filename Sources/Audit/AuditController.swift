@@ -58,6 +58,8 @@ public struct AuditController: Sendable {
         @NullEncoded var upstreamUs: Int64?
         @NullEncoded var vendorAccount: String?
         let createdAt: Date
+        /// A summary row (`error_code` `unverified_attempts`): how many unverified attempts on the key it stands for.
+        @NullEncoded var attempts: Int?
         /// The key's parents, root first (empty for a root key).
         let parentKeyIds: [String]
     }
@@ -68,7 +70,8 @@ public struct AuditController: Sendable {
                   amountUsd: USDAmount(MicroUSD(r.amountMicros)), amountMinor: r.amountMinor, currency: r.currency,
                   idempotencyKey: r.idempotencyKey, idempotencyAuto: r.idempotencyAuto, upstreamRequestId: r.upstreamRequestId,
                   runId: r.runId, outcome: r.outcome, duplicateOf: r.duplicateOf, resolves: r.resolves,
-                  overheadUs: r.overheadUs, upstreamUs: r.upstreamUs, vendorAccount: r.vendorAccount, createdAt: r.createdAt, parentKeyIds: r.parentKeyIds)
+                  overheadUs: r.overheadUs, upstreamUs: r.upstreamUs, vendorAccount: r.vendorAccount, createdAt: r.createdAt,
+                  attempts: r.attempts, parentKeyIds: r.parentKeyIds)
     }
 
     // MARK: - Audit
@@ -274,7 +277,7 @@ enum CSV {
     static let header = ["id", "created_at", "key_id", "key_label", "vendor", "method", "path", "operation", "decision", "error_code",
                          "upstream_status", "amount_usd", "amount_minor", "currency", "idempotency_key", "idempotency_auto",
                          "upstream_request_id", "run_id", "outcome", "duplicate_of", "resolves", "overhead_us", "upstream_us",
-                         "vendor_account", "parent_key_ids"]
+                         "vendor_account", "parent_key_ids", "attempts"]
 
     static func render(_ rows: [AuditRecord]) -> String {
         var out = header.joined(separator: ",") + "\r\n"
@@ -283,7 +286,8 @@ enum CSV {
                                     r.errorCode, r.upstreamStatus.map(String.init), MicroUSD(r.amountMicros).dollarString,
                                     r.amountMinor.map(String.init), r.currency, r.idempotencyKey, String(r.idempotencyAuto),
                                     r.upstreamRequestId, r.runId, r.outcome, r.duplicateOf, r.resolves,
-                                    r.overheadUs.map(String.init), r.upstreamUs.map(String.init), r.vendorAccount, r.parentKeyIds.joined(separator: " ")]
+                                    r.overheadUs.map(String.init), r.upstreamUs.map(String.init), r.vendorAccount, r.parentKeyIds.joined(separator: " "),
+                                    r.attempts.map(String.init)]
             out += cells.map { escape($0 ?? "") }.joined(separator: ",") + "\r\n"
         }
         return out

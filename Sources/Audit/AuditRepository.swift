@@ -30,6 +30,8 @@ public struct AuditRecord: Sendable {
     public var upstreamUs: Int64?
     public var vendorAccount: String? = nil
     public var createdAt: Date
+    /// A summary row of unverified attempts on the key: how many it stands for.
+    public var attempts: Int? = nil
     /// The key's parents, root first (a child key's rows); empty for a root key.
     public var parentKeyIds: [String] = []
 }
@@ -58,7 +60,8 @@ public struct AuditRepository: Sendable {
                 amountMicros: try next(Int64.self), idempotencyKey: try next(String?.self), idempotencyAuto: try next(Bool.self),
                 upstreamRequestId: try next(String?.self), runId: try next(String?.self), outcome: try next(String?.self),
                 duplicateOf: try next(String?.self), resolves: try next(String?.self), overheadUs: try next(Int64?.self),
-                upstreamUs: try next(Int64?.self), vendorAccount: try next(String?.self), createdAt: try next(Date.self), parentKeyIds: try next([String].self)
+                upstreamUs: try next(Int64?.self), vendorAccount: try next(String?.self), createdAt: try next(Date.self),
+                attempts: try next(Int?.self), parentKeyIds: try next([String].self)
             ))
         }
         return out

@@ -37,6 +37,8 @@ public struct DashboardController: Sendable {
     let renderer: Renderer
     /// Key edits and revocations answer once every replica has applied them, as the admin API's do.
     let keyChanges: KeyChangeAcknowledgements?
+    /// The admin API's per-tenant limit on key creation: the form hashes a token like `POST /v1/keys` does.
+    let keyCreations: KeyCreationLimiter
 
     static let sessionCookie = "kb_session"
     static let loginCookie = "kb_login"
@@ -51,9 +53,10 @@ public struct DashboardController: Sendable {
         postgres: PostgresClient, authenticator: any AdminAuthenticator, tenants: any TenantRepository,
         tenantsConfiguration: TenantsConfiguration, keys: any KeyRepository, verifier: TokenVerifier,
         credentials: CredentialStore, audit: AuditRepository, spend: SpendRepository, keySpend: any KeySpendReader,
-        clock: any KeybrakeCore.Clock, keyChanges: KeyChangeAcknowledgements? = nil
+        clock: any KeybrakeCore.Clock, keyChanges: KeyChangeAcknowledgements? = nil, keyCreations: KeyCreationLimiter
     ) {
         self.keyChanges = keyChanges
+        self.keyCreations = keyCreations
         self.sessions = SessionStore(client: postgres)
         self.authenticator = authenticator
         self.tenants = tenants

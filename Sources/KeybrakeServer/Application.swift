@@ -30,11 +30,15 @@ public struct AppDependencies: Sendable {
     /// Key rows in memory under this replica's lease (nil when `keysFromMemory` is off).
     public let keyDirectory: KeyDirectory?
 
-    public init(configuration: AppConfiguration, postgres: PostgresClient, verifier: TokenVerifier = TokenVerifier(),
+    /// Attempts with a key's id whose token was not proven, summed up per key (DESIGN §4).
+    public let unverifiedAttempts: UnverifiedAttempts
+
+    public init(configuration: AppConfiguration, postgres: PostgresClient, verifier: TokenVerifier? = nil,
                 clock: any KeybrakeCore.Clock = SystemClock(), metricsRegistry: PrometheusCollectorRegistry = .init()) {
         self.configuration = configuration
         self.postgres = postgres
-        self.verifier = verifier
+        self.verifier = verifier ?? TokenVerifier(configuration: configuration.tokens)
+        self.unverifiedAttempts = UnverifiedAttempts(client: postgres)
         self.clock = clock
         self.metricsRegistry = metricsRegistry
         self.keyDirectory = configuration.keysFromMemory ? KeyDirectory() : nil
@@ -55,20 +59,26 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
     let credentialStore = CredentialStore(client: deps.postgres, sealer: CredentialSealer(ring: config.masterKeys))
     let vault = VaultController(store: credentialStore)
     let vaultKeys = VaultKeyAuthenticator(client: deps.postgres, verifier: deps.verifier, directory: deps.keyDirectory)
+    let adminTokens = AdminTokenAuthenticator(repository: tenantRepository, verifier: deps.verifier, trustedProxies: config.trustedProxies)
+    let keyCreations = KeyCreationLimiter(perMinutePerTenant: config.keyCreationsPerMinutePerTenant)
+    let unverified = deps.unverifiedAttempts
     let keyChanges = KeyChangeAcknowledgements(client: deps.postgres, settings: config.keyLease)
     let proxy = ProxyController(pipeline: ProxyPipeline(
         config: config.proxy,
         authenticator: vaultKeys,
         credentials: credentialStore, ledger: SpendLedger(client: deps.postgres),
         idempotency: IdempotencyStore(client: deps.postgres), forwarder: deps.forwarder, clock: deps.clock,
-        tenants: tenantRepository, drain: deps.drain
+        tenants: tenantRepository, drain: deps.drain, trustedProxies: config.trustedProxies, unverifiedAttempts: unverified
     ))
     let spendRepository = SpendRepository(client: deps.postgres)
     let keys = KeysController(repository: PostgresKeyRepository(client: deps.postgres), verifier: deps.verifier, clock: deps.clock,
                               spendReader: LedgerKeySpendReader(spend: spendRepository),
-                              creationsPerMinutePerTenant: config.keyCreationsPerMinutePerTenant, acknowledgements: keyChanges)
+                              creations: keyCreations, acknowledgements: keyChanges)
     let childKeys = ChildKeysController(keys: keys, authenticator: vaultKeys, limits: config.childKeys,
-                                        mintsPerMinutePerTenant: config.childKeyMintsPerMinutePerTenant)
+                                        mintsPerMinutePerTenant: config.childKeyMintsPerMinutePerTenant, trustedProxies: config.trustedProxies) { key in
+        unverified.record(UnverifiedAttempts.Attempt(tenantId: key.tenantId, keyId: key.id, keyLabel: key.policy.label,
+                                                     vendor: key.policy.vendor.rawValue, method: "POST", path: "/v1/child-keys"))
+    }
     let tenantsConfig = TenantsConfiguration(freeMonthlyRequests: config.freeMonthlyRequests)
     let audit = AuditController(audit: AuditRepository(client: deps.postgres), spend: spendRepository, clock: deps.clock) { tenantId, context in
         guard let tenant = try await tenantRepository.tenant(id: tenantId, logger: context.logger) else { throw KeybrakeError.adminTokenInvalid }
@@ -80,20 +90,22 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
     router.add(middleware: MetricsMiddleware())
     router.add(middleware: proxy.hostRouting)
 
-    HealthController(postgres: deps.postgres, registry: deps.metricsRegistry, drain: deps.drain).addRoutes(to: router)
+    HealthController(postgres: deps.postgres, drain: deps.drain).addRoutes(to: router)
+    // Every tenant's traffic: on the public port only behind the token (DESIGN §9); otherwise 404 here.
+    if config.metrics.token != nil {
+        MetricsController(registry: deps.metricsRegistry, token: config.metrics.token).addRoutes(to: router)
+    }
     tenants.addPublicRoutes(to: router)
     proxy.addRoutes(to: router)
     childKeys.addRoutes(to: router)
     DashboardController(
-        postgres: deps.postgres, authenticator: AdminTokenAuthenticator(repository: tenantRepository, verifier: deps.verifier),
+        postgres: deps.postgres, authenticator: adminTokens,
         tenants: tenantRepository, tenantsConfiguration: tenantsConfig, keys: PostgresKeyRepository(client: deps.postgres),
         verifier: deps.verifier, credentials: credentialStore, audit: AuditRepository(client: deps.postgres), spend: spendRepository,
-        keySpend: LedgerKeySpendReader(spend: spendRepository), clock: deps.clock, keyChanges: keyChanges
+        keySpend: LedgerKeySpendReader(spend: spendRepository), clock: deps.clock, keyChanges: keyChanges, keyCreations: keyCreations
     ).addRoutes(to: router)
 
-    let admin = router.group("/v1").add(middleware: AdminAuthMiddleware(
-        authenticator: AdminTokenAuthenticator(repository: tenantRepository, verifier: deps.verifier)
-    ))
+    let admin = router.group("/v1").add(middleware: AdminAuthMiddleware(authenticator: adminTokens))
     tenants.addAdminRoutes(to: admin)
     vault.addAdminRoutes(to: admin)
     keys.addAdminRoutes(to: admin)
@@ -126,6 +138,10 @@ public func buildApplication(
     )
     app.addServices(postgres, ForwarderService(forwarder: deps.forwarder), DrainService(drain: deps.drain, logger: logger),
                     LeaseSweepService(ledger: SpendLedger(client: postgres), interval: config.proxy.leaseSweepInterval, logger: logger))
+    app.addServices(UnverifiedAttemptsService(attempts: deps.unverifiedAttempts, interval: config.unverifiedSummaryInterval, logger: logger))
+    if let metrics = buildMetricsListener(config.metrics, registry: metricsRegistry, logger: logger) {
+        app.addServices(metrics)
+    }
     if let directory = deps.keyDirectory {
         app.addServices(KeyChangeFeedService(feed: KeyChangeFeed(
             url: config.listenDatabaseURL ?? config.databaseURL, pool: postgres, directory: directory, settings: config.keyLease, logger: logger)))
@@ -144,10 +160,9 @@ public func buildApplication(
     return app
 }
 
-/// Liveness, readiness (database reachable) and Prometheus metrics; no auth.
+/// Liveness and readiness (database reachable); no auth. Metrics: `MetricsController`.
 struct HealthController: Sendable {
     let postgres: PostgresClient
-    let registry: PrometheusCollectorRegistry
     let drain: Drain
 
     func addRoutes(to router: some RouterMethods<KeybrakeRequestContext>) {
@@ -158,10 +173,6 @@ struct HealthController: Sendable {
             }
             guard await databaseReachable(logger: context.logger) else { throw KeybrakeError.unavailable }
             return try JSONResponse.make(.ok, ["status": "ready"])
-        }
-        router.get("/metrics") { _, _ in
-            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                     body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
         }
     }
 
@@ -207,6 +218,28 @@ struct DrainService: Service {
         try? await gracefulShutdown()
         watcher.cancel()
         drain.start()
+    }
+}
+
+/// Writes the unverified attempts of the last interval as one audit row per key (DESIGN §4), and once more at
+/// shutdown so a replica that stops loses none it could write.
+struct UnverifiedAttemptsService: Service {
+    let attempts: UnverifiedAttempts
+    let interval: Duration
+    let logger: Logger
+
+    func run() async throws {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            let wait = interval
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
+            await flush()
+        }
+    }
+
+    func flush() async {
+        do { try await attempts.flush(logger: logger) } catch {
+            logger.warning("could not write unverified-attempt summaries yet", metadata: ["error": "\(DatabaseErrors.map(error, logger: logger).code)"])
+        }
     }
 }
 

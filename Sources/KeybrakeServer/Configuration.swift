@@ -5,6 +5,7 @@ import Keys
 import Proxy
 import Storage
 import Tenants
+import TokenAuth
 import Vault
 
 /// Server settings from the environment (DESIGN §3); command-line flags override them.
@@ -31,6 +32,12 @@ public struct AppConfiguration: Sendable {
     /// (PgBouncer) it must reach Postgres directly (`KEYBRAKE_LISTEN_DATABASE_URL`).
     public var listenDatabaseURL: DatabaseURL?
     public var adminTokensPerMinutePerTenant: Int = 20
+    /// Token verification: cache, hashing cores, failed-attempt limits per (id, client) and per client (DESIGN §4).
+    public var tokens = TokenVerifier.Configuration()
+    /// How often unverified attempts on a key are written as one summary audit row per key (DESIGN §4: a minute).
+    public var unverifiedSummaryInterval: Duration = .seconds(60)
+    /// `GET /metrics`: behind `KEYBRAKE_METRICS_TOKEN` and/or on `KEYBRAKE_METRICS_ADDRESS` (DESIGN §9).
+    public var metrics = MetricsSettings()
     public var proxy = ProxyConfiguration(upstreams: [
         .stripe: "https://api.stripe.com", .twilio: "https://api.twilio.com", .resend: "https://api.resend.com",
     ])
@@ -65,6 +72,16 @@ public struct AppConfiguration: Sendable {
             config.port = p
         }
         if let token = env["KEYBRAKE_OPERATOR_TOKEN"], !token.isEmpty { config.operatorToken = token }
+        if let token = env["KEYBRAKE_METRICS_TOKEN"], !token.isEmpty {
+            guard token.count >= 16 else { throw ConfigError(description: "KEYBRAKE_METRICS_TOKEN must be at least 16 characters") }
+            config.metrics.token = token
+        }
+        if let address = env["KEYBRAKE_METRICS_ADDRESS"], !address.isEmpty {
+            guard let parsed = MetricsSettings.parseAddress(address) else {
+                throw ConfigError(description: "KEYBRAKE_METRICS_ADDRESS must be host:port (127.0.0.1:9090, [::1]:9090)")
+            }
+            config.metrics.address = parsed
+        }
         if let quota = env["KEYBRAKE_FREE_MONTHLY_REQUESTS"], !quota.isEmpty {
             guard let q = Int(quota), q >= 0 else { throw ConfigError(description: "KEYBRAKE_FREE_MONTHLY_REQUESTS must be a whole number ≥ 0") }
             config.freeMonthlyRequests = q

@@ -44,16 +44,16 @@ public struct KeysController: Sendable {
     let spendReader: (any KeySpendReader)?
     /// Waits for replicas to apply key changes (nil: nobody serves keys from memory).
     let acknowledgements: KeyChangeAcknowledgements?
-    /// Each new key costs an argon2 hash (~27 ms of a core): creations are limited per tenant.
-    let creations: WindowRateLimiter
+    /// Each new key costs an argon2 hash (~27 ms of a core): creations are limited per tenant (shared with the dashboard).
+    let creations: KeyCreationLimiter
 
     public static let defaultPageSize = 50
     public static let maxPageSize = 100
 
     public init(repository: any KeyRepository, verifier: TokenVerifier, clock: any KeybrakeCore.Clock, spendReader: (any KeySpendReader)? = nil,
-                creationsPerMinutePerTenant: Int = 60, acknowledgements: KeyChangeAcknowledgements? = nil) {
+                creations: KeyCreationLimiter = KeyCreationLimiter(perMinutePerTenant: 60), acknowledgements: KeyChangeAcknowledgements? = nil) {
         self.acknowledgements = acknowledgements
-        self.creations = WindowRateLimiter(limit: creationsPerMinutePerTenant, window: .seconds(60))
+        self.creations = creations
         self.repository = repository
         self.verifier = verifier
         self.clock = clock
@@ -176,14 +176,12 @@ public struct KeysController: Sendable {
 
     func create(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
         let admin = try context.requireAdmin()
-        if let retry = creations.hit(admin.tenantId) {
-            throw KeybrakeError.rateLimited("This tenant is creating vault keys too fast; retry in \(retry) s.", retryAfter: retry)
-        }
+        try creations.admit(tenantId: admin.tenantId)
         var policy = try Self.parseCreate(try await JSONObjectReader.decode(request, context: context))
         policy.label = policy.label.trimmingCharacters(in: .whitespaces)
         try policy.validate(now: clock.now())
         let (token, publicId) = TokenFormat.generate(.vault)
-        let hash = try await verifier.hashForStorage(token)
+        let hash = try await verifier.hashForStorage(token, tenant: admin.tenantId)
         let key = try await db(context) {
             try await repository.create(id: "key_" + publicId, tenantId: admin.tenantId, tokenHash: hash, policy: policy, logger: context.logger)
         }

@@ -101,7 +101,8 @@ public struct TenantController: Sendable {
             throw KeybrakeError.invalidRequest("email must be an address like ops@example.com.", field: "email")
         }
         let (token, publicId) = TokenFormat.generate(.admin)
-        let hash = try await verifier.hashForStorage(token)
+        // No tenant yet: the signup's hash is paid from its client address's share.
+        let hash = try await verifier.hashForStorage(token, tenant: "signup " + client)
         let tenant = try await db(context) {
             try await repository.createTenant(name: name, email: email, adminTokenId: "atk_" + publicId, adminTokenHash: hash, logger: context.logger)
         }
@@ -138,7 +139,7 @@ public struct TenantController: Sendable {
             label = try json.string("label", maxLength: 100)
         }
         let (token, publicId) = TokenFormat.generate(.admin)
-        let hash = try await verifier.hashForStorage(token)
+        let hash = try await verifier.hashForStorage(token, tenant: admin.tenantId)
         let record = try await db(context) {
             try await repository.addAdminToken(tenantId: admin.tenantId, id: "atk_" + publicId, hash: hash, label: label, logger: context.logger)
         }

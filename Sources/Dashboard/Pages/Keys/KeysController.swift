@@ -98,15 +98,19 @@ extension DashboardController {
             var policy = try KeysController.parseCreate(JSONObjectReader(fields))
             policy.label = policy.label.trimmingCharacters(in: .whitespaces)
             try policy.validate(now: clock.now())
+            try keyCreations.admit(tenantId: session.tenantId)
             let (generated, publicId) = TokenFormat.generate(.vault)
-            let hash = try await verifier.hashForStorage(generated)
+            let hash = try await verifier.hashForStorage(generated, tenant: session.tenantId)
             key = try await db(context) {
                 try await keys.create(id: "key_" + publicId, tenantId: session.tenantId, tokenHash: hash, policy: policy, logger: context.logger)
             }
             token = generated
-        } catch let error as KeybrakeError where error.status == 400 {
+        } catch let error as KeybrakeError where error.status == 400 || error.status == 429 {
             let chrome = chrome(session, .keys)
-            return renderer.render("key_new", KeyNewView(chrome: chrome, flash: .error(Self.message(error)), form: values), status: .badRequest)
+            var page = renderer.render("key_new", KeyNewView(chrome: chrome, flash: .error(Self.message(error)), form: values),
+                                       status: .init(code: error.status))
+            if let retry = error.retryAfterSeconds { page.headers[.retryAfter] = String(retry) }
+            return page
         }
         let chrome = chrome(session, .keys)
         // Not a redirect: the token exists only in this response (shown once, never stored, never cached).
