@@ -114,6 +114,19 @@ struct DatabaseStartupService: Service {
 ///   so `StopSignalService` hears the second one and fails, which cancels the group (`.cancelGroup`).
 /// - Cancellation itself is bounded by `maximumCancellationDuration`: past it lifecycle ends the process with a
 ///   fatal error, the last resort if some task ignored cancellation.
+///
+/// What PostgresNIO needed to let go with Postgres down (issue 27: a replica that had served never exited; with
+/// debug logs, graceful shutdown stopped at `LeaseSweepService` and never reached the pool):
+/// - A query waiting for a pool connection ends only with a connection, the pool's circuit breaker (after about a
+///   minute of failed attempts, and again after the next retry), the cancellation of its task, or the pool's shutdown.
+///   The pool (`PostgresClient.run()`, which cancels itself on graceful shutdown and then fails every waiting lease
+///   with `poolClosed`) is the first service, so it is shut down last, after the services still waiting on it. So
+///   every background query runs inside `cancelWhenGracefulShutdown` (lease sweep, audit partitions), and requests
+///   still waiting on the pool when the drain's bound passes are cancelled (a lease request honours cancellation).
+/// - The pool's `run()` returns once its connection attempts in progress end: each is bounded by `connectTimeout`
+///   (`KEYBRAKE_DATABASE_CONNECT_TIMEOUT_MS`), which covers TCP, TLS and the start-up handshake.
+/// - The key-change listener's connection of its own: `PostgresConnection.connect` honours cancellation, its
+///   reconnect loop checks for it, and its goodbye through the pool has a one-second deadline.
 public func runServer(_ app: some ApplicationProtocol, drain: Drain, shutdownTimeout: Duration, logger: Logger) async throws {
     let signals = StopSignalService(drain: drain, logger: logger)
     var configuration = ServiceGroupConfiguration(
