@@ -48,6 +48,11 @@ public struct AppConfiguration: Sendable {
     /// hit `minimumConcurrentConnections <= stats.active` in `createNewDemandConnectionIfPossible`; upstream has
     /// related crash reports for minimum > 0). A minimum saves a timer task per query; it is not worth a crash.
     public var databaseMinConnections: Int = 0
+    /// How long SIGTERM's drain may take before the requests still in flight are cancelled (their reservations are
+    /// left to their leases); nil: the upstream timeout plus 10 s, so a request that waits for its vendor gets its
+    /// 504 and settles first (`KEYBRAKE_SHUTDOWN_TIMEOUT_MS`).
+    public var shutdownTimeout: Duration?
+    public var effectiveShutdownTimeout: Duration { shutdownTimeout ?? proxy.upstreamTimeout + .seconds(10) }
 
     public init(databaseURL: DatabaseURL, masterKeys: MasterKeyRing) {
         self.databaseURL = databaseURL
@@ -60,10 +65,7 @@ public struct AppConfiguration: Sendable {
 
     /// Reads DESIGN §3's variables. Secrets' values never appear in errors.
     public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws -> AppConfiguration {
-        guard let dbText = env["DATABASE_URL"], !dbText.isEmpty else {
-            throw ConfigError(description: "DATABASE_URL is not set (e.g. postgres://keybrake@127.0.0.1:5432/keybrake); `make run` sets up a local one")
-        }
-        let db = try DatabaseURL(dbText)
+        let db = try databaseURL(env)
         let ring = try masterKeyRing(env)
         var config = AppConfiguration(databaseURL: db, masterKeys: ring)
         if let host = env["KEYBRAKE_HOST"], !host.isEmpty { config.host = host }
@@ -125,6 +127,11 @@ public struct AppConfiguration: Sendable {
         }
         if let raw = env["KEYBRAKE_LISTEN_DATABASE_URL"], !raw.isEmpty {
             config.listenDatabaseURL = try DatabaseURL(raw)
+            config.listenDatabaseURL?.connectTimeout = db.connectTimeout
+        }
+        if let raw = env["KEYBRAKE_SHUTDOWN_TIMEOUT_MS"], !raw.isEmpty {
+            guard let ms = Int(raw), ms >= 0 else { throw ConfigError(description: "KEYBRAKE_SHUTDOWN_TIMEOUT_MS must be a whole number ≥ 0") }
+            config.shutdownTimeout = .milliseconds(ms)
         }
         if let limit = env["KEYBRAKE_KEY_CREATIONS_PER_MINUTE"], !limit.isEmpty {
             guard let l = Int(limit), l > 0 else { throw ConfigError(description: "KEYBRAKE_KEY_CREATIONS_PER_MINUTE must be a whole number > 0") }
@@ -199,6 +206,21 @@ public struct AppConfiguration: Sendable {
             config.proxy.resend.pricePerEmail = p
         }
         return config
+    }
+
+    /// `DATABASE_URL` with `KEYBRAKE_DATABASE_CONNECT_TIMEOUT_MS` (every command that talks to Postgres reads it so).
+    public static func databaseURL(_ env: [String: String]) throws -> DatabaseURL {
+        guard let text = env["DATABASE_URL"], !text.isEmpty else {
+            throw ConfigError(description: "DATABASE_URL is not set (e.g. postgres://keybrake@127.0.0.1:5432/keybrake); `make run` sets up a local one")
+        }
+        var url = try DatabaseURL(text)
+        if let raw = env["KEYBRAKE_DATABASE_CONNECT_TIMEOUT_MS"], !raw.isEmpty {
+            guard let ms = Int(raw), ms >= 100 else {
+                throw ConfigError(description: "KEYBRAKE_DATABASE_CONNECT_TIMEOUT_MS must be a whole number ≥ 100")
+            }
+            url.connectTimeout = .milliseconds(ms)
+        }
+        return url
     }
 
     /// Upstream connections (README "Upstream connections"): budget per vendor, bounded wait, keep-alive, egress.

@@ -105,10 +105,10 @@ public struct ProxyPipeline: Sendable {
     }
 
     func handle<A: VendorAdapter>(_ a: A, path rawPath: String, request: Request, context: KeybrakeRequestContext) async -> Response {
-        if drain?.isDraining == true {
-            // Nothing claimed, reserved or sent: the agent (or its load balancer) retries on another replica.
-            return a.errorResponse(KeybrakeError(status: 503, code: "shutting_down",
-                message: "This Keybrake replica is shutting down; nothing was sent. Retry (another replica will take it).", retryAfterSeconds: 1))
+        if let refusal = drain?.refusal {
+            // Draining (`shutting_down`) or not yet started (`unavailable`): nothing claimed, reserved or sent; the
+            // agent (or its load balancer) retries, on another replica or once this one is ready.
+            return a.errorResponse(refusal)
         }
         let started = ContinuousClock.now
         var flight: Flight
