@@ -293,10 +293,17 @@ enum CSV {
         return out
     }
 
+    /// Scalars a spreadsheet reads as the start of a formula when a cell begins with them.
+    static let formulaStarts: Set<Unicode.Scalar> = ["=", "+", "-", "@", "\t", "\r", "\n"]
+    /// Scalars that end a cell in some spreadsheet's reading (`;` in locales whose decimal mark is a comma).
+    static let separators: Set<Unicode.Scalar> = [",", ";", "\t", "\"", "\n", "\r"]
+
+    /// A cell as text no spreadsheet runs: the first *scalar* decides (a combining mark after `=` still starts a
+    /// formula), and a cell holding any separator is quoted, so no part of it becomes a cell of its own.
     static func escape(_ value: String) -> String {
         var v = value
-        if let first = v.first, "=+-@\t\r".contains(first), Double(v) == nil { v = "'" + v }
-        guard v.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return v }
+        if let first = v.unicodeScalars.first, formulaStarts.contains(first), Double(v) == nil { v = "'" + v }
+        guard v.unicodeScalars.contains(where: { separators.contains($0) }) else { return v }
         return "\"" + v.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 }

@@ -62,7 +62,8 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
     let vault = VaultController(store: credentialStore)
     let vaultKeys = VaultKeyAuthenticator(client: deps.postgres, verifier: deps.verifier, directory: deps.keyDirectory)
     let adminTokens = AdminTokenAuthenticator(repository: tenantRepository, verifier: deps.verifier, trustedProxies: config.trustedProxies)
-    let keyCreations = KeyCreationLimiter(perMinutePerTenant: config.keyCreationsPerMinutePerTenant)
+    let keyCreations = TenantActionLimiter(perMinutePerTenant: config.keyCreationsPerMinutePerTenant)
+    let keyChangeLimit = TenantActionLimiter(perMinutePerTenant: config.keyChangesPerMinutePerTenant, action: "changing vault keys")
     let unverified = deps.unverifiedAttempts
     let keyChanges = KeyChangeAcknowledgements(client: deps.postgres, settings: config.keyLease)
     let proxy = ProxyController(pipeline: ProxyPipeline(
@@ -75,7 +76,7 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
     let spendRepository = SpendRepository(client: deps.postgres)
     let keys = KeysController(repository: PostgresKeyRepository(client: deps.postgres), verifier: deps.verifier, clock: deps.clock,
                               spendReader: LedgerKeySpendReader(spend: spendRepository),
-                              creations: keyCreations, acknowledgements: keyChanges)
+                              creations: keyCreations, changes: keyChangeLimit, acknowledgements: keyChanges)
     let childKeys = ChildKeysController(keys: keys, authenticator: vaultKeys, limits: config.childKeys,
                                         mintsPerMinutePerTenant: config.childKeyMintsPerMinutePerTenant, trustedProxies: config.trustedProxies) { key in
         unverified.record(UnverifiedAttempts.Attempt(tenantId: key.tenantId, keyId: key.id, keyLabel: key.policy.label,
@@ -105,7 +106,8 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
         postgres: deps.postgres, authenticator: adminTokens,
         tenants: tenantRepository, tenantsConfiguration: tenantsConfig, keys: PostgresKeyRepository(client: deps.postgres),
         verifier: deps.verifier, credentials: credentialStore, audit: AuditRepository(client: deps.postgres), spend: spendRepository,
-        keySpend: LedgerKeySpendReader(spend: spendRepository), clock: deps.clock, keyChanges: keyChanges, keyCreations: keyCreations
+        keySpend: LedgerKeySpendReader(spend: spendRepository), clock: deps.clock, keyChanges: keyChanges, keyCreations: keyCreations,
+        keyChangeLimit: keyChangeLimit
     ).addRoutes(to: router)
 
     let admin = router.group("/v1").add(middleware: AdminAuthMiddleware(authenticator: adminTokens))

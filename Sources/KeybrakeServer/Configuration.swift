@@ -22,6 +22,8 @@ public struct AppConfiguration: Sendable {
     public var trustedProxies: TrustedProxies = .none
     /// Vault keys and admin tokens each cost an argon2 hash to create: per tenant and minute.
     public var keyCreationsPerMinutePerTenant: Int = 60
+    /// Key changes (PATCH, revoke) per tenant per minute: each is announced to every replica and acknowledged.
+    public var keyChangesPerMinutePerTenant: Int = 600
     /// Child keys (DESIGN §9): depth and fan-out of the key tree, and mints per tenant per minute (argon2 bounds them).
     public var childKeys = ChildLimits()
     public var childKeyMintsPerMinutePerTenant: Int = 600
@@ -136,6 +138,10 @@ public struct AppConfiguration: Sendable {
         if let limit = env["KEYBRAKE_KEY_CREATIONS_PER_MINUTE"], !limit.isEmpty {
             guard let l = Int(limit), l > 0 else { throw ConfigError(description: "KEYBRAKE_KEY_CREATIONS_PER_MINUTE must be a whole number > 0") }
             config.keyCreationsPerMinutePerTenant = l
+        }
+        if let limit = env["KEYBRAKE_KEY_CHANGES_PER_MINUTE"], !limit.isEmpty {
+            guard let l = Int(limit), l > 0 else { throw ConfigError(description: "KEYBRAKE_KEY_CHANGES_PER_MINUTE must be a whole number > 0") }
+            config.keyChangesPerMinutePerTenant = l
         }
         if let limit = env["KEYBRAKE_ADMIN_TOKENS_PER_MINUTE"], !limit.isEmpty {
             guard let l = Int(limit), l > 0 else { throw ConfigError(description: "KEYBRAKE_ADMIN_TOKENS_PER_MINUTE must be a whole number > 0") }

@@ -56,9 +56,9 @@ public struct ChildKeysController: Sendable {
 
     static func parse(_ json: JSONObjectReader) throws(KeybrakeError) -> Ask {
         try json.rejectUnknown(allowed: fields)
-        var ask = Ask(label: (try json.string("label", required: true, maxLength: 1000) ?? "").trimmingCharacters(in: .whitespaces))
-        if let run = try json.string("run_id", maxLength: 10_000) {
-            guard (1...ChildKeyRules.maxRunIdLength).contains(run.count), run.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7F }) else {
+        var ask = Ask(label: (try json.displayText("label", required: true, maxLength: 1000) ?? "").trimmingCharacters(in: .whitespaces))
+        if let run = try json.displayText("run_id", maxLength: 10_000) {
+            guard (1...ChildKeyRules.maxRunIdLength).contains(run.count) else {
                 throw .invalidRequest("run_id must be 1–\(ChildKeyRules.maxRunIdLength) printable characters.", field: "run_id")
             }
             ask.runId = run

@@ -161,16 +161,32 @@ public struct PostgresKeyRepository: KeyRepository {
     }
 
     public func revoke(id: String, tenantId: String, logger: Logger) async throws -> (key: VaultKey, change: Int64)? {
-        // Idempotent: revoking a revoked key keeps its first revoked_at. Descendants are revoked in the same
-        // statement (their requests check the chain anyway; this makes their status say so).
+        // Descendants are revoked in the same statement (their requests check the chain anyway; this makes their
+        // status say so). Only keys still active change: revoking a revoked key rewrites nothing and announces
+        // nothing (an announcement takes the lock every tenant's key changes share), and answers with the change
+        // that revoked it, which the caller may wait for again.
         try await client.transaction(logger: logger) { conn in
             let keys = try await Self.decode(try await conn.query("""
-                UPDATE vault_keys SET status = 'revoked', revoked_at = COALESCE(revoked_at, now()), updated_at = now()
-                WHERE tenant_id = \(tenantId) AND (id = \(id) OR (parent_key_id IS NOT NULL AND ancestor_ids @> ARRAY[\(id)]))
+                UPDATE vault_keys SET status = 'revoked', revoked_at = now(), updated_at = now()
+                WHERE tenant_id = \(tenantId) AND status <> 'revoked'
+                  AND (id = \(id) OR (parent_key_id IS NOT NULL AND ancestor_ids @> ARRAY[\(id)]))
                 RETURNING \(unescaped: Self.columns)
                 """, logger: logger))
-            guard let key = keys.first(where: { $0.id == id }) else { return nil }
-            return (key, try await Self.announce(conn, tenantId: tenantId, keyIds: keys.map(\.id), logger: logger))
+            func current() async throws -> VaultKey? {
+                try await Self.decode(try await conn.query(
+                    "SELECT \(unescaped: Self.columns) FROM vault_keys WHERE id = \(id) AND tenant_id = \(tenantId)", logger: logger)).first
+            }
+            if !keys.isEmpty {
+                let change = try await Self.announce(conn, tenantId: tenantId, keyIds: keys.map(\.id), logger: logger)
+                if let key = keys.first(where: { $0.id == id }) { return (key, change) }
+                return try await current().map { ($0, change) }
+            }
+            guard let key = try await current() else { return nil }
+            var change: Int64 = 0
+            for try await seq in try await conn.query(
+                "SELECT COALESCE(max(seq), 0) FROM key_changes WHERE tenant_id = \(tenantId) AND key_ids @> ARRAY[\(id)]", logger: logger
+            ).decode(Int64.self) { change = seq }
+            return (key, change)
         }
     }
 

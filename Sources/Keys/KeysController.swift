@@ -45,15 +45,20 @@ public struct KeysController: Sendable {
     /// Waits for replicas to apply key changes (nil: nobody serves keys from memory).
     let acknowledgements: KeyChangeAcknowledgements?
     /// Each new key costs an argon2 hash (~27 ms of a core): creations are limited per tenant (shared with the dashboard).
-    let creations: KeyCreationLimiter
+    let creations: TenantActionLimiter
+    /// PATCH and revoke: each is announced to every replica and acknowledged (shared with the dashboard).
+    let changes: TenantActionLimiter
 
     public static let defaultPageSize = 50
     public static let maxPageSize = 100
 
     public init(repository: any KeyRepository, verifier: TokenVerifier, clock: any KeybrakeCore.Clock, spendReader: (any KeySpendReader)? = nil,
-                creations: KeyCreationLimiter = KeyCreationLimiter(perMinutePerTenant: 60), acknowledgements: KeyChangeAcknowledgements? = nil) {
+                creations: TenantActionLimiter = TenantActionLimiter(perMinutePerTenant: 60),
+                changes: TenantActionLimiter = TenantActionLimiter(perMinutePerTenant: 600, action: "changing vault keys"),
+                acknowledgements: KeyChangeAcknowledgements? = nil) {
         self.acknowledgements = acknowledgements
         self.creations = creations
+        self.changes = changes
         self.repository = repository
         self.verifier = verifier
         self.clock = clock
@@ -248,6 +253,7 @@ public struct KeysController: Sendable {
 
     func update(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
         let admin = try context.requireAdmin()
+        try changes.admit(tenantId: admin.tenantId)
         let id = context.parameters.get("id") ?? ""
         let json = try await JSONObjectReader.decode(request, context: context)
         if json.has("vendor") {
@@ -293,6 +299,7 @@ public struct KeysController: Sendable {
 
     func revoke(_ context: KeybrakeRequestContext) async throws -> Response {
         let admin = try context.requireAdmin()
+        try changes.admit(tenantId: admin.tenantId)
         let id = context.parameters.get("id") ?? ""
         guard let revoked = try await db(context, { try await repository.revoke(id: id, tenantId: admin.tenantId, logger: context.logger) }) else {
             throw KeybrakeError.notFound("key")

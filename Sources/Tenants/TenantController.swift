@@ -94,7 +94,7 @@ public struct TenantController: Sendable {
         }
         let json = try await JSONObjectReader.decode(request, context: context)
         try json.rejectUnknown(allowed: ["name", "email"])
-        let name = (try json.string("name", required: true, maxLength: 200) ?? "").trimmingCharacters(in: .whitespaces)
+        let name = (try json.displayText("name", required: true, maxLength: 200) ?? "").trimmingCharacters(in: .whitespaces)
         guard !name.isEmpty else { throw KeybrakeError.invalidRequest("name must not be empty.", field: "name") }
         let email = (try json.string("email", required: true, maxLength: 254) ?? "").trimmingCharacters(in: .whitespaces)
         guard Self.looksLikeEmail(email) else {
@@ -136,7 +136,7 @@ public struct TenantController: Sendable {
         if request.headers[.contentLength] != "0", request.headers[.contentType] != nil || request.headers[.contentLength] != nil {
             let json = try await JSONObjectReader.decode(request, context: context)
             try json.rejectUnknown(allowed: ["label"])
-            label = try json.string("label", maxLength: 100)
+            label = try json.displayText("label", maxLength: 100)
         }
         let (token, publicId) = TokenFormat.generate(.admin)
         let hash = try await verifier.hashForStorage(token, tenant: admin.tenantId)

@@ -15,6 +15,10 @@ extension ProxyPipeline {
             throw Denial(error: KeybrakeError(status: 403, code: "vendor_not_allowed",
                 message: "This vault key (\(f.key.id)) is for \(policy.vendor.rawValue); it cannot call \(f.vendor.rawValue)."))
         }
+        // A run id labels audit rows people read: no control or bidi-control characters (DESIGN §16).
+        if let run = request.headers[.keybrakeRunId], let refusal = DisplayText.refusal(run, field: "X-Keybrake-Run-Id") {
+            throw Denial(error: refusal)
+        }
         // Credentials are needed to route Twilio paths, and to forward.
         let credentials = self.credentials, vendor = f.vendor, tenantId = f.key.tenantId, logger = f.logger
         // A cache hit costs no round trip, so it needs no deadline (and none of its timer and task hops).

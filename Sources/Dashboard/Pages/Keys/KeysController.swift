@@ -217,6 +217,7 @@ extension DashboardController {
         }
         let json = JSONObjectReader(fields)
         do {
+            try keyChangeLimit.admit(tenantId: session.tenantId)
             // A child key's caps stay within its parent's, as through the API.
             var parentPolicy: Policy?
             if let parentId = try await db(context, { try await keys.key(id: id, tenantId: session.tenantId, logger: context.logger)?.parentId }) {
@@ -260,6 +261,7 @@ extension DashboardController {
 
     func revoke(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
         let (session, _) = try await verifiedForm(request, context)
+        try keyChangeLimit.admit(tenantId: session.tenantId)
         let id = context.parameters.get("id") ?? ""
         guard let (key, change) = try await db(context, { try await keys.revoke(id: id, tenantId: session.tenantId, logger: context.logger) }) else {
             throw KeybrakeError.notFound("key")
