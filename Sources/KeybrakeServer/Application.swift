@@ -56,6 +56,7 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
     var tenantsConfiguration = TenantsConfiguration(freeMonthlyRequests: config.freeMonthlyRequests, operatorToken: config.operatorToken,
                                                     signupsPerMinutePerClient: config.signupsPerMinutePerClient)
     tenantsConfiguration.adminTokensPerMinutePerTenant = config.adminTokensPerMinutePerTenant
+    tenantsConfiguration.maxAdminTokensPerTenant = config.maxAdminTokensPerTenant
     tenantsConfiguration.trustedProxies = config.trustedProxies
     let tenants = TenantController(repository: tenantRepository, verifier: deps.verifier, configuration: tenantsConfiguration, clock: deps.clock)
     let credentialStore = CredentialStore(client: deps.postgres, sealer: CredentialSealer(ring: config.masterKeys))

@@ -34,6 +34,7 @@ public struct AppConfiguration: Sendable {
     /// (PgBouncer) it must reach Postgres directly (`KEYBRAKE_LISTEN_DATABASE_URL`).
     public var listenDatabaseURL: DatabaseURL?
     public var adminTokensPerMinutePerTenant: Int = 20
+    public var maxAdminTokensPerTenant: Int = 100
     /// Token verification: cache, hashing cores, failed-attempt limits per (id, client) and per client (DESIGN §4).
     public var tokens = TokenVerifier.Configuration()
     /// How often unverified attempts on a key are written as one summary audit row per key (DESIGN §4: a minute).
@@ -142,6 +143,10 @@ public struct AppConfiguration: Sendable {
         if let limit = env["KEYBRAKE_KEY_CHANGES_PER_MINUTE"], !limit.isEmpty {
             guard let l = Int(limit), l > 0 else { throw ConfigError(description: "KEYBRAKE_KEY_CHANGES_PER_MINUTE must be a whole number > 0") }
             config.keyChangesPerMinutePerTenant = l
+        }
+        if let limit = env["KEYBRAKE_MAX_ADMIN_TOKENS_PER_TENANT"], !limit.isEmpty {
+            guard let l = Int(limit), l > 0 else { throw ConfigError(description: "KEYBRAKE_MAX_ADMIN_TOKENS_PER_TENANT must be a whole number > 0") }
+            config.maxAdminTokensPerTenant = l
         }
         if let limit = env["KEYBRAKE_ADMIN_TOKENS_PER_MINUTE"], !limit.isEmpty {
             guard let l = Int(limit), l > 0 else { throw ConfigError(description: "KEYBRAKE_ADMIN_TOKENS_PER_MINUTE must be a whole number > 0") }

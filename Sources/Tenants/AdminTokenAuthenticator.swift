@@ -11,6 +11,8 @@ public struct AdminTokenAuthenticator: AdminAuthenticator {
     let verifier: TokenVerifier
     /// Whose `X-Forwarded-For` names the client that failed-attempt limits count.
     let trustedProxies: TrustedProxies
+    /// Tokens whose `last_used_at` this replica wrote in the last minute.
+    let touched = ExpiringCache<String, Bool>(ttl: .seconds(60))
 
     public init(repository: any TenantRepository, verifier: TokenVerifier, trustedProxies: TrustedProxies = .none) {
         self.repository = repository
@@ -30,6 +32,11 @@ public struct AdminTokenAuthenticator: AdminAuthenticator {
         guard let row else { throw .adminTokenInvalid }
         let client = RequestClient(request, context, proxies: trustedProxies)
         guard try await verifier.verify(parsed, storedHash: row.hash, tenant: row.tenantId, client: client.key) else { throw .adminTokenInvalid }
+        // "Last used", to a minute: one write per token per minute per replica, not one per request.
+        if touched.get(tokenId) == nil {
+            touched.set(tokenId, true)
+            try? await repository.touchAdminToken(id: tokenId, logger: context.logger)
+        }
         return AdminIdentity(tenantId: row.tenantId, tokenId: tokenId)
     }
 }

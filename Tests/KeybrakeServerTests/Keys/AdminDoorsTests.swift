@@ -68,6 +68,39 @@ final class AdminDoorsTests: XCTestCase, @unchecked Sendable {
         }
     }
 
+    /// A leaked admin token minted others: the tenant lists its tokens (never their secrets), sees which is in use,
+    /// and revokes every other one at once; their dashboard sessions end with them. Totals are bounded.
+    func testAdminTokensAreListedAndTheOthersRevokedAtOnce() async throws {
+        try await TestApp.run({ $0.maxAdminTokensPerTenant = 4 }) { client in
+            let (_, admin) = try await client.signup()
+            var minted: [String] = []
+            for label in ["ci", "leaked-copy", "laptop"] {
+                let r = try await client.call(.post, "/v1/admin-tokens", token: admin, json: ["label": label])
+                expectStatus(r, .created)
+                minted.append(r.json["token"] as? String ?? "")
+            }
+            let full = try await client.call(.post, "/v1/admin-tokens", token: admin, json: ["label": "one too many"])
+            XCTAssertEqual(full.status.code, 422, full.text)
+            XCTAssertEqual(full.errorCode, "tenant_limit_reached")
+            _ = try await client.call(.get, "/v1/tenant", token: minted[1])
+            let list = try await client.call(.get, "/v1/admin-tokens", token: admin)
+            expectStatus(list, .ok)
+            let rows = list.json["data"] as? [[String: Any]] ?? []
+            XCTAssertEqual(rows.count, 4)
+            XCTAssertEqual(rows.filter { $0["current"] as? Bool == true }.count, 1)
+            XCTAssertFalse(list.text.contains("kb_admin_"), "no secret is listed")
+            XCTAssertFalse(list.text.contains("argon2"), "no hash is listed")
+            XCTAssertNotNil(rows.first { $0["label"] as? String == "leaked-copy" }?["last_used_at"] as? String, "used tokens say when")
+            let revoked = try await client.call(.post, "/v1/admin-tokens/revoke-others", token: admin)
+            expectStatus(revoked, .ok)
+            XCTAssertEqual((revoked.json["revoked"] as? [String])?.count, 3)
+            for token in minted { expectStatus(try await client.call(.get, "/v1/tenant", token: token), .unauthorized) }
+            expectStatus(try await client.call(.get, "/v1/tenant", token: admin), .ok)
+            let left = try await client.call(.get, "/v1/admin-tokens", token: admin)
+            XCTAssertEqual((left.json["data"] as? [Any])?.count, 1)
+        }
+    }
+
     func testCSVCellsCannotStartAFormulaOrSplitIntoCells() {
         XCTAssertEqual(CSV.escape("=SUM(A1)"), "'=SUM(A1)")
         XCTAssertEqual(CSV.escape("=\u{301}cmd"), "'=\u{301}cmd", "the first scalar decides, not the first grapheme")
