@@ -30,7 +30,7 @@ public final class AdminReads: Sendable {
 
     public let client: PostgresClient
     public let settings: Settings
-    private let inFlight = Mutex<[String: Int]>([:])
+    private let counts = Mutex<[String: Int]>([:])
 
     public init(client: PostgresClient, settings: Settings = Settings()) {
         self.client = client
@@ -57,10 +57,10 @@ public final class AdminReads: Sendable {
     }
 
     /// How many reads `tenantId` has in flight now (tests).
-    public func inFlight(tenantId: String) -> Int { inFlight.withLock { $0[tenantId] ?? 0 } }
+    public func inFlight(tenantId: String) -> Int { counts.withLock { $0[tenantId] ?? 0 } }
 
     func acquire(_ tenantId: String) throws(KeybrakeError) {
-        let admitted = inFlight.withLock { counts -> Bool in
+        let admitted = counts.withLock { counts -> Bool in
             let n = counts[tenantId] ?? 0
             guard n < settings.perTenant else { return false }
             counts[tenantId] = n + 1
@@ -70,7 +70,7 @@ public final class AdminReads: Sendable {
     }
 
     func release(_ tenantId: String) {
-        inFlight.withLock { counts in
+        counts.withLock { counts in
             let n = (counts[tenantId] ?? 1) - 1
             counts[tenantId] = n > 0 ? n : nil
         }

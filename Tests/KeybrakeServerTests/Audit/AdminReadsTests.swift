@@ -52,7 +52,8 @@ final class AdminReadsTests: XCTestCase {
         try await TestApp.run({ $0.adminReads.perTenant = 1; $0.adminReads.maxConnections = 4 }) { client in
             let (_, a) = try await client.signup(name: "A")
             let (_, b) = try await client.signup(name: "B")
-            try await Self.holdingLock(on: "audit_events") {
+            // The held read answers once the lock is gone: awaited after it, not under it.
+            let slow = try await Self.holdingLock(on: "audit_events") {
                 let slow = Task { try await client.call(.get, "/v1/audit", token: a) }
                 try await Task.sleep(for: .milliseconds(400))
                 let refused = try await client.call(.get, "/v1/keys", token: a)
@@ -60,9 +61,9 @@ final class AdminReadsTests: XCTestCase {
                 XCTAssertEqual(refused.errorCode, "too_many_reads")
                 XCTAssertEqual(refused.headers[.retryAfter], "1")
                 expectStatus(try await client.call(.get, "/v1/keys", token: b), .ok, "another tenant's reads are its own")
-                slow.cancel()
-                _ = try? await slow.value
+                return slow
             }
+            expectStatus(try await slow.value, .ok)
             expectStatus(try await client.call(.get, "/v1/keys", token: a), .ok, "the slot is back once the read answered")
         }
     }
@@ -74,7 +75,7 @@ final class AdminReadsTests: XCTestCase {
             let a = try await client.tenantWithCredentials()
             let b = try await client.tenantWithCredentials()
             let (_, token) = try await client.vaultKey(b, ["allowed_endpoints": ["GET /v1/customers/*"]])
-            try await Self.holdingLock(on: "spend_ledger") {
+            let flood = try await Self.holdingLock(on: "spend_ledger") {
                 // A's spend reads hold the admin pool's only connection and queue behind it.
                 let flood = (0..<4).map { _ in Task { try await client.call(.get, "/v1/spend", token: a.admin) } }
                 try await Task.sleep(for: .milliseconds(400))
@@ -83,8 +84,9 @@ final class AdminReadsTests: XCTestCase {
                     // The fake vendor's own answer (it has no such customer): forwarded and audited, not 503.
                     XCTAssertEqual(r.status, .notFound, r.text)
                 }
-                for t in flood { t.cancel(); _ = try? await t.value }
+                return flood
             }
+            for t in flood { expectStatus(try await t.value, .ok, "A's reads answer once the lock is gone") }
         }
     }
 
