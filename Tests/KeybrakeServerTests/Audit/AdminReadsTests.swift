@@ -71,13 +71,21 @@ final class AdminReadsTests: XCTestCase {
     func testProxiedRequestIsServedWhileTheAdminPoolIsHeld() async throws {
         let harness = try await ProxyHarness.start()
         defer { harness.fake.stop() }
-        try await harness.run({ $0.adminReads.maxConnections = 1; $0.adminReads.perTenant = 4; $0.databaseMaxConnections = 4 }) { client in
+        try await harness.run({ $0.adminReads.maxConnections = 1; $0.adminReads.perTenant = 4; $0.adminReads.statementTimeout = .seconds(20) }) { client in
             let a = try await client.tenantWithCredentials()
             let b = try await client.tenantWithCredentials()
             let (_, token) = try await client.vaultKey(b, ["allowed_endpoints": ["GET /v1/customers/*"]])
-            let flood = try await Self.holdingLock(on: "spend_ledger") {
-                // A's spend reads hold the admin pool's only connection and queue behind it.
-                let flood = (0..<4).map { _ in Task { try await client.call(.get, "/v1/spend", token: a.admin) } }
+            // An old month's partition, locked: A's reads of that month wait on it (as a long walk would), while the
+            // data plane writes this month's rows and reads nothing of it.
+            try await TestDatabase.withClient { db in
+                try await db.query("SELECT kb_ensure_audit_partitions(DATE '2020-01-01', 0)", logger: Logger(label: "t"))
+            }
+            let began = ContinuousClock.now
+            let flood = try await Self.holdingLock(on: "audit_events_2020_01") {
+                // A's audit reads of January 2020 hold the admin pool's only connection and queue behind it.
+                let flood = (0..<4).map { _ in
+                    Task { try await client.call(.get, "/v1/audit?from=2020-01-01T00:00:00Z&to=2020-01-20T00:00:00Z", token: a.admin) }
+                }
                 try await Task.sleep(for: .milliseconds(400))
                 for _ in 0..<5 {
                     let r = try await client.proxy(.get, "/stripe/v1/customers/cus_1", key: token)
@@ -87,6 +95,7 @@ final class AdminReadsTests: XCTestCase {
                 return flood
             }
             for t in flood { expectStatus(try await t.value, .ok, "A's reads answer once the lock is gone") }
+            XCTAssertGreaterThanOrEqual(ContinuousClock.now - began, .milliseconds(400), "A's reads waited on the lock (held the admin pool)")
         }
     }
 
