@@ -21,6 +21,9 @@ import Vault
 public struct AppDependencies: Sendable {
     public let configuration: AppConfiguration
     public let postgres: PostgresClient
+    /// Admin and dashboard reads: their own pool, statement timeout and per-tenant limit (DESIGN §16). Never the
+    /// data plane's `postgres`, except where a caller builds dependencies without one (tests of other things).
+    public let adminReads: AdminReads
     public let verifier: TokenVerifier
     public let clock: any KeybrakeCore.Clock
     public let metricsRegistry: PrometheusCollectorRegistry
@@ -33,12 +36,13 @@ public struct AppDependencies: Sendable {
     /// Attempts with a key's id whose token was not proven, summed up per key (DESIGN §4).
     public let unverifiedAttempts: UnverifiedAttempts
 
-    public init(configuration: AppConfiguration, postgres: PostgresClient, verifier: TokenVerifier? = nil,
+    public init(configuration: AppConfiguration, postgres: PostgresClient, adminPostgres: PostgresClient? = nil, verifier: TokenVerifier? = nil,
                 clock: any KeybrakeCore.Clock = SystemClock(), metricsRegistry: PrometheusCollectorRegistry = .init(),
                 drain: Drain = Drain(started: true)) {
         self.configuration = configuration
         self.drain = drain
         self.postgres = postgres
+        self.adminReads = AdminReads(client: adminPostgres ?? postgres, settings: configuration.adminReads)
         self.verifier = verifier ?? TokenVerifier(configuration: configuration.tokens)
         self.unverifiedAttempts = UnverifiedAttempts(client: postgres)
         self.clock = clock
@@ -74,8 +78,9 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
         idempotency: IdempotencyStore(client: deps.postgres), forwarder: deps.forwarder, clock: deps.clock,
         tenants: tenantRepository, drain: deps.drain, trustedProxies: config.trustedProxies, unverifiedAttempts: unverified
     ))
-    let spendRepository = SpendRepository(client: deps.postgres)
-    let keys = KeysController(repository: PostgresKeyRepository(client: deps.postgres), verifier: deps.verifier, clock: deps.clock,
+    let spendRepository = SpendRepository(reads: deps.adminReads)
+    let auditRepository = AuditRepository(client: deps.postgres, reads: deps.adminReads)
+    let keys = KeysController(repository: PostgresKeyRepository(client: deps.postgres, reads: deps.adminReads), verifier: deps.verifier, clock: deps.clock,
                               spendReader: LedgerKeySpendReader(spend: spendRepository),
                               creations: keyCreations, changes: keyChangeLimit, acknowledgements: keyChanges)
     let childKeys = ChildKeysController(keys: keys, authenticator: vaultKeys, limits: config.childKeys,
@@ -84,7 +89,7 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
                                                      vendor: key.policy.vendor.rawValue, method: "POST", path: "/v1/child-keys"))
     }
     let tenantsConfig = TenantsConfiguration(freeMonthlyRequests: config.freeMonthlyRequests)
-    let audit = AuditController(audit: AuditRepository(client: deps.postgres), spend: spendRepository, clock: deps.clock) { tenantId, context in
+    let audit = AuditController(audit: auditRepository, spend: spendRepository, clock: deps.clock) { tenantId, context in
         guard let tenant = try await tenantRepository.tenant(id: tenantId, logger: context.logger) else { throw KeybrakeError.adminTokenInvalid }
         return (tenant.plan.rawValue, tenantsConfig.monthlyQuota(for: tenant.plan))
     }
@@ -105,8 +110,8 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
     childKeys.addRoutes(to: router)
     DashboardController(
         postgres: deps.postgres, authenticator: adminTokens,
-        tenants: tenantRepository, tenantsConfiguration: tenantsConfig, keys: PostgresKeyRepository(client: deps.postgres),
-        verifier: deps.verifier, credentials: credentialStore, audit: AuditRepository(client: deps.postgres), spend: spendRepository,
+        tenants: tenantRepository, tenantsConfiguration: tenantsConfig, keys: PostgresKeyRepository(client: deps.postgres, reads: deps.adminReads),
+        verifier: deps.verifier, credentials: credentialStore, audit: auditRepository, spend: spendRepository,
         keySpend: LedgerKeySpendReader(spend: spendRepository), clock: deps.clock, keyChanges: keyChanges, keyCreations: keyCreations,
         keyChangeLimit: keyChangeLimit
     ).addRoutes(to: router)
@@ -130,7 +135,12 @@ public func buildApplication(
         maxConnections: config.databaseMaxConnections, minConnections: config.databaseMinConnections),
                                   backgroundLogger: logger)
     let drain = drain ?? Drain(started: startup == nil)
-    let deps = AppDependencies(configuration: config, postgres: postgres, clock: clock, metricsRegistry: metricsRegistry, drain: drain)
+    // Admin reads get a pool of their own (DESIGN §16): a flood of slow audit filters waits for these few
+    // connections, never for the data plane's. Started and stopped with the other one (below).
+    let adminPostgres = PostgresClient(configuration: config.databaseURL.clientConfiguration(maxConnections: config.adminReads.maxConnections),
+                                       backgroundLogger: logger)
+    let deps = AppDependencies(configuration: config, postgres: postgres, adminPostgres: adminPostgres, clock: clock,
+                               metricsRegistry: metricsRegistry, drain: drain)
     // Connection hygiene: a client that goes quiet is dropped, the number of connections and the size of headers
     // are bounded (DESIGN §7; README "Configuration").
     let connections = config.connections
@@ -145,7 +155,7 @@ public func buildApplication(
                              availableConnectionsDelegate: MaximumAvailableConnections(connections.maxConnections)),
         logger: logger
     )
-    app.addServices(postgres, ForwarderService(forwarder: deps.forwarder), DrainService(drain: drain))
+    app.addServices(postgres, adminPostgres, ForwarderService(forwarder: deps.forwarder), DrainService(drain: drain))
     if let startup {
         app.addServices(DatabaseStartupService(url: config.databaseURL, plan: startup, drain: drain, logger: logger))
     }
@@ -305,7 +315,7 @@ struct LedgerKeySpendReader: KeySpendReader {
     func spend(of key: VaultKey, now: Date, context: KeybrakeRequestContext) async throws -> KeySpend {
         let periods = KeyCalendar.periods(now: now, timezone: key.policy.timezone)
         let (day, month) = (periods.day, periods.month)
-        let (d, m, t) = try await spend.key(keyId: key.id, day: day, month: month, logger: context.logger)
+        let (d, m, t) = try await spend.key(tenantId: key.tenantId, keyId: key.id, day: day, month: month, logger: context.logger)
         return KeySpend(
             today: .init(start: day, settled: d.settled, reserved: d.reserved, unknown: d.unknown, cap: key.policy.dailyCap),
             month: .init(start: month, settled: m.settled, reserved: m.reserved, unknown: m.unknown, cap: key.policy.monthlyCap),

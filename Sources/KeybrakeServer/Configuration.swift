@@ -51,6 +51,9 @@ public struct AppConfiguration: Sendable {
     /// hit `minimumConcurrentConnections <= stats.active` in `createNewDemandConnectionIfPossible`; upstream has
     /// related crash reports for minimum > 0). A minimum saves a timer task per query; it is not worth a crash.
     public var databaseMinConnections: Int = 0
+    /// Admin and dashboard reads: pool size, statement timeout, concurrent reads per tenant (DESIGN §16;
+    /// `KEYBRAKE_ADMIN_DB_MAX_CONNECTIONS`, `KEYBRAKE_ADMIN_STATEMENT_TIMEOUT_MS`, `KEYBRAKE_ADMIN_READS_PER_TENANT`).
+    public var adminReads = AdminReads.Settings()
     /// How long SIGTERM's drain may take before the requests still in flight are cancelled (their reservations are
     /// left to their leases); nil: the upstream timeout plus 10 s, so a request that waits for its vendor gets its
     /// 504 and settles first (`KEYBRAKE_SHUTDOWN_TIMEOUT_MS`).
@@ -198,6 +201,18 @@ public struct AppConfiguration: Sendable {
         if let value = env["KEYBRAKE_DB_MIN_CONNECTIONS"], !value.isEmpty {
             guard let n = Int(value), n >= 0 else { throw ConfigError(description: "KEYBRAKE_DB_MIN_CONNECTIONS must be a whole number ≥ 0") }
             config.databaseMinConnections = n
+        }
+        if let value = env["KEYBRAKE_ADMIN_DB_MAX_CONNECTIONS"], !value.isEmpty {
+            guard let n = Int(value), n > 0 else { throw ConfigError(description: "KEYBRAKE_ADMIN_DB_MAX_CONNECTIONS must be a whole number > 0") }
+            config.adminReads.maxConnections = n
+        }
+        if let value = env["KEYBRAKE_ADMIN_STATEMENT_TIMEOUT_MS"], !value.isEmpty {
+            guard let n = Int(value), n > 0 else { throw ConfigError(description: "KEYBRAKE_ADMIN_STATEMENT_TIMEOUT_MS must be a whole number > 0") }
+            config.adminReads.statementTimeout = .milliseconds(n)
+        }
+        if let value = env["KEYBRAKE_ADMIN_READS_PER_TENANT"], !value.isEmpty {
+            guard let n = Int(value), n > 0 else { throw ConfigError(description: "KEYBRAKE_ADMIN_READS_PER_TENANT must be a whole number > 0") }
+            config.adminReads.perTenant = n
         }
         if let rates = env["KEYBRAKE_FX_RATES"], !rates.isEmpty {
             do { config.proxy.fx = try FXTable(parsing: rates) } catch {

@@ -38,8 +38,13 @@ public struct ChildSummary: Sendable, Equatable {
 
 public struct PostgresKeyRepository: KeyRepository {
     let client: PostgresClient
+    /// Key lists (`GET /v1/keys`, the dashboard's keys page) run here: the admin pool (DESIGN §16).
+    let reads: AdminReads
 
-    public init(client: PostgresClient) { self.client = client }
+    public init(client: PostgresClient, reads: AdminReads? = nil) {
+        self.client = client
+        self.reads = reads ?? AdminReads(client: client)
+    }
 
     static let columns = """
         id, tenant_id, vendor, label, status, allowed_endpoints, daily_cap_micros, monthly_cap_micros,
@@ -54,6 +59,8 @@ public struct PostgresKeyRepository: KeyRepository {
         for try await row in rows { keys.append(try makeKey(row)) }
         return keys
     }
+
+    static func decode(_ rows: [PostgresRow]) throws -> [VaultKey] { try rows.map(makeKey) }
 
     /// The key in the first `columnCount` cells of `row`.
     static func makeKey(_ row: PostgresRow) throws -> VaultKey {
@@ -103,20 +110,20 @@ public struct PostgresKeyRepository: KeyRepository {
 
     public func list(tenantId: String, after: String?, limit: Int, logger: Logger) async throws -> [VaultKey]? {
         guard let after else {
-            let rows = try await client.query("""
+            let rows = try await reads.rows("""
                 SELECT \(unescaped: Self.columns) FROM vault_keys WHERE tenant_id = \(tenantId) AND parent_key_id IS NULL
                 ORDER BY created_at DESC, id DESC LIMIT \(limit)
-                """, logger: logger)
-            return try await Self.decode(rows)
+                """, tenantId: tenantId, logger: logger)
+            return try Self.decode(rows)
         }
         // Keyset on (created_at, id), positioned by the cursor key, which must be the tenant's own.
-        let rows = try await client.query("""
+        let rows = try await reads.rows("""
             SELECT \(unescaped: Self.columns) FROM vault_keys
             WHERE tenant_id = \(tenantId) AND parent_key_id IS NULL
               AND (created_at, id) < (SELECT created_at, id FROM vault_keys WHERE id = \(after) AND tenant_id = \(tenantId))
             ORDER BY created_at DESC, id DESC LIMIT \(limit)
-            """, logger: logger)
-        let keys = try await Self.decode(rows)
+            """, tenantId: tenantId, logger: logger)
+        let keys = try Self.decode(rows)
         if keys.isEmpty {
             // Tell "end of the list" from "a cursor that is not this tenant's".
             let check = try await client.query("SELECT 1 FROM vault_keys WHERE id = \(after) AND tenant_id = \(tenantId)", logger: logger)

@@ -112,6 +112,10 @@ public enum DatabaseErrors {
             case _ where serverGone:
                 logger.warning("database unavailable", metadata: ["sqlstate": "\(sqlState)"])
                 return .unavailable
+            case _ where sqlState == "57014":
+                // query_canceled: an admin read ran past its statement timeout (`AdminReads`).
+                logger.info("read stopped by the statement timeout", metadata: ["sqlstate": "\(sqlState)"])
+                return .queryTimeout
             case _ where sqlState == "40P01" || sqlState == "40001":
                 // Deadlock or serialization failure: nothing was committed; the client may retry.
                 logger.warning("database conflict", metadata: ["sqlstate": "\(sqlState)"])
