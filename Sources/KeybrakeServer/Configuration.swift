@@ -69,6 +69,13 @@ public struct AppConfiguration: Sendable {
         public let description: String
     }
 
+    /// A whole number > 0 from `name`, or nil when it is unset.
+    static func positiveInt(_ env: [String: String], _ name: String) throws -> Int? {
+        guard let raw = env[name], !raw.isEmpty else { return nil }
+        guard let value = Int(raw), value > 0 else { throw ConfigError(description: "\(name) must be a whole number > 0") }
+        return value
+    }
+
     /// Reads DESIGN §3's variables. Secrets' values never appear in errors.
     public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws -> AppConfiguration {
         let db = try databaseURL(env)
@@ -139,26 +146,11 @@ public struct AppConfiguration: Sendable {
             guard let ms = Int(raw), ms >= 0 else { throw ConfigError(description: "KEYBRAKE_SHUTDOWN_TIMEOUT_MS must be a whole number ≥ 0") }
             config.shutdownTimeout = .milliseconds(ms)
         }
-        if let limit = env["KEYBRAKE_KEY_CREATIONS_PER_MINUTE"], !limit.isEmpty {
-            guard let l = Int(limit), l > 0 else { throw ConfigError(description: "KEYBRAKE_KEY_CREATIONS_PER_MINUTE must be a whole number > 0") }
-            config.keyCreationsPerMinutePerTenant = l
-        }
-        if let limit = env["KEYBRAKE_KEY_CHANGES_PER_MINUTE"], !limit.isEmpty {
-            guard let l = Int(limit), l > 0 else { throw ConfigError(description: "KEYBRAKE_KEY_CHANGES_PER_MINUTE must be a whole number > 0") }
-            config.keyChangesPerMinutePerTenant = l
-        }
-        if let limit = env["KEYBRAKE_MAX_ADMIN_TOKENS_PER_TENANT"], !limit.isEmpty {
-            guard let l = Int(limit), l > 0 else { throw ConfigError(description: "KEYBRAKE_MAX_ADMIN_TOKENS_PER_TENANT must be a whole number > 0") }
-            config.maxAdminTokensPerTenant = l
-        }
-        if let limit = env["KEYBRAKE_ADMIN_TOKENS_PER_MINUTE"], !limit.isEmpty {
-            guard let l = Int(limit), l > 0 else { throw ConfigError(description: "KEYBRAKE_ADMIN_TOKENS_PER_MINUTE must be a whole number > 0") }
-            config.adminTokensPerMinutePerTenant = l
-        }
-        if let limit = env["KEYBRAKE_SIGNUPS_PER_MINUTE"], !limit.isEmpty {
-            guard let l = Int(limit), l > 0 else { throw ConfigError(description: "KEYBRAKE_SIGNUPS_PER_MINUTE must be a whole number > 0") }
-            config.signupsPerMinutePerClient = l
-        }
+        if let l = try positiveInt(env, "KEYBRAKE_KEY_CREATIONS_PER_MINUTE") { config.keyCreationsPerMinutePerTenant = l }
+        if let l = try positiveInt(env, "KEYBRAKE_KEY_CHANGES_PER_MINUTE") { config.keyChangesPerMinutePerTenant = l }
+        if let l = try positiveInt(env, "KEYBRAKE_MAX_ADMIN_TOKENS_PER_TENANT") { config.maxAdminTokensPerTenant = l }
+        if let l = try positiveInt(env, "KEYBRAKE_ADMIN_TOKENS_PER_MINUTE") { config.adminTokensPerMinutePerTenant = l }
+        if let l = try positiveInt(env, "KEYBRAKE_SIGNUPS_PER_MINUTE") { config.signupsPerMinutePerClient = l }
         for vendor in Vendor.allCases {
             let name = "KEYBRAKE_UPSTREAM_\(vendor.rawValue.uppercased())"
             if let url = env[name], !url.isEmpty {
