@@ -24,6 +24,8 @@ ROOT = E["BENCH_ROOT"]
 STATE = E["BENCH_STATE"]
 BIN = E["BENCH_BIN"]
 KB = int(E["BENCH_KEYBRAKE_PORT"])
+# /metrics shows every tenant's traffic: the server serves it only behind this token (README "Configuration").
+METRICS_TOKEN = E.get("KEYBRAKE_METRICS_TOKEN") or "bench-metrics-" + os.urandom(12).hex()
 TLS = int(E["BENCH_SLOW_TLS_PORT"])
 PLAIN = int(E["BENCH_SLOW_PLAIN_PORT"])
 SLOW_PID = int(E["BENCH_SLOW_PID"])
@@ -76,7 +78,8 @@ def answers_by_code():
     """keybrake_proxy_requests_total summed by error code ("none" = answered by the vendor), from /metrics."""
     counts = {}
     try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{KB}/metrics", timeout=10).read().decode()
+        request = urllib.request.Request(f"http://127.0.0.1:{KB}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+        text = urllib.request.urlopen(request, timeout=10).read().decode()
     except Exception:
         return counts
     for line in text.splitlines():
@@ -177,6 +180,7 @@ class Keybrake:
     def __init__(self, mode):
         self.mode = mode
         env = dict(E)
+        env["KEYBRAKE_METRICS_TOKEN"] = METRICS_TOKEN
         env["KEYBRAKE_UPSTREAM_STRIPE"] = f"https://127.0.0.1:{TLS}" if mode == "tls-h2" else f"http://127.0.0.1:{PLAIN}"
         self.log_path = os.path.join(STATE, f"keybrake-{mode}.log")
         self.proc = subprocess.Popen([BIN, "serve", "--port", str(KB)], env=env, stdout=open(self.log_path, "w"),

@@ -109,12 +109,14 @@ PY
 HOLE_PID=$!
 BASE="http://127.0.0.1:$PORT"
 OPERATOR_TOKEN="contract-operator-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+METRICS_TOKEN="contract-metrics-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 MASTER_KEYS="$("$BIN" generate-master-key --id c1)"
 
 say "starting $BIN serve on $BASE (log: $SERVER_LOG)"
 DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/$DB_NAME" \
 KEYBRAKE_MASTER_KEYS="$MASTER_KEYS" \
 KEYBRAKE_OPERATOR_TOKEN="$OPERATOR_TOKEN" \
+KEYBRAKE_METRICS_TOKEN="$METRICS_TOKEN" \
 KEYBRAKE_SIGNUPS_PER_MINUTE=100000 KEYBRAKE_KEY_CREATIONS_PER_MINUTE=100000 KEYBRAKE_ADMIN_TOKENS_PER_MINUTE=100000 \
 KEYBRAKE_CHILD_KEY_MINTS_PER_MINUTE=100000 \
 KEYBRAKE_MIGRATIONS_DIR="$PWD/Migrations" \
@@ -181,6 +183,9 @@ bearer = "${KB_ADMIN_TOKEN}"
 [auth.openapi.operatorToken]
 bearer = "${KB_OPERATOR_TOKEN}"
 
+[auth.openapi.metricsToken]
+bearer = "${KB_METRICS_TOKEN}"
+
 [auth.openapi.vaultKey]
 bearer = "${KB_PARENT_TOKEN}"
 
@@ -212,7 +217,7 @@ include-operation-id = "setTenantPlan"
 parameters = { "path.id" = "${KB_TENANT_ID}" }
 TOML
 
-export KB_ADMIN_TOKEN="$ADMIN" KB_OPERATOR_TOKEN="$OPERATOR_TOKEN" KB_KEY_ID="$KEY_ID" KB_KEY2_ID="$KEY2_ID" \
+export KB_ADMIN_TOKEN="$ADMIN" KB_OPERATOR_TOKEN="$OPERATOR_TOKEN" KB_METRICS_TOKEN="$METRICS_TOKEN" KB_KEY_ID="$KEY_ID" KB_KEY2_ID="$KEY2_ID" \
        KB_AUDIT_ID="$AUDIT_ID" KB_ATK2_ID="$ATK2_ID" KB_TENANT_ID="$TENANT_ID" \
        KB_PARENT_ID="$PARENT_ID" KB_PARENT_TOKEN="$PARENT_TOKEN" \
        KB_CACHE_DIR="$PWD/$WORK/cache"

@@ -57,7 +57,10 @@ public struct AuditController: Sendable {
         @NullEncoded var resolves: String?
         @NullEncoded var overheadUs: Int64?
         @NullEncoded var upstreamUs: Int64?
+        @NullEncoded var vendorAccount: String?
         let createdAt: Date
+        /// A summary row (`error_code` `unverified_attempts`): how many unverified attempts on the key it stands for.
+        @NullEncoded var attempts: Int?
         /// The key's parents, root first (empty for a root key).
         let parentKeyIds: [String]
     }
@@ -68,7 +71,8 @@ public struct AuditController: Sendable {
                   amountUsd: USDAmount(MicroUSD(r.amountMicros)), amountMinor: r.amountMinor, currency: r.currency,
                   idempotencyKey: r.idempotencyKey, idempotencyAuto: r.idempotencyAuto, upstreamRequestId: r.upstreamRequestId,
                   runId: r.runId, outcome: r.outcome, duplicateOf: r.duplicateOf, resolves: r.resolves,
-                  overheadUs: r.overheadUs, upstreamUs: r.upstreamUs, createdAt: r.createdAt, parentKeyIds: r.parentKeyIds)
+                  overheadUs: r.overheadUs, upstreamUs: r.upstreamUs, vendorAccount: r.vendorAccount, createdAt: r.createdAt,
+                  attempts: r.attempts, parentKeyIds: r.parentKeyIds)
     }
 
     // MARK: - Audit
@@ -362,7 +366,7 @@ enum CSV {
     static let header = ["id", "created_at", "key_id", "key_label", "vendor", "method", "path", "operation", "decision", "error_code",
                          "upstream_status", "amount_usd", "amount_minor", "currency", "idempotency_key", "idempotency_auto",
                          "upstream_request_id", "run_id", "outcome", "duplicate_of", "resolves", "overhead_us", "upstream_us",
-                         "parent_key_ids"]
+                         "vendor_account", "parent_key_ids", "attempts"]
 
     static func render(_ rows: [AuditRecord]) -> String {
         var out = header.joined(separator: ",") + "\r\n"
@@ -371,16 +375,24 @@ enum CSV {
                                     r.errorCode, r.upstreamStatus.map(String.init), MicroUSD(r.amountMicros).dollarString,
                                     r.amountMinor.map(String.init), r.currency, r.idempotencyKey, String(r.idempotencyAuto),
                                     r.upstreamRequestId, r.runId, r.outcome, r.duplicateOf, r.resolves,
-                                    r.overheadUs.map(String.init), r.upstreamUs.map(String.init), r.parentKeyIds.joined(separator: " ")]
+                                    r.overheadUs.map(String.init), r.upstreamUs.map(String.init), r.vendorAccount, r.parentKeyIds.joined(separator: " "),
+                                    r.attempts.map(String.init)]
             out += cells.map { escape($0 ?? "") }.joined(separator: ",") + "\r\n"
         }
         return out
     }
 
+    /// Scalars a spreadsheet reads as the start of a formula when a cell begins with them.
+    static let formulaStarts: Set<Unicode.Scalar> = ["=", "+", "-", "@", "\t", "\r", "\n"]
+    /// Scalars that end a cell in some spreadsheet's reading (`;` in locales whose decimal mark is a comma).
+    static let separators: Set<Unicode.Scalar> = [",", ";", "\t", "\"", "\n", "\r"]
+
+    /// A cell as text no spreadsheet runs: the first *scalar* decides (a combining mark after `=` still starts a
+    /// formula), and a cell holding any separator is quoted, so no part of it becomes a cell of its own.
     static func escape(_ value: String) -> String {
         var v = value
-        if let first = v.first, "=+-@\t\r".contains(first), Double(v) == nil { v = "'" + v }
-        guard v.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return v }
+        if let first = v.unicodeScalars.first, formulaStarts.contains(first), Double(v) == nil { v = "'" + v }
+        guard v.unicodeScalars.contains(where: { separators.contains($0) }) else { return v }
         return "\"" + v.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 }

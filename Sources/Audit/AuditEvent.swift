@@ -30,6 +30,8 @@ public struct AuditEvent: Sendable, Encodable, Equatable {
     public var resolves: String?
     public var overheadUs: Int64?
     public var upstreamUs: Int64?
+    /// The vendor account the request named (Stripe-Account, Stripe-Context), as sent.
+    public var vendorAccount: String?
 
     public init(id: String = Identifier.make("aud"), tenantId: String, vendor: String, method: String, path: String) {
         self.id = id
@@ -58,6 +60,7 @@ public struct AuditEvent: Sendable, Encodable, Equatable {
         str("idempotency_key", idempotencyKey); key("idempotency_auto"); out += idempotencyAuto ? "true" : "false"
         str("upstream_request_id", upstreamRequestId); str("run_id", runId); str("outcome", outcome?.rawValue)
         str("duplicate_of", duplicateOf); str("resolves", resolves); int("overhead_us", overheadUs); int("upstream_us", upstreamUs)
+        str("vendor_account", vendorAccount)
         return out + "}"
     }
 

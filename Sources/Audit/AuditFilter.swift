@@ -61,6 +61,33 @@ public struct AuditFilter: Sendable {
         }
         f.idempotencyKey = try text("idempotency_key")
         f.runId = try text("run_id", max: 200)
+        if let from = f.from, let to = f.to, to < from {
+            throw .invalidRequest("to must not be before from.", field: "to")
+        }
+        try f.requireIndexOrWindow()
         return f
+    }
+
+    /// The longest from/to window a filter without an index may walk (DESIGN §16).
+    public static let maxUnindexedWindow: TimeInterval = 31 * 86_400
+
+    /// Whether an index serves this filter (Migrations/0002 and 0012): key, parent key (its children's key ids),
+    /// idempotency key, run id, vendor, error code, status, outcome, and every decision but `allowed`.
+    public var isIndexed: Bool {
+        keyId != nil || parentKeyId != nil || idempotencyKey != nil || runId != nil || vendor != nil || errorCode != nil
+            || status != nil || outcome != nil || (decision != nil && decision != "allowed")
+    }
+
+    /// `decision=allowed` alone has no index (allowed rows are the bulk of a trail: an index of them would be a
+    /// second copy of the table, paid on every audit insert): it walks the newest-first index, so it must say which
+    /// window, `from` and `to` at most 31 days apart. No filter at all, or only `from`/`to`, reads that index in order.
+    func requireIndexOrWindow() throws(KeybrakeError) {
+        guard decision != nil, !isIndexed else { return }
+        guard let from else {
+            throw .invalidRequest("decision=allowed needs a time window: give from and to (at most 31 days apart), or add an indexed filter such as key_id, vendor or run_id.", field: "from")
+        }
+        guard let to, to.timeIntervalSince(from) <= Self.maxUnindexedWindow else {
+            throw .invalidRequest("decision=allowed needs to, at most 31 days after from, or an indexed filter such as key_id, vendor or run_id.", field: "to")
+        }
     }
 }

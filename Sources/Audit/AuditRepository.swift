@@ -28,22 +28,31 @@ public struct AuditRecord: Sendable {
     public var resolves: String?
     public var overheadUs: Int64?
     public var upstreamUs: Int64?
+    public var vendorAccount: String? = nil
     public var createdAt: Date
+    /// A summary row of unverified attempts on the key: how many it stands for.
+    public var attempts: Int? = nil
     /// The key's parents, root first (a child key's rows); empty for a root key.
     public var parentKeyIds: [String] = []
 }
 
-/// Reads the audit trail. Every query is scoped by tenant, including cursor positioning.
+/// Reads the audit trail. Every query is scoped by tenant, including cursor positioning. Reads go through
+/// `reads` (the admin pool, under its statement timeout and per-tenant limit: DESIGN §16); resolving (a write)
+/// and partition upkeep use `client`, the data plane's pool.
 public struct AuditRepository: Sendable {
     let client: PostgresClient
+    let reads: AdminReads
 
-    public init(client: PostgresClient) { self.client = client }
+    public init(client: PostgresClient, reads: AdminReads? = nil) {
+        self.client = client
+        self.reads = reads ?? AdminReads(client: client)
+    }
 
     static let columns = AuditColumns.select
 
-    static func decode(_ rows: PostgresRowSequence) async throws -> [AuditRecord] {
+    static func decode(_ rows: [PostgresRow]) throws -> [AuditRecord] {
         var out: [AuditRecord] = []
-        for try await row in rows {
+        for row in rows {
             var cells = row.makeIterator()
             func next<T: PostgresDecodable>(_: T.Type) throws -> T {
                 guard let cell = cells.next() else { throw KeybrakeError.internalError }
@@ -57,7 +66,8 @@ public struct AuditRepository: Sendable {
                 amountMicros: try next(Int64.self), idempotencyKey: try next(String?.self), idempotencyAuto: try next(Bool.self),
                 upstreamRequestId: try next(String?.self), runId: try next(String?.self), outcome: try next(String?.self),
                 duplicateOf: try next(String?.self), resolves: try next(String?.self), overheadUs: try next(Int64?.self),
-                upstreamUs: try next(Int64?.self), createdAt: try next(Date.self), parentKeyIds: try next([String].self)
+                upstreamUs: try next(Int64?.self), vendorAccount: try next(String?.self), createdAt: try next(Date.self),
+                attempts: try next(Int?.self), parentKeyIds: try next([String].self)
             ))
         }
         return out
@@ -79,36 +89,38 @@ public struct AuditRepository: Sendable {
             conditions.append("key_id IN (SELECT id FROM vault_keys WHERE tenant_id = \(t) AND parent_key_id IS NOT NULL AND ancestor_ids @> ARRAY[\(bind(v))])")
         }
         if let v = filter.vendor { conditions.append("vendor = \(bind(v))") }
-        if let v = filter.decision { conditions.append("decision = \(bind(v))") }
+        // decision and outcome are validated against fixed lists (AuditFilter.parse): written as literals, so the
+        // planner matches the partial indexes of Migrations/0012 whatever plan it caches.
+        if let v = filter.decision, AuditFilter.decisions.contains(v) { conditions.append("decision = '\(v)'") }
         if let v = filter.status { conditions.append("upstream_status = \(bind(v))") }
         if let v = filter.errorCode { conditions.append("error_code = \(bind(v))") }
         if let v = filter.from { conditions.append("created_at >= \(bind(v))") }
         if let v = filter.to { conditions.append("created_at < \(bind(v))") }
         if let v = filter.idempotencyKey { conditions.append("idempotency_key = \(bind(v))") }
         if let v = filter.runId { conditions.append("run_id = \(bind(v))") }
-        if let v = filter.outcome { conditions.append("outcome = \(bind(v))") }
+        if let v = filter.outcome, AuditFilter.outcomes.contains(v) { conditions.append("outcome = '\(v)'") }
         if let after {
             let t = bind(tenantId)
             let a = bind(after)
             conditions.append("(created_at, id) < (SELECT created_at, id FROM audit_events WHERE tenant_id = \(t) AND id = \(a))")
         }
         let sql = "SELECT \(Self.columns) FROM audit_events WHERE \(conditions.joined(separator: " AND ")) ORDER BY created_at DESC, id DESC LIMIT \(bind(limit))"
-        let rows = try await Self.decode(try await client.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger))
+        let rows = try Self.decode(try await reads.rows(PostgresQuery(unsafeSQL: sql, binds: binds), tenantId: tenantId, logger: logger))
         if rows.isEmpty, let after, try await record(tenantId: tenantId, id: after, logger: logger) == nil { return nil }
         return rows
     }
 
     public func record(tenantId: String, id: String, logger: Logger) async throws -> AuditRecord? {
-        try await Self.decode(try await client.query(
-            "SELECT \(unescaped: Self.columns) FROM audit_events WHERE tenant_id = \(tenantId) AND id = \(id)", logger: logger
+        try Self.decode(try await reads.rows(
+            "SELECT \(unescaped: Self.columns) FROM audit_events WHERE tenant_id = \(tenantId) AND id = \(id)", tenantId: tenantId, logger: logger
         )).first
     }
 
     /// How an earlier request with an unknown outcome was resolved, if it was.
     public func resolution(tenantId: String, of id: String, logger: Logger) async throws -> AuditRecord? {
-        try await Self.decode(try await client.query(
+        try Self.decode(try await reads.rows(
             "SELECT \(unescaped: Self.columns) FROM audit_events WHERE tenant_id = \(tenantId) AND resolves = \(id) ORDER BY created_at LIMIT 1",
-            logger: logger
+            tenantId: tenantId, logger: logger
         )).first
     }
 

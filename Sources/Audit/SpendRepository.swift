@@ -5,10 +5,11 @@ import PostgresNIO
 import Storage
 
 /// Spend per key read from the ledger the proxy writes (settled, reserved, outcome unknown).
+/// Admin reads: they run on the admin pool under its statement timeout and per-tenant limit (`AdminReads`).
 public struct SpendRepository: Sendable {
-    let client: PostgresClient
+    let reads: AdminReads
 
-    public init(client: PostgresClient) { self.client = client }
+    public init(reads: AdminReads) { self.reads = reads }
 
     public struct KeyDay: Sendable {
         public var keyId: String
@@ -28,16 +29,16 @@ public struct SpendRepository: Sendable {
     /// Postgres sums the day's reservations in one pass (a LATERAL join ran the view once per key: 1.4 s for the
     /// benchmark's tenant with 180 child keys).
     public func day(tenantId: String, date: String, logger: Logger) async throws -> [KeyDay] {
-        let rows = try await client.query("""
+        let rows = try await reads.rows("""
             SELECT k.id, k.label, k.vendor, k.status, k.timezone, k.daily_cap_micros,
                    COALESCE(l.settled_micros, 0), COALESCE(l.reserved_micros, 0), COALESCE(l.unknown_micros, 0)
             FROM vault_keys k
             LEFT JOIN spend_ledger l ON l.key_id = k.id AND l.period = 'day' AND l.period_start = \(date)::date
             WHERE k.tenant_id = \(tenantId) AND k.parent_key_id IS NULL
             ORDER BY k.created_at, k.id
-            """, logger: logger)
+            """, tenantId: tenantId, logger: logger)
         var out: [KeyDay] = []
-        for try await r in rows.decode((String, String, String, String, String, Int64?, Int64, Int64, Int64).self) {
+        for r in try rows.decode((String, String, String, String, String, Int64?, Int64, Int64, Int64).self) {
             out.append(KeyDay(keyId: r.0, label: r.1, vendor: r.2, status: r.3, timezone: r.4, dailyCap: r.5.map(MicroUSD.init),
                               settled: MicroUSD(r.6), reserved: MicroUSD(r.7), unknown: MicroUSD(r.8)))
         }
@@ -53,16 +54,16 @@ public struct SpendRepository: Sendable {
 
     /// One key's spend (its children's included) for its current day and month (dates computed in the key's time
     /// zone by the caller) and its whole life.
-    public func key(keyId: String, day: String, month: String, logger: Logger) async throws -> (day: Period, month: Period, total: Period) {
-        let rows = try await client.query("""
+    public func key(tenantId: String, keyId: String, day: String, month: String, logger: Logger) async throws -> (day: Period, month: Period, total: Period) {
+        let rows = try await reads.rows("""
             SELECT period, settled_micros, reserved_micros, unknown_micros FROM spend_ledger
             WHERE key_id = \(keyId) AND ((period = 'day' AND period_start = \(day)::date) OR (period = 'month' AND period_start = \(month)::date)
                OR (period = 'total' AND period_start = DATE '1970-01-01'))
-            """, logger: logger)
+            """, tenantId: tenantId, logger: logger)
         var d = Period()
         var m = Period()
         var t = Period()
-        for try await (period, s, r, u) in rows.decode((String, Int64, Int64, Int64).self) {
+        for (period, s, r, u) in try rows.decode((String, Int64, Int64, Int64).self) {
             var p = Period()
             p.settled = MicroUSD(s); p.reserved = MicroUSD(r); p.unknown = MicroUSD(u)
             switch period {
@@ -77,18 +78,19 @@ public struct SpendRepository: Sendable {
     /// Proxied requests per UTC day of a month (allowed and replayed count; denials do not), and the month's total.
     public func usage(tenantId: String, monthStart: Date, monthEnd: Date, month: String, logger: Logger) async throws -> (total: Int64, days: [(String, Int64)]) {
         var total: Int64 = 0
-        for try await n in try await client.query(
-            "SELECT COALESCE(sum(requests), 0)::bigint FROM tenant_monthly_usage WHERE tenant_id = \(tenantId) AND month = \(month)::date", logger: logger
-        ).decode(Int64.self) { total = n }
+        for row in try await reads.rows(
+            "SELECT COALESCE(sum(requests), 0)::bigint FROM tenant_monthly_usage WHERE tenant_id = \(tenantId) AND month = \(month)::date",
+            tenantId: tenantId, logger: logger
+        ) { total = try row.decode(Int64.self) }
         var days: [(String, Int64)] = []
-        let rows = try await client.query("""
+        let rows = try await reads.rows("""
             SELECT to_char((created_at AT TIME ZONE 'UTC')::date, 'YYYY-MM-DD') AS day, count(*)
             FROM audit_events
             WHERE tenant_id = \(tenantId) AND created_at >= \(monthStart) AND created_at < \(monthEnd)
               AND decision IN ('allowed', 'replayed')
             GROUP BY day ORDER BY day
-            """, logger: logger)
-        for try await (day, n) in rows.decode((String, Int64).self) { days.append((day, n)) }
+            """, tenantId: tenantId, logger: logger)
+        for (day, n) in try rows.decode((String, Int64).self) { days.append((day, n)) }
         return (total, days)
     }
 }

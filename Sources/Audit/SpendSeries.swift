@@ -40,7 +40,7 @@ extension SpendRepository {
         case .label: group = "COALESCE(root.label, k.label)"
         case .vendor: group = "k.vendor"
         }
-        let rows = try await client.query("""
+        let rows = try await reads.rows("""
             SELECT \(unescaped: bucket) AS bucket, \(unescaped: group) AS grp, min(COALESCE(root.label, k.label)),
                    COALESCE(sum(r.settled_micros) FILTER (WHERE r.state = 'settled'), 0)::BIGINT,
                    COALESCE(sum(r.amount_micros) FILTER (WHERE r.state = 'held'), 0)::BIGINT,
@@ -52,9 +52,9 @@ extension SpendRepository {
               AND (\(keyId)::TEXT IS NULL OR k.id = \(keyId) OR k.ancestor_ids @> ARRAY[\(keyId)::TEXT])
             GROUP BY 1, 2
             ORDER BY 1, 2
-            """, logger: logger)
+            """, tenantId: tenantId, logger: logger)
         var out: [SpendSeries.Point] = []
-        for try await (bucket, group, label, settled, held, unknown) in rows.decode((String, String, String, Int64, Int64, Int64).self) {
+        for (bucket, group, label, settled, held, unknown) in try rows.decode((String, String, String, Int64, Int64, Int64).self) {
             out.append(SpendSeries.Point(bucket: bucket, group: group, label: groupBy == .key ? label : group,
                                          settled: MicroUSD(settled), held: MicroUSD(held), unknown: MicroUSD(unknown)))
         }
@@ -64,9 +64,6 @@ extension SpendRepository {
 
 extension SpendRepository {
     public func keyExists(tenantId: String, keyId: String, logger: Logger) async throws -> Bool {
-        for try await _ in try await client.query("SELECT 1 FROM vault_keys WHERE id = \(keyId) AND tenant_id = \(tenantId)", logger: logger) {
-            return true
-        }
-        return false
+        !(try await reads.rows("SELECT 1 FROM vault_keys WHERE id = \(keyId) AND tenant_id = \(tenantId)", tenantId: tenantId, logger: logger)).isEmpty
     }
 }

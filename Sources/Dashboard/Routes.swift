@@ -38,6 +38,10 @@ public struct DashboardController: Sendable {
     let renderer: Renderer
     /// Key edits and revocations answer once every replica has applied them, as the admin API's do.
     let keyChanges: KeyChangeAcknowledgements?
+    /// The admin API's per-tenant limit on key creation: the form hashes a token like `POST /v1/keys` does.
+    let keyCreations: TenantActionLimiter
+    /// The admin API's per-tenant limit on key changes (caps edits, revocations).
+    let keyChangeLimit: TenantActionLimiter
     /// Webhook endpoints (nil: no webhooks page).
     let webhooks: WebhooksController?
 
@@ -54,10 +58,14 @@ public struct DashboardController: Sendable {
         postgres: PostgresClient, authenticator: any AdminAuthenticator, tenants: any TenantRepository,
         tenantsConfiguration: TenantsConfiguration, keys: any KeyRepository, verifier: TokenVerifier,
         credentials: CredentialStore, audit: AuditRepository, spend: SpendRepository, keySpend: any KeySpendReader,
-        clock: any KeybrakeCore.Clock, keyChanges: KeyChangeAcknowledgements? = nil, webhooks: WebhooksController? = nil
+        clock: any KeybrakeCore.Clock, keyChanges: KeyChangeAcknowledgements? = nil, keyCreations: TenantActionLimiter,
+        keyChangeLimit: TenantActionLimiter = TenantActionLimiter(perMinutePerTenant: 600, action: "changing vault keys"),
+        webhooks: WebhooksController? = nil
     ) {
         self.webhooks = webhooks
         self.keyChanges = keyChanges
+        self.keyCreations = keyCreations
+        self.keyChangeLimit = keyChangeLimit
         self.sessions = SessionStore(client: postgres)
         self.authenticator = authenticator
         self.tenants = tenants

@@ -4,7 +4,8 @@ import KeybrakeCore
 /// Turns an admin bearer token into an identity. Defined here, implemented by Tenants,
 /// so feature modules can require admin auth without knowing how tokens are stored.
 public protocol AdminAuthenticator: Sendable {
-    func authenticate(token: String, context: KeybrakeRequestContext) async throws(KeybrakeError) -> AdminIdentity
+    /// `request` says who presents the token (its client address counts failed attempts).
+    func authenticate(token: String, request: Request, context: KeybrakeRequestContext) async throws(KeybrakeError) -> AdminIdentity
 }
 
 /// Requires `Authorization: Bearer kb_admin_…` on every route it guards.
@@ -19,7 +20,7 @@ public struct AdminAuthMiddleware: RouterMiddleware {
     ) async throws -> Response {
         guard let token = BearerToken.from(request.headers) else { throw KeybrakeError.adminTokenInvalid }
         var context = context
-        let identity = try await authenticator.authenticate(token: token, context: context)
+        let identity = try await authenticator.authenticate(token: token, request: request, context: context)
         context.admin = identity
         context.logger[metadataKey: "tenant_id"] = .string(identity.tenantId)
         return try await next(request, context)

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Hummingbird
+import NIOCore
 import KeybrakeCore
 
 /// Which address a per-client limit counts (signups): the peer, or — only when the peer is one of the deployment's
@@ -105,4 +106,24 @@ public struct TrustedProxies: Sendable, Equatable {
         let groups = stride(from: 0, to: 8, by: 2).map { String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16) }
         return groups.joined(separator: ":") + "::/64"
     }
+}
+
+/// A request's client as per-client limits count it (`TrustedProxies.clientKey`), worked out only when a limit
+/// needs it: most requests never do (a verified token is served from the cache).
+public struct RequestClient: Sendable {
+    let peer: SocketAddress?
+    let headers: HTTPFields
+    let proxies: TrustedProxies
+
+    public init(peer: SocketAddress?, headers: HTTPFields, proxies: TrustedProxies) {
+        self.peer = peer
+        self.headers = headers
+        self.proxies = proxies
+    }
+
+    public init(_ request: Request, _ context: KeybrakeRequestContext, proxies: TrustedProxies) {
+        self.init(peer: context.remoteAddress, headers: request.headers, proxies: proxies)
+    }
+
+    public var key: String { proxies.clientKey(peer: peer?.ipAddress, headers: headers) }
 }

@@ -110,6 +110,13 @@ public struct JSONObjectReader: Sendable {
         }
     }
 
+    /// A string people read (a label, a name, a run id): `string`, and no control or bidi-control characters.
+    public func displayText(_ key: String, required: Bool = false, maxLength: Int = 10_000) throws(KeybrakeError) -> String? {
+        guard let s = try string(key, required: required, maxLength: maxLength) else { return nil }
+        if let refusal = DisplayText.refusal(s, field: key) { throw refusal }
+        return s
+    }
+
     public func stringArray(_ key: String, required: Bool = false) throws(KeybrakeError) -> [String]? {
         switch fields[key] {
         case nil, .null?:

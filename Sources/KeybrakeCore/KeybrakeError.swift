@@ -41,6 +41,12 @@ public struct KeybrakeError: Error, Sendable, Equatable, CustomStringConvertible
         message: "Keybrake cannot reach its database right now; nothing was forwarded. Retry shortly."
     )
 
+    /// A read ran past the admin statement timeout and Postgres stopped it (DESIGN §16).
+    public static let queryTimeout = KeybrakeError(
+        status: 503, code: "query_timeout",
+        message: "This read took longer than the admin statement timeout and was stopped. Narrow the time window (from and to) or add a filter such as key_id, then retry.",
+        retryAfterSeconds: 1)
+
     public static let internalError = KeybrakeError(
         status: 500, code: "internal_error", message: "An internal error occurred; it has been logged with this request's id."
     )

@@ -67,6 +67,7 @@ public struct Policy: Sendable, Equatable {
         guard !trimmedLabel.isEmpty, label.count <= Policy.maxLabelLength else {
             throw .invalidRequest("label must be 1–\(Policy.maxLabelLength) characters.", field: "label")
         }
+        if let refusal = DisplayText.refusal(label, field: "label") { throw refusal }
         guard !allowedEndpoints.isEmpty else {
             throw .invalidRequest("allowed_endpoints must list at least one endpoint, e.g. \"POST /v1/charges\".", field: "allowed_endpoints")
         }

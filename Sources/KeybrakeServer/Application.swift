@@ -22,20 +22,30 @@ import Vault
 public struct AppDependencies: Sendable {
     public let configuration: AppConfiguration
     public let postgres: PostgresClient
+    /// Admin and dashboard reads: their own pool, statement timeout and per-tenant limit (DESIGN §16). Never the
+    /// data plane's `postgres`, except where a caller builds dependencies without one (tests of other things).
+    public let adminReads: AdminReads
     public let verifier: TokenVerifier
     public let clock: any KeybrakeCore.Clock
     public let metricsRegistry: PrometheusCollectorRegistry
     public let forwarder: Forwarder
-    /// Set on SIGTERM: `/ready` and the proxy answer 503 while in-flight requests finish.
-    public let drain = Drain()
+    /// Closed until the database is ready (start-up) and again on SIGTERM: `/ready` and the proxy answer 503.
+    public let drain: Drain
     /// Key rows in memory under this replica's lease (nil when `keysFromMemory` is off).
     public let keyDirectory: KeyDirectory?
 
-    public init(configuration: AppConfiguration, postgres: PostgresClient, verifier: TokenVerifier = TokenVerifier(),
-                clock: any KeybrakeCore.Clock = SystemClock(), metricsRegistry: PrometheusCollectorRegistry = .init()) {
+    /// Attempts with a key's id whose token was not proven, summed up per key (DESIGN §4).
+    public let unverifiedAttempts: UnverifiedAttempts
+
+    public init(configuration: AppConfiguration, postgres: PostgresClient, adminPostgres: PostgresClient? = nil, verifier: TokenVerifier? = nil,
+                clock: any KeybrakeCore.Clock = SystemClock(), metricsRegistry: PrometheusCollectorRegistry = .init(),
+                drain: Drain = Drain(started: true)) {
         self.configuration = configuration
+        self.drain = drain
         self.postgres = postgres
-        self.verifier = verifier
+        self.adminReads = AdminReads(client: adminPostgres ?? postgres, settings: configuration.adminReads)
+        self.verifier = verifier ?? TokenVerifier(configuration: configuration.tokens)
+        self.unverifiedAttempts = UnverifiedAttempts(client: postgres)
         self.clock = clock
         self.metricsRegistry = metricsRegistry
         self.keyDirectory = configuration.keysFromMemory ? KeyDirectory() : nil
@@ -51,27 +61,36 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
     var tenantsConfiguration = TenantsConfiguration(freeMonthlyRequests: config.freeMonthlyRequests, operatorToken: config.operatorToken,
                                                     signupsPerMinutePerClient: config.signupsPerMinutePerClient)
     tenantsConfiguration.adminTokensPerMinutePerTenant = config.adminTokensPerMinutePerTenant
+    tenantsConfiguration.maxAdminTokensPerTenant = config.maxAdminTokensPerTenant
     tenantsConfiguration.trustedProxies = config.trustedProxies
     let tenants = TenantController(repository: tenantRepository, verifier: deps.verifier, configuration: tenantsConfiguration, clock: deps.clock)
     let credentialStore = CredentialStore(client: deps.postgres, sealer: CredentialSealer(ring: config.masterKeys))
     let vault = VaultController(store: credentialStore)
     let vaultKeys = VaultKeyAuthenticator(client: deps.postgres, verifier: deps.verifier, directory: deps.keyDirectory)
+    let adminTokens = AdminTokenAuthenticator(repository: tenantRepository, verifier: deps.verifier, trustedProxies: config.trustedProxies)
+    let keyCreations = TenantActionLimiter(perMinutePerTenant: config.keyCreationsPerMinutePerTenant)
+    let keyChangeLimit = TenantActionLimiter(perMinutePerTenant: config.keyChangesPerMinutePerTenant, action: "changing vault keys")
+    let unverified = deps.unverifiedAttempts
     let keyChanges = KeyChangeAcknowledgements(client: deps.postgres, settings: config.keyLease)
     let proxy = ProxyController(pipeline: ProxyPipeline(
         config: config.proxy,
         authenticator: vaultKeys,
         credentials: credentialStore, ledger: SpendLedger(client: deps.postgres),
         idempotency: IdempotencyStore(client: deps.postgres), forwarder: deps.forwarder, clock: deps.clock,
-        tenants: tenantRepository, drain: deps.drain
+        tenants: tenantRepository, drain: deps.drain, trustedProxies: config.trustedProxies, unverifiedAttempts: unverified
     ))
-    let spendRepository = SpendRepository(client: deps.postgres)
-    let keys = KeysController(repository: PostgresKeyRepository(client: deps.postgres), verifier: deps.verifier, clock: deps.clock,
+    let spendRepository = SpendRepository(reads: deps.adminReads)
+    let auditRepository = AuditRepository(client: deps.postgres, reads: deps.adminReads)
+    let keys = KeysController(repository: PostgresKeyRepository(client: deps.postgres, reads: deps.adminReads), verifier: deps.verifier, clock: deps.clock,
                               spendReader: LedgerKeySpendReader(spend: spendRepository),
-                              creationsPerMinutePerTenant: config.keyCreationsPerMinutePerTenant, acknowledgements: keyChanges)
+                              creations: keyCreations, changes: keyChangeLimit, acknowledgements: keyChanges)
     let childKeys = ChildKeysController(keys: keys, authenticator: vaultKeys, limits: config.childKeys,
-                                        mintsPerMinutePerTenant: config.childKeyMintsPerMinutePerTenant)
+                                        mintsPerMinutePerTenant: config.childKeyMintsPerMinutePerTenant, trustedProxies: config.trustedProxies) { key in
+        unverified.record(UnverifiedAttempts.Attempt(tenantId: key.tenantId, keyId: key.id, keyLabel: key.policy.label,
+                                                     vendor: key.policy.vendor.rawValue, method: "POST", path: "/v1/child-keys"))
+    }
     let tenantsConfig = TenantsConfiguration(freeMonthlyRequests: config.freeMonthlyRequests)
-    let audit = AuditController(audit: AuditRepository(client: deps.postgres), spend: spendRepository, clock: deps.clock) { tenantId, context in
+    let audit = AuditController(audit: auditRepository, spend: spendRepository, clock: deps.clock) { tenantId, context in
         guard let tenant = try await tenantRepository.tenant(id: tenantId, logger: context.logger) else { throw KeybrakeError.adminTokenInvalid }
         return (tenant.plan.rawValue, tenantsConfig.monthlyQuota(for: tenant.plan))
     }
@@ -80,23 +99,27 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
     router.add(middleware: RequestEnvelopeMiddleware())
     router.add(middleware: MetricsMiddleware())
     router.add(middleware: proxy.hostRouting)
+    router.add(middleware: StartupGateMiddleware(drain: deps.drain))
 
-    HealthController(postgres: deps.postgres, registry: deps.metricsRegistry, drain: deps.drain).addRoutes(to: router)
+    HealthController(postgres: deps.postgres, drain: deps.drain).addRoutes(to: router)
+    // Every tenant's traffic: on the public port only behind the token (DESIGN §9); otherwise 404 here.
+    if config.metrics.token != nil {
+        MetricsController(registry: deps.metricsRegistry, token: config.metrics.token).addRoutes(to: router)
+    }
     tenants.addPublicRoutes(to: router)
     proxy.addRoutes(to: router)
     childKeys.addRoutes(to: router)
     let webhooks = WebhooksController(repository: WebhookRepository(client: deps.postgres), sealer: CredentialSealer(ring: config.masterKeys),
                                       urlPolicy: WebhookURLPolicy(allowPrivate: config.webhooks.allowPrivate), clock: deps.clock)
     DashboardController(
-        postgres: deps.postgres, authenticator: AdminTokenAuthenticator(repository: tenantRepository, verifier: deps.verifier),
-        tenants: tenantRepository, tenantsConfiguration: tenantsConfig, keys: PostgresKeyRepository(client: deps.postgres),
-        verifier: deps.verifier, credentials: credentialStore, audit: AuditRepository(client: deps.postgres), spend: spendRepository,
-        keySpend: LedgerKeySpendReader(spend: spendRepository), clock: deps.clock, keyChanges: keyChanges, webhooks: webhooks
+        postgres: deps.postgres, authenticator: adminTokens,
+        tenants: tenantRepository, tenantsConfiguration: tenantsConfig, keys: PostgresKeyRepository(client: deps.postgres, reads: deps.adminReads),
+        verifier: deps.verifier, credentials: credentialStore, audit: auditRepository, spend: spendRepository,
+        keySpend: LedgerKeySpendReader(spend: spendRepository), clock: deps.clock, keyChanges: keyChanges, keyCreations: keyCreations,
+        keyChangeLimit: keyChangeLimit, webhooks: webhooks
     ).addRoutes(to: router)
 
-    let admin = router.group("/v1").add(middleware: AdminAuthMiddleware(
-        authenticator: AdminTokenAuthenticator(repository: tenantRepository, verifier: deps.verifier)
-    ))
+    let admin = router.group("/v1").add(middleware: AdminAuthMiddleware(authenticator: adminTokens))
     tenants.addAdminRoutes(to: admin)
     vault.addAdminRoutes(to: admin)
     keys.addAdminRoutes(to: admin)
@@ -105,15 +128,23 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
     return router
 }
 
-/// The whole server: router, Postgres client as a service, optional migrations before listening.
+/// The whole server: router, Postgres client as a service. With a `startup` plan (`serve`) the listener comes up
+/// first and the database after it (`DatabaseStartupService`, README "Operations"); without one (tests) the
+/// database is taken as ready, migrated by the caller.
 public func buildApplication(
-    _ config: AppConfiguration, logger: Logger, migrationsDirectory: String? = nil, maintainAuditPartitions: Bool = false,
+    _ config: AppConfiguration, logger: Logger, startup: StartupPlan? = nil, drain: Drain? = nil, maintainAuditPartitions: Bool = false,
     metricsRegistry: PrometheusCollectorRegistry = .init(), clock: any KeybrakeCore.Clock = SystemClock()
 ) throws -> some ApplicationProtocol {
     let postgres = PostgresClient(configuration: config.databaseURL.clientConfiguration(
         maxConnections: config.databaseMaxConnections, minConnections: config.databaseMinConnections),
                                   backgroundLogger: logger)
-    let deps = AppDependencies(configuration: config, postgres: postgres, clock: clock, metricsRegistry: metricsRegistry)
+    let drain = drain ?? Drain(started: startup == nil)
+    // Admin reads get a pool of their own (DESIGN §16): a flood of slow audit filters waits for these few
+    // connections, never for the data plane's. Started and stopped with the other one (below).
+    let adminPostgres = PostgresClient(configuration: config.databaseURL.clientConfiguration(maxConnections: config.adminReads.maxConnections),
+                                       backgroundLogger: logger)
+    let deps = AppDependencies(configuration: config, postgres: postgres, adminPostgres: adminPostgres, clock: clock,
+                               metricsRegistry: metricsRegistry, drain: drain)
     // Connection hygiene: a client that goes quiet is dropped, the number of connections and the size of headers
     // are bounded (DESIGN §7; README "Configuration").
     let connections = config.connections
@@ -128,48 +159,51 @@ public func buildApplication(
                              availableConnectionsDelegate: MaximumAvailableConnections(connections.maxConnections)),
         logger: logger
     )
-    app.addServices(postgres, ForwarderService(forwarder: deps.forwarder), DrainService(drain: deps.drain, logger: logger),
-                    LeaseSweepService(ledger: SpendLedger(client: postgres), interval: config.proxy.leaseSweepInterval, logger: logger))
+    app.addServices(postgres, adminPostgres, ForwarderService(forwarder: deps.forwarder), DrainService(drain: drain))
+    if let startup {
+        app.addServices(DatabaseStartupService(url: config.databaseURL, plan: startup, drain: drain, logger: logger))
+    }
+    app.addServices(LeaseSweepService(ledger: SpendLedger(client: postgres), interval: config.proxy.leaseSweepInterval, drain: drain, logger: logger))
+    app.addServices(UnverifiedAttemptsService(attempts: deps.unverifiedAttempts, interval: config.unverifiedSummaryInterval, logger: logger))
+    if let metrics = buildMetricsListener(config.metrics, registry: metricsRegistry, logger: logger) {
+        app.addServices(metrics)
+    }
     if config.webhooks.deliver {
-        app.addServices(WebhookDeliveryService(config: config, postgres: postgres, clock: clock, logger: logger))
+        app.addServices(WebhookDeliveryService(config: config, postgres: postgres, clock: clock, drain: drain, logger: logger))
     }
     if let directory = deps.keyDirectory {
         app.addServices(KeyChangeFeedService(feed: KeyChangeFeed(
-            url: config.listenDatabaseURL ?? config.databaseURL, pool: postgres, directory: directory, settings: config.keyLease, logger: logger)))
-    }
-    if let migrationsDirectory {
-        let migrator = try Migrator(directory: migrationsDirectory)
-        app.beforeServerStarts {
-            let applied = try await migrator.migrate(client: postgres, logger: logger)
-            logger.info("migrations up to date", metadata: ["applied": "\(applied)"])
-            if maintainAuditPartitions { try await AuditRepository(client: postgres).ensurePartitions(logger: logger) }
-        }
+            url: config.listenDatabaseURL ?? config.databaseURL, pool: postgres, directory: directory, settings: config.keyLease, logger: logger),
+                                             drain: drain))
     }
     if maintainAuditPartitions {
-        app.addServices(AuditPartitionService(repository: AuditRepository(client: postgres), logger: logger))
+        app.addServices(AuditPartitionService(repository: AuditRepository(client: postgres), drain: drain, logger: logger))
     }
     return app
 }
 
-/// Liveness, readiness (database reachable) and Prometheus metrics; no auth.
+/// Liveness and readiness (database reachable); no auth. Metrics: `MetricsController`.
 struct HealthController: Sendable {
     let postgres: PostgresClient
-    let registry: PrometheusCollectorRegistry
     let drain: Drain
 
     func addRoutes(to router: some RouterMethods<KeybrakeRequestContext>) {
         router.get("/health") { _, _ in try JSONResponse.make(.ok, ["status": "ok"]) }
         router.get("/ready") { _, context in
-            if drain.isDraining {
-                throw KeybrakeError(status: 503, code: "shutting_down", message: "This replica is shutting down.", retryAfterSeconds: 1)
+            if let (reason, message) = drain.notReady { return try Self.notReady(reason, message) }
+            guard await databaseReachable(logger: context.logger) else {
+                return try Self.notReady(.databaseUnreachable, "The database did not answer SELECT 1 within 2 s.")
             }
-            guard await databaseReachable(logger: context.logger) else { throw KeybrakeError.unavailable }
             return try JSONResponse.make(.ok, ["status": "ready"])
         }
-        router.get("/metrics") { _, _ in
-            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                     body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
-        }
+    }
+
+    /// 503 with the reason a load balancer or an operator reads (README "Operations").
+    static func notReady(_ reason: Drain.Reason, _ message: String) throws -> Response {
+        var response = try JSONResponse.make(.serviceUnavailable, ["status": "not_ready", "reason": reason.rawValue, "message": message])
+        response.headers[.keybrakeErrorCode] = reason == .draining ? "shutting_down" : "unavailable"
+        response.headers[.retryAfter] = "1"
+        return response
     }
 
     /// `SELECT 1` within two seconds.
@@ -192,36 +226,55 @@ struct HealthController: Sendable {
     }
 }
 
-/// Marks the replica as draining the moment SIGTERM (or SIGINT) arrives. Graceful shutdown reaches the services in
+/// Marks the replica as draining when graceful shutdown reaches it without a signal (in-process shutdowns). Under
+/// `serve`, `StopSignalService` marks it the moment SIGTERM arrives. Graceful shutdown reaches the services in
 /// reverse order, the HTTP server first (it stops accepting connections and lets the requests in flight finish;
-/// Postgres and the forwarder stop after it, so those requests still settle and write their audit rows); this service
-/// hears the signal itself so that `/ready` and the proxy say 503 during that drain, not after it.
+/// Postgres and the forwarder stop after it, so those requests still settle and write their audit rows).
 struct DrainService: Service {
     let drain: Drain
-    let logger: Logger
 
     func run() async throws {
-        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
-        let drain = self.drain, logger = self.logger
-        let watcher = Task {
-            for await _ in signals {
-                drain.start()
-                logger.info("shutting down: /ready answers 503, new proxy requests get 503, requests in flight finish")
-                return
-            }
-        }
         // A service that returns early stops the whole group: wait for graceful shutdown to reach this one.
         try? await gracefulShutdown()
-        watcher.cancel()
         drain.start()
     }
 }
 
-/// Listens for key changes while the application runs (started after migrations: it needs their tables).
+/// Writes the unverified attempts of the last interval as one audit row per key (DESIGN §4), and once more at
+/// shutdown so a replica that stops loses none it could write — under a deadline, so a database that is down
+/// cannot hold the shutdown (issue 27).
+struct UnverifiedAttemptsService: Service {
+    let attempts: UnverifiedAttempts
+    let interval: Duration
+    let logger: Logger
+    static let finalFlushDeadline: Duration = .seconds(2)
+
+    func run() async throws {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            let wait = interval
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
+            await flush()
+        }
+    }
+
+    func flush() async {
+        let attempts = self.attempts, logger = self.logger
+        do { try await Deadline.run(Self.finalFlushDeadline, { try await attempts.flush(logger: logger) }) } catch {
+            logger.warning("could not write unverified-attempt summaries yet", metadata: ["error": "\(DatabaseErrors.map(error, logger: logger).code)"])
+        }
+    }
+}
+
+/// Listens for key changes while the application runs, from the moment the replica has started (it needs the
+/// schema's tables: started earlier it would fail and retry, a warning each time, until `migrate` has run).
 struct KeyChangeFeedService: Service {
     let feed: KeyChangeFeed
+    let drain: Drain
     func run() async throws {
-        await cancelWhenGracefulShutdown { await feed.run() }
+        await cancelWhenGracefulShutdown {
+            guard await drain.waitUntilStarted() else { return }
+            await feed.run()
+        }
     }
 }
 
@@ -239,15 +292,21 @@ struct ForwarderService: Service {
 struct LeaseSweepService: Service {
     let ledger: SpendLedger
     let interval: Duration
+    let drain: Drain
     let logger: Logger
 
     func run() async throws {
+        guard await cancelWhenGracefulShutdown({ await drain.waitUntilStarted() }) else { return }
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             let wait = interval
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
             if Task.isCancelled || Task.isShuttingDownGracefully { return }
             do {
-                let expired = try await ledger.expireLeases(logger: logger)
+                // Cancelled by graceful shutdown: with Postgres down, PostgresNIO's pool keeps a waiting query
+                // until its circuit breaker trips (about a minute, and again after it), and the pool itself is shut
+                // down last, after this service — a sweep waiting on it held shutdown for ever (issue 27).
+                let ledger = self.ledger, logger = self.logger
+                let expired = try await cancelWhenGracefulShutdown { try await ledger.expireLeases(logger: logger) }
                 if expired > 0 { logger.warning("expired the leases of requests whose replica died", metadata: ["reservations": "\(expired)"]) }
             } catch {
                 logger.debug("lease sweep failed", metadata: ["error": "\(DatabaseErrors.map(error, logger: logger).code)"])
@@ -263,7 +322,7 @@ struct LedgerKeySpendReader: KeySpendReader {
     func spend(of key: VaultKey, now: Date, context: KeybrakeRequestContext) async throws -> KeySpend {
         let periods = KeyCalendar.periods(now: now, timezone: key.policy.timezone)
         let (day, month) = (periods.day, periods.month)
-        let (d, m, t) = try await spend.key(keyId: key.id, day: day, month: month, logger: context.logger)
+        let (d, m, t) = try await spend.key(tenantId: key.tenantId, keyId: key.id, day: day, month: month, logger: context.logger)
         return KeySpend(
             today: .init(start: day, settled: d.settled, reserved: d.reserved, unknown: d.unknown, cap: key.policy.dailyCap),
             month: .init(start: month, settled: m.settled, reserved: m.reserved, unknown: m.unknown, cap: key.policy.monthlyCap),
@@ -276,14 +335,17 @@ struct LedgerKeySpendReader: KeySpendReader {
 /// monthly partitions that `keybrake audit prune` can drop whole.
 struct AuditPartitionService: Service {
     let repository: AuditRepository
+    let drain: Drain
     let logger: Logger
 
     func run() async throws {
-        // Start-up already ensured them (after migrating); from here on, once a day.
-        try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(86_400)) }
+        // Once the replica has started (the tables exist), then once a day.
+        guard await cancelWhenGracefulShutdown({ await drain.waitUntilStarted() }) else { return }
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             var pause = Duration.seconds(86_400)
-            do { try await repository.ensurePartitions(logger: logger) } catch {
+            // Cancelled by graceful shutdown, for the reason given in LeaseSweepService.
+            let repository = self.repository, logger = self.logger
+            do { try await cancelWhenGracefulShutdown { try await repository.ensurePartitions(logger: logger) } } catch {
                 logger.warning("could not create audit partitions", metadata: ["error": "\(DatabaseErrors.map(error, logger: logger).code)"])
                 pause = .seconds(60)
             }

@@ -5,6 +5,7 @@ import Keys
 import Proxy
 import Storage
 import Tenants
+import TokenAuth
 import Vault
 
 /// Server settings from the environment (DESIGN §3); command-line flags override them.
@@ -21,6 +22,8 @@ public struct AppConfiguration: Sendable {
     public var trustedProxies: TrustedProxies = .none
     /// Vault keys and admin tokens each cost an argon2 hash to create: per tenant and minute.
     public var keyCreationsPerMinutePerTenant: Int = 60
+    /// Key changes (PATCH, revoke) per tenant per minute: each is announced to every replica and acknowledged.
+    public var keyChangesPerMinutePerTenant: Int = 600
     /// Child keys (DESIGN §9): depth and fan-out of the key tree, and mints per tenant per minute (argon2 bounds them).
     public var childKeys = ChildLimits()
     public var childKeyMintsPerMinutePerTenant: Int = 600
@@ -31,6 +34,13 @@ public struct AppConfiguration: Sendable {
     /// (PgBouncer) it must reach Postgres directly (`KEYBRAKE_LISTEN_DATABASE_URL`).
     public var listenDatabaseURL: DatabaseURL?
     public var adminTokensPerMinutePerTenant: Int = 20
+    public var maxAdminTokensPerTenant: Int = 100
+    /// Token verification: cache, hashing cores, failed-attempt limits per (id, client) and per client (DESIGN §4).
+    public var tokens = TokenVerifier.Configuration()
+    /// How often unverified attempts on a key are written as one summary audit row per key (DESIGN §4: a minute).
+    public var unverifiedSummaryInterval: Duration = .seconds(60)
+    /// `GET /metrics`: behind `KEYBRAKE_METRICS_TOKEN` and/or on `KEYBRAKE_METRICS_ADDRESS` (DESIGN §9).
+    public var metrics = MetricsSettings()
     public var proxy = ProxyConfiguration(upstreams: [
         .stripe: "https://api.stripe.com", .twilio: "https://api.twilio.com", .resend: "https://api.resend.com",
     ])
@@ -41,6 +51,14 @@ public struct AppConfiguration: Sendable {
     /// hit `minimumConcurrentConnections <= stats.active` in `createNewDemandConnectionIfPossible`; upstream has
     /// related crash reports for minimum > 0). A minimum saves a timer task per query; it is not worth a crash.
     public var databaseMinConnections: Int = 0
+    /// Admin and dashboard reads: pool size, statement timeout, concurrent reads per tenant (DESIGN §16;
+    /// `KEYBRAKE_ADMIN_DB_MAX_CONNECTIONS`, `KEYBRAKE_ADMIN_STATEMENT_TIMEOUT_MS`, `KEYBRAKE_ADMIN_READS_PER_TENANT`).
+    public var adminReads = AdminReads.Settings()
+    /// How long SIGTERM's drain may take before the requests still in flight are cancelled (their reservations are
+    /// left to their leases); nil: the upstream timeout plus 10 s, so a request that waits for its vendor gets its
+    /// 504 and settles first (`KEYBRAKE_SHUTDOWN_TIMEOUT_MS`).
+    public var shutdownTimeout: Duration?
+    public var effectiveShutdownTimeout: Duration { shutdownTimeout ?? proxy.upstreamTimeout + .seconds(10) }
     /// Webhooks (DESIGN §14): http and private addresses allowed (`KEYBRAKE_WEBHOOK_ALLOW_PRIVATE=true`: tests,
     /// on-prem); the delivery service (off in tests that drive `WebhookDeliverer` themselves) and its poll interval.
     public var webhooks = WebhookSettings()
@@ -60,12 +78,16 @@ public struct AppConfiguration: Sendable {
         public let description: String
     }
 
+    /// A whole number > 0 from `name`, or nil when it is unset.
+    static func positiveInt(_ env: [String: String], _ name: String) throws -> Int? {
+        guard let raw = env[name], !raw.isEmpty else { return nil }
+        guard let value = Int(raw), value > 0 else { throw ConfigError(description: "\(name) must be a whole number > 0") }
+        return value
+    }
+
     /// Reads DESIGN §3's variables. Secrets' values never appear in errors.
     public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws -> AppConfiguration {
-        guard let dbText = env["DATABASE_URL"], !dbText.isEmpty else {
-            throw ConfigError(description: "DATABASE_URL is not set (e.g. postgres://keybrake@127.0.0.1:5432/keybrake); `make run` sets up a local one")
-        }
-        let db = try DatabaseURL(dbText)
+        let db = try databaseURL(env)
         let ring = try masterKeyRing(env)
         var config = AppConfiguration(databaseURL: db, masterKeys: ring)
         if let host = env["KEYBRAKE_HOST"], !host.isEmpty { config.host = host }
@@ -74,6 +96,16 @@ public struct AppConfiguration: Sendable {
             config.port = p
         }
         if let token = env["KEYBRAKE_OPERATOR_TOKEN"], !token.isEmpty { config.operatorToken = token }
+        if let token = env["KEYBRAKE_METRICS_TOKEN"], !token.isEmpty {
+            guard token.count >= 16 else { throw ConfigError(description: "KEYBRAKE_METRICS_TOKEN must be at least 16 characters") }
+            config.metrics.token = token
+        }
+        if let address = env["KEYBRAKE_METRICS_ADDRESS"], !address.isEmpty {
+            guard let parsed = MetricsSettings.parseAddress(address) else {
+                throw ConfigError(description: "KEYBRAKE_METRICS_ADDRESS must be host:port (127.0.0.1:9090, [::1]:9090)")
+            }
+            config.metrics.address = parsed
+        }
         if let quota = env["KEYBRAKE_FREE_MONTHLY_REQUESTS"], !quota.isEmpty {
             guard let q = Int(quota), q >= 0 else { throw ConfigError(description: "KEYBRAKE_FREE_MONTHLY_REQUESTS must be a whole number ≥ 0") }
             config.freeMonthlyRequests = q
@@ -117,19 +149,17 @@ public struct AppConfiguration: Sendable {
         }
         if let raw = env["KEYBRAKE_LISTEN_DATABASE_URL"], !raw.isEmpty {
             config.listenDatabaseURL = try DatabaseURL(raw)
+            config.listenDatabaseURL?.connectTimeout = db.connectTimeout
         }
-        if let limit = env["KEYBRAKE_KEY_CREATIONS_PER_MINUTE"], !limit.isEmpty {
-            guard let l = Int(limit), l > 0 else { throw ConfigError(description: "KEYBRAKE_KEY_CREATIONS_PER_MINUTE must be a whole number > 0") }
-            config.keyCreationsPerMinutePerTenant = l
+        if let raw = env["KEYBRAKE_SHUTDOWN_TIMEOUT_MS"], !raw.isEmpty {
+            guard let ms = Int(raw), ms >= 0 else { throw ConfigError(description: "KEYBRAKE_SHUTDOWN_TIMEOUT_MS must be a whole number ≥ 0") }
+            config.shutdownTimeout = .milliseconds(ms)
         }
-        if let limit = env["KEYBRAKE_ADMIN_TOKENS_PER_MINUTE"], !limit.isEmpty {
-            guard let l = Int(limit), l > 0 else { throw ConfigError(description: "KEYBRAKE_ADMIN_TOKENS_PER_MINUTE must be a whole number > 0") }
-            config.adminTokensPerMinutePerTenant = l
-        }
-        if let limit = env["KEYBRAKE_SIGNUPS_PER_MINUTE"], !limit.isEmpty {
-            guard let l = Int(limit), l > 0 else { throw ConfigError(description: "KEYBRAKE_SIGNUPS_PER_MINUTE must be a whole number > 0") }
-            config.signupsPerMinutePerClient = l
-        }
+        if let l = try positiveInt(env, "KEYBRAKE_KEY_CREATIONS_PER_MINUTE") { config.keyCreationsPerMinutePerTenant = l }
+        if let l = try positiveInt(env, "KEYBRAKE_KEY_CHANGES_PER_MINUTE") { config.keyChangesPerMinutePerTenant = l }
+        if let l = try positiveInt(env, "KEYBRAKE_MAX_ADMIN_TOKENS_PER_TENANT") { config.maxAdminTokensPerTenant = l }
+        if let l = try positiveInt(env, "KEYBRAKE_ADMIN_TOKENS_PER_MINUTE") { config.adminTokensPerMinutePerTenant = l }
+        if let l = try positiveInt(env, "KEYBRAKE_SIGNUPS_PER_MINUTE") { config.signupsPerMinutePerClient = l }
         for vendor in Vendor.allCases {
             let name = "KEYBRAKE_UPSTREAM_\(vendor.rawValue.uppercased())"
             if let url = env[name], !url.isEmpty {
@@ -177,6 +207,18 @@ public struct AppConfiguration: Sendable {
             guard let n = Int(value), n >= 0 else { throw ConfigError(description: "KEYBRAKE_DB_MIN_CONNECTIONS must be a whole number ≥ 0") }
             config.databaseMinConnections = n
         }
+        if let value = env["KEYBRAKE_ADMIN_DB_MAX_CONNECTIONS"], !value.isEmpty {
+            guard let n = Int(value), n > 0 else { throw ConfigError(description: "KEYBRAKE_ADMIN_DB_MAX_CONNECTIONS must be a whole number > 0") }
+            config.adminReads.maxConnections = n
+        }
+        if let value = env["KEYBRAKE_ADMIN_STATEMENT_TIMEOUT_MS"], !value.isEmpty {
+            guard let n = Int(value), n > 0 else { throw ConfigError(description: "KEYBRAKE_ADMIN_STATEMENT_TIMEOUT_MS must be a whole number > 0") }
+            config.adminReads.statementTimeout = .milliseconds(n)
+        }
+        if let value = env["KEYBRAKE_ADMIN_READS_PER_TENANT"], !value.isEmpty {
+            guard let n = Int(value), n > 0 else { throw ConfigError(description: "KEYBRAKE_ADMIN_READS_PER_TENANT must be a whole number > 0") }
+            config.adminReads.perTenant = n
+        }
         if let rates = env["KEYBRAKE_FX_RATES"], !rates.isEmpty {
             do { config.proxy.fx = try FXTable(parsing: rates) } catch {
                 throw ConfigError(description: "KEYBRAKE_FX_RATES is invalid (expected eur=1.08,gbp=1.27: USD per unit): \(error)")
@@ -195,6 +237,21 @@ public struct AppConfiguration: Sendable {
             config.proxy.resend.pricePerEmail = p
         }
         return config
+    }
+
+    /// `DATABASE_URL` with `KEYBRAKE_DATABASE_CONNECT_TIMEOUT_MS` (every command that talks to Postgres reads it so).
+    public static func databaseURL(_ env: [String: String]) throws -> DatabaseURL {
+        guard let text = env["DATABASE_URL"], !text.isEmpty else {
+            throw ConfigError(description: "DATABASE_URL is not set (e.g. postgres://keybrake@127.0.0.1:5432/keybrake); `make run` sets up a local one")
+        }
+        var url = try DatabaseURL(text)
+        if let raw = env["KEYBRAKE_DATABASE_CONNECT_TIMEOUT_MS"], !raw.isEmpty {
+            guard let ms = Int(raw), ms >= 100 else {
+                throw ConfigError(description: "KEYBRAKE_DATABASE_CONNECT_TIMEOUT_MS must be a whole number ≥ 100")
+            }
+            url.connectTimeout = .milliseconds(ms)
+        }
+        return url
     }
 
     /// Upstream connections (README "Upstream connections"): budget per vendor, bounded wait, keep-alive, egress.

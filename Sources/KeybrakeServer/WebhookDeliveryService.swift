@@ -1,4 +1,5 @@
 import Alerts
+import HTTPLayer
 import Foundation
 import KeybrakeCore
 import Logging
@@ -15,9 +16,12 @@ struct WebhookDeliveryService: Service {
     let transport: HTTPWebhookTransport
     let interval: Duration
     let clock: any KeybrakeCore.Clock
+    /// Opens once the database is ready (the outbox's tables migrated).
+    let drain: Drain
     let logger: Logger
 
-    init(config: AppConfiguration, postgres: PostgresClient, clock: any KeybrakeCore.Clock, logger: Logger) {
+    init(config: AppConfiguration, postgres: PostgresClient, clock: any KeybrakeCore.Clock, drain: Drain, logger: Logger) {
+        self.drain = drain
         let transport = HTTPWebhookTransport(policy: WebhookURLPolicy(allowPrivate: config.webhooks.allowPrivate))
         self.transport = transport
         self.deliverer = WebhookDeliverer(client: postgres, sealer: CredentialSealer(ring: config.masterKeys), transport: transport)
@@ -30,7 +34,9 @@ struct WebhookDeliveryService: Service {
     /// attempt waiting for a receiver): a cut attempt stays claimed and is retried when its claim runs out, so
     /// nothing is lost, and SIGTERM is never held up by a receiver or by the pool.
     func run() async throws {
-        await cancelWhenGracefulShutdown { await self.loop() }
+        if await cancelWhenGracefulShutdown({ await drain.waitUntilStarted() }) {
+            await cancelWhenGracefulShutdown { await self.loop() }
+        }
         try? await transport.shutdown()
     }
 

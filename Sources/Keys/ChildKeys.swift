@@ -13,8 +13,16 @@ public struct ChildKeysController: Sendable {
     let limits: ChildLimits
     /// Each child costs an argon2 hash (~27 ms of a core), like any key: mints are limited per tenant.
     let mints: WindowRateLimiter
+    /// Whose `X-Forwarded-For` names the client that failed-attempt limits count.
+    let trustedProxies: TrustedProxies
+    /// Attempts with a parent key's id but an unproven token: summed up for the key's tenant (DESIGN §4), not audited
+    /// one by one (the server wires this to the audit module's summary).
+    let recordUnverified: @Sendable (VaultKey) -> Void
 
-    public init(keys: KeysController, authenticator: VaultKeyAuthenticator, limits: ChildLimits = ChildLimits(), mintsPerMinutePerTenant: Int = 600) {
+    public init(keys: KeysController, authenticator: VaultKeyAuthenticator, limits: ChildLimits = ChildLimits(), mintsPerMinutePerTenant: Int = 600,
+                trustedProxies: TrustedProxies = .none, recordUnverified: @escaping @Sendable (VaultKey) -> Void = { _ in }) {
+        self.trustedProxies = trustedProxies
+        self.recordUnverified = recordUnverified
         self.keys = keys
         self.authenticator = authenticator
         self.limits = limits
@@ -48,9 +56,9 @@ public struct ChildKeysController: Sendable {
 
     static func parse(_ json: JSONObjectReader) throws(KeybrakeError) -> Ask {
         try json.rejectUnknown(allowed: fields)
-        var ask = Ask(label: (try json.string("label", required: true, maxLength: 1000) ?? "").trimmingCharacters(in: .whitespaces))
-        if let run = try json.string("run_id", maxLength: 10_000) {
-            guard (1...ChildKeyRules.maxRunIdLength).contains(run.count), run.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7F }) else {
+        var ask = Ask(label: (try json.displayText("label", required: true, maxLength: 1000) ?? "").trimmingCharacters(in: .whitespaces))
+        if let run = try json.displayText("run_id", maxLength: 10_000) {
+            guard (1...ChildKeyRules.maxRunIdLength).contains(run.count) else {
                 throw .invalidRequest("run_id must be 1–\(ChildKeyRules.maxRunIdLength) printable characters.", field: "run_id")
             }
             ask.runId = run
@@ -101,9 +109,13 @@ public struct ChildKeysController: Sendable {
         guard let token = Self.bearerToken(request.headers) else { throw VaultKeyAuthenticator.invalidError }
         let now = keys.clock.now()
         let parent: VaultKey
-        switch try await keys.db(context, { try await authenticator.authenticate(token: token, now: now, logger: context.logger) }) {
+        let client = RequestClient(request, context, proxies: trustedProxies)
+        switch try await keys.db(context, { try await authenticator.authenticate(token: token, client: client, now: now, logger: context.logger) }) {
         case .success(let key): parent = key
         case .failure(.invalid): throw VaultKeyAuthenticator.invalidError
+        case .failure(.unverified(let key, let error)):
+            recordUnverified(key)
+            throw error
         case .failure(.denied(_, let error)): throw error
         }
         if let retry = mints.hit(parent.tenantId) {
@@ -113,7 +125,7 @@ public struct ChildKeysController: Sendable {
         // Checked here for a clear answer before hashing; checked again under the parent's row lock.
         _ = try Self.policy(ask, parent: parent.policy, now: now)
         let (childToken, publicId) = TokenFormat.generate(.vault)
-        let hash = try await keys.verifier.hashForStorage(childToken)
+        let hash = try await keys.verifier.hashForStorage(childToken, tenant: parent.tenantId)
         let child: VaultKey
         do {
             child = try await keys.repository.createChild(

@@ -38,18 +38,24 @@ public struct KeyChangeFeed: Sendable {
         self.replicaId = "rep_" + Identifier.randomBase62(count: 16)
     }
 
-    /// Runs until cancelled: one listening session after another, with a short pause after a failure.
+    /// Runs until cancelled: one listening session after another, with a short pause after a failure. A loss is
+    /// logged once; the failed attempts after it (Postgres down for a while) only at debug level, until a session
+    /// works again.
     public func run() async {
         var pause = Duration.milliseconds(100)
+        let lost = NIOLockedValueBox(false)
         while !Task.isCancelled {
             do {
-                try await session()
+                try await session {
+                    if lost.withLockedValue({ was in defer { was = false }; return was }) { logger.info("key-change listener back") }
+                }
                 pause = .milliseconds(100)
             } catch is CancellationError {
                 break
             } catch {
-                logger.warning("key-change listener lost; serving keys from Postgres until it is back",
-                               metadata: ["error": "\(String(describing: type(of: error)))"])
+                let first = lost.withLockedValue { was in defer { was = true }; return !was }
+                logger.log(level: first ? .warning : .debug, "key-change listener lost; serving keys from Postgres until it is back",
+                           metadata: ["error": "\(String(describing: type(of: error)))"])
             }
             directory.stopServing()
             await giveUpLease()
@@ -61,7 +67,7 @@ public struct KeyChangeFeed: Sendable {
         await leave()
     }
 
-    func session() async throws {
+    func session(registered: @Sendable () -> Void = {}) async throws {
         let connection = try await PostgresConnection.connect(configuration: try url.connectionConfiguration(), id: 1, logger: logger)
         do {
             try await connection.listen(on: Self.channel) { notifications in
@@ -78,6 +84,7 @@ public struct KeyChangeFeed: Sendable {
                     """, logger: logger).decode(Int64.self) { newest = seq }
                 applied.withLockedValue { $0 = newest }
                 directory.resynchronised(leaseUntil: started + settings.lease - settings.margin)
+                registered()
                 logger.debug("serving keys from memory", metadata: ["replica": "\(replicaId)", "seq": "\(newest)"])
 
                 try await withThrowingTaskGroup(of: Void.self) { group in

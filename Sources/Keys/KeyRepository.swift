@@ -38,8 +38,13 @@ public struct ChildSummary: Sendable, Equatable {
 
 public struct PostgresKeyRepository: KeyRepository {
     let client: PostgresClient
+    /// Key lists (`GET /v1/keys`, the dashboard's keys page) run here: the admin pool (DESIGN §16).
+    let reads: AdminReads
 
-    public init(client: PostgresClient) { self.client = client }
+    public init(client: PostgresClient, reads: AdminReads? = nil) {
+        self.client = client
+        self.reads = reads ?? AdminReads(client: client)
+    }
 
     static let columns = """
         id, tenant_id, vendor, label, status, allowed_endpoints, daily_cap_micros, monthly_cap_micros,
@@ -55,6 +60,8 @@ public struct PostgresKeyRepository: KeyRepository {
         for try await row in rows { keys.append(try makeKey(row)) }
         return keys
     }
+
+    static func decode(_ rows: [PostgresRow]) throws -> [VaultKey] { try rows.map(makeKey) }
 
     /// The key in the first `columnCount` cells of `row`.
     static func makeKey(_ row: PostgresRow) throws -> VaultKey {
@@ -105,20 +112,20 @@ public struct PostgresKeyRepository: KeyRepository {
 
     public func list(tenantId: String, after: String?, limit: Int, logger: Logger) async throws -> [VaultKey]? {
         guard let after else {
-            let rows = try await client.query("""
+            let rows = try await reads.rows("""
                 SELECT \(unescaped: Self.columns) FROM vault_keys WHERE tenant_id = \(tenantId) AND parent_key_id IS NULL
                 ORDER BY created_at DESC, id DESC LIMIT \(limit)
-                """, logger: logger)
-            return try await Self.decode(rows)
+                """, tenantId: tenantId, logger: logger)
+            return try Self.decode(rows)
         }
         // Keyset on (created_at, id), positioned by the cursor key, which must be the tenant's own.
-        let rows = try await client.query("""
+        let rows = try await reads.rows("""
             SELECT \(unescaped: Self.columns) FROM vault_keys
             WHERE tenant_id = \(tenantId) AND parent_key_id IS NULL
               AND (created_at, id) < (SELECT created_at, id FROM vault_keys WHERE id = \(after) AND tenant_id = \(tenantId))
             ORDER BY created_at DESC, id DESC LIMIT \(limit)
-            """, logger: logger)
-        let keys = try await Self.decode(rows)
+            """, tenantId: tenantId, logger: logger)
+        let keys = try Self.decode(rows)
         if keys.isEmpty {
             // Tell "end of the list" from "a cursor that is not this tenant's".
             let check = try await client.query("SELECT 1 FROM vault_keys WHERE id = \(after) AND tenant_id = \(tenantId)", logger: logger)
@@ -163,16 +170,32 @@ public struct PostgresKeyRepository: KeyRepository {
     }
 
     public func revoke(id: String, tenantId: String, logger: Logger) async throws -> (key: VaultKey, change: Int64)? {
-        // Idempotent: revoking a revoked key keeps its first revoked_at. Descendants are revoked in the same
-        // statement (their requests check the chain anyway; this makes their status say so).
+        // Descendants are revoked in the same statement (their requests check the chain anyway; this makes their
+        // status say so). Only keys still active change: revoking a revoked key rewrites nothing and announces
+        // nothing (an announcement takes the lock every tenant's key changes share), and answers with the change
+        // that revoked it, which the caller may wait for again.
         try await client.transaction(logger: logger) { conn in
             let keys = try await Self.decode(try await conn.query("""
-                UPDATE vault_keys SET status = 'revoked', revoked_at = COALESCE(revoked_at, now()), updated_at = now()
-                WHERE tenant_id = \(tenantId) AND (id = \(id) OR (parent_key_id IS NOT NULL AND ancestor_ids @> ARRAY[\(id)]))
+                UPDATE vault_keys SET status = 'revoked', revoked_at = now(), updated_at = now()
+                WHERE tenant_id = \(tenantId) AND status <> 'revoked'
+                  AND (id = \(id) OR (parent_key_id IS NOT NULL AND ancestor_ids @> ARRAY[\(id)]))
                 RETURNING \(unescaped: Self.columns)
                 """, logger: logger))
-            guard let key = keys.first(where: { $0.id == id }) else { return nil }
-            return (key, try await Self.announce(conn, tenantId: tenantId, keyIds: keys.map(\.id), logger: logger))
+            func current() async throws -> VaultKey? {
+                try await Self.decode(try await conn.query(
+                    "SELECT \(unescaped: Self.columns) FROM vault_keys WHERE id = \(id) AND tenant_id = \(tenantId)", logger: logger)).first
+            }
+            if !keys.isEmpty {
+                let change = try await Self.announce(conn, tenantId: tenantId, keyIds: keys.map(\.id), logger: logger)
+                if let key = keys.first(where: { $0.id == id }) { return (key, change) }
+                return try await current().map { ($0, change) }
+            }
+            guard let key = try await current() else { return nil }
+            var change: Int64 = 0
+            for try await seq in try await conn.query(
+                "SELECT COALESCE(max(seq), 0) FROM key_changes WHERE tenant_id = \(tenantId) AND key_ids @> ARRAY[\(id)]", logger: logger
+            ).decode(Int64.self) { change = seq }
+            return (key, change)
         }
     }
 

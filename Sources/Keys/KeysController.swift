@@ -44,16 +44,21 @@ public struct KeysController: Sendable {
     let spendReader: (any KeySpendReader)?
     /// Waits for replicas to apply key changes (nil: nobody serves keys from memory).
     let acknowledgements: KeyChangeAcknowledgements?
-    /// Each new key costs an argon2 hash (~27 ms of a core): creations are limited per tenant.
-    let creations: WindowRateLimiter
+    /// Each new key costs an argon2 hash (~27 ms of a core): creations are limited per tenant (shared with the dashboard).
+    let creations: TenantActionLimiter
+    /// PATCH and revoke: each is announced to every replica and acknowledged (shared with the dashboard).
+    let changes: TenantActionLimiter
 
     public static let defaultPageSize = 50
     public static let maxPageSize = 100
 
     public init(repository: any KeyRepository, verifier: TokenVerifier, clock: any KeybrakeCore.Clock, spendReader: (any KeySpendReader)? = nil,
-                creationsPerMinutePerTenant: Int = 60, acknowledgements: KeyChangeAcknowledgements? = nil) {
+                creations: TenantActionLimiter = TenantActionLimiter(perMinutePerTenant: 60),
+                changes: TenantActionLimiter = TenantActionLimiter(perMinutePerTenant: 600, action: "changing vault keys"),
+                acknowledgements: KeyChangeAcknowledgements? = nil) {
         self.acknowledgements = acknowledgements
-        self.creations = WindowRateLimiter(limit: creationsPerMinutePerTenant, window: .seconds(60))
+        self.creations = creations
+        self.changes = changes
         self.repository = repository
         self.verifier = verifier
         self.clock = clock
@@ -180,14 +185,12 @@ public struct KeysController: Sendable {
 
     func create(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
         let admin = try context.requireAdmin()
-        if let retry = creations.hit(admin.tenantId) {
-            throw KeybrakeError.rateLimited("This tenant is creating vault keys too fast; retry in \(retry) s.", retryAfter: retry)
-        }
+        try creations.admit(tenantId: admin.tenantId)
         var policy = try Self.parseCreate(try await JSONObjectReader.decode(request, context: context))
         policy.label = policy.label.trimmingCharacters(in: .whitespaces)
         try policy.validate(now: clock.now())
         let (token, publicId) = TokenFormat.generate(.vault)
-        let hash = try await verifier.hashForStorage(token)
+        let hash = try await verifier.hashForStorage(token, tenant: admin.tenantId)
         let key = try await db(context) {
             try await repository.create(id: "key_" + publicId, tenantId: admin.tenantId, tokenHash: hash, policy: policy, logger: context.logger)
         }
@@ -254,6 +257,7 @@ public struct KeysController: Sendable {
 
     func update(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
         let admin = try context.requireAdmin()
+        try changes.admit(tenantId: admin.tenantId)
         let id = context.parameters.get("id") ?? ""
         let json = try await JSONObjectReader.decode(request, context: context)
         if json.has("vendor") {
@@ -299,6 +303,7 @@ public struct KeysController: Sendable {
 
     func revoke(_ context: KeybrakeRequestContext) async throws -> Response {
         let admin = try context.requireAdmin()
+        try changes.admit(tenantId: admin.tenantId)
         let id = context.parameters.get("id") ?? ""
         guard let revoked = try await db(context, { try await repository.revoke(id: id, tenantId: admin.tenantId, logger: context.logger) }) else {
             throw KeybrakeError.notFound("key")

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPLayer
 import KeybrakeCore
 import Logging
 import PostgresNIO
@@ -47,7 +48,11 @@ public struct VaultKeyAuthenticator: Sendable {
     public enum Failure: Error, Sendable {
         /// Not a vault token, or no such key: nothing to attribute the request to.
         case invalid
-        /// A real key, but the request may not use it; the key is known so the denial can be audited.
+        /// A real key's id with a token that was not proven (wrong secret, this client's attempts used up, no core
+        /// to hash on). Anyone may know an id: such attempts are summarised for the key's tenant, never audited one
+        /// by one (DESIGN §4).
+        case unverified(VaultKey, KeybrakeError)
+        /// A real key, proven, but the request may not use it; the key is known so the denial can be audited.
         case denied(VaultKey, KeybrakeError)
     }
 
@@ -56,7 +61,8 @@ public struct VaultKeyAuthenticator: Sendable {
         message: "Missing or invalid vault key. Send the kb_vault_… token as `Authorization: Bearer`, as the Basic-auth password, or as X-Keybrake-Key."
     )
 
-    public func authenticate(token: String, now: Date, logger: Logger) async throws -> Result<VaultKey, Failure> {
+    /// `client` is who presents the token: failed attempts are counted per client, so a stranger cannot lock out the holder.
+    public func authenticate(token: String, client: RequestClient, now: Date, logger: Logger) async throws -> Result<VaultKey, Failure> {
         guard let parsed = TokenFormat.parse(token, as: .vault) else { return .failure(.invalid) }
         let id = "key_" + parsed.publicId
         let found: (VaultKey, String)?
@@ -69,9 +75,11 @@ public struct VaultKeyAuthenticator: Sendable {
         }
         guard let (key, hash) = found else { return .failure(.invalid) }
         do {
-            guard try await verifier.verify(parsed, storedHash: hash) else { return .failure(.invalid) }
+            guard try await verifier.verify(parsed, storedHash: hash, tenant: key.tenantId, client: client.key) else {
+                return .failure(.unverified(key, Self.invalidError))
+            }
         } catch {
-            return .failure(.denied(key, error))
+            return .failure(.unverified(key, error))
         }
         if key.status == .revoked {
             return .failure(.denied(key, KeybrakeError(

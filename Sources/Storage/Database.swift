@@ -12,6 +12,10 @@ public struct DatabaseURL: Sendable, Equatable {
     public var password: String?
     public var database: String
     public var requireTLS: Bool
+    /// How long one connection attempt may take (TCP, TLS and Postgres's start-up handshake together) before it
+    /// counts as failed: the pool's, the key-change listener's and the start-up probe's
+    /// (`KEYBRAKE_DATABASE_CONNECT_TIMEOUT_MS`).
+    public var connectTimeout: Duration = .seconds(5)
 
     public enum ParseError: Error, CustomStringConvertible {
         case invalid(String)
@@ -52,7 +56,7 @@ public struct DatabaseURL: Sendable, Equatable {
         config.options.minimumConnections = min(minConnections, maxConnections)
         // A dead connection shows itself on its next query (503, fail closed) and is replaced by the pool.
         config.options.keepAliveBehavior = nil
-        config.options.connectTimeout = .seconds(5)
+        config.options.connectTimeout = connectTimeout
         return config
     }
 }
@@ -64,8 +68,12 @@ extension DatabaseURL {
             host: host, port: port, username: username, password: password, database: database,
             tls: requireTLS ? .require(try NIOSSLContext(configuration: .makeClientConfiguration())) : .disable
         )
-        config.options.connectTimeout = .seconds(5)
+        config.options.connectTimeout = Self.timeAmount(connectTimeout)
         return config
+    }
+
+    static func timeAmount(_ d: Duration) -> TimeAmount {
+        .nanoseconds(d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000)
     }
 }
 
@@ -104,6 +112,10 @@ public enum DatabaseErrors {
             case _ where serverGone:
                 logger.warning("database unavailable", metadata: ["sqlstate": "\(sqlState)"])
                 return .unavailable
+            case _ where sqlState == "57014":
+                // query_canceled: an admin read ran past its statement timeout (`AdminReads`).
+                logger.info("read stopped by the statement timeout", metadata: ["sqlstate": "\(sqlState)"])
+                return .queryTimeout
             case _ where sqlState == "40P01" || sqlState == "40001":
                 // Deadlock or serialization failure: nothing was committed; the client may retry.
                 logger.warning("database conflict", metadata: ["sqlstate": "\(sqlState)"])

@@ -123,19 +123,42 @@ public struct Migrator: Sendable {
     /// Applies pending migrations, then the function files whose text changed; returns what it applied.
     @discardableResult
     public func apply(client: PostgresClient, logger: Logger) async throws -> Applied {
-        try await client.withConnection { connection in
-            _ = try await connection.query("SELECT pg_advisory_lock(\(Migrator.advisoryLockKey))", logger: logger)
-            do {
-                var applied = Applied()
-                applied.versions = try await applyPending(connection, logger: logger)
-                applied.functions = try await applyChangedFunctions(connection, logger: logger)
-                _ = try await connection.query("SELECT pg_advisory_unlock(\(Migrator.advisoryLockKey))", logger: logger)
-                return applied
-            } catch {
-                _ = try? await connection.query("SELECT pg_advisory_unlock(\(Migrator.advisoryLockKey))", logger: logger)
-                throw error
-            }
+        try await client.withConnection { connection in try await apply(connection: connection, logger: logger) }
+    }
+
+    /// The same on a connection of the caller's (`migrate` and `serve` at start-up use one made by `DatabaseProbe`,
+    /// not the pool: see there why).
+    @discardableResult
+    public func apply(connection: PostgresConnection, logger: Logger) async throws -> Applied {
+        _ = try await connection.query("SELECT pg_advisory_lock(\(Migrator.advisoryLockKey))", logger: logger)
+        do {
+            var applied = Applied()
+            applied.versions = try await applyPending(connection, logger: logger)
+            applied.functions = try await applyChangedFunctions(connection, logger: logger)
+            _ = try await connection.query("SELECT pg_advisory_unlock(\(Migrator.advisoryLockKey))", logger: logger)
+            return applied
+        } catch {
+            _ = try? await connection.query("SELECT pg_advisory_unlock(\(Migrator.advisoryLockKey))", logger: logger)
+            throw error
         }
+    }
+
+    /// The newest numbered migration this build knows.
+    public var latestVersion: Int { migrations.last?.version ?? 0 }
+
+    /// The newest migration applied to the database, nil when none ever was (no `schema_migrations` table).
+    /// Reads without the advisory lock: a replica waiting for someone else's `migrate` must not queue behind it.
+    public static func appliedVersion(connection: PostgresConnection, logger: Logger) async throws -> Int? {
+        var exists = false
+        for try await found in try await connection.query("SELECT to_regclass('schema_migrations') IS NOT NULL", logger: logger).decode(Bool.self) {
+            exists = found
+        }
+        guard exists else { return nil }
+        var version: Int?
+        for try await v in try await connection.query("SELECT max(version) FROM schema_migrations", logger: logger).decode(Int?.self) {
+            version = v
+        }
+        return version
     }
 
     private func applyPending(_ connection: PostgresConnection, logger: Logger) async throws -> [Int] {

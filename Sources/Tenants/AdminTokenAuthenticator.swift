@@ -1,4 +1,5 @@
 import HTTPLayer
+import Hummingbird
 import KeybrakeCore
 import Storage
 import TokenAuth
@@ -8,13 +9,18 @@ import TokenAuth
 public struct AdminTokenAuthenticator: AdminAuthenticator {
     let repository: any TenantRepository
     let verifier: TokenVerifier
+    /// Whose `X-Forwarded-For` names the client that failed-attempt limits count.
+    let trustedProxies: TrustedProxies
+    /// Tokens whose `last_used_at` this replica wrote in the last minute.
+    let touched = ExpiringCache<String, Bool>(ttl: .seconds(60))
 
-    public init(repository: any TenantRepository, verifier: TokenVerifier) {
+    public init(repository: any TenantRepository, verifier: TokenVerifier, trustedProxies: TrustedProxies = .none) {
         self.repository = repository
         self.verifier = verifier
+        self.trustedProxies = trustedProxies
     }
 
-    public func authenticate(token: String, context: KeybrakeRequestContext) async throws(KeybrakeError) -> AdminIdentity {
+    public func authenticate(token: String, request: Request, context: KeybrakeRequestContext) async throws(KeybrakeError) -> AdminIdentity {
         guard let parsed = TokenFormat.parse(token, as: .admin) else { throw .adminTokenInvalid }
         let tokenId = "atk_" + parsed.publicId
         let row: (tenantId: String, hash: String)?
@@ -24,7 +30,13 @@ public struct AdminTokenAuthenticator: AdminAuthenticator {
             throw DatabaseErrors.map(error, logger: context.logger)
         }
         guard let row else { throw .adminTokenInvalid }
-        guard try await verifier.verify(parsed, storedHash: row.hash) else { throw .adminTokenInvalid }
+        let client = RequestClient(request, context, proxies: trustedProxies)
+        guard try await verifier.verify(parsed, storedHash: row.hash, tenant: row.tenantId, client: client.key) else { throw .adminTokenInvalid }
+        // "Last used", to a minute: one write per token per minute per replica, not one per request.
+        if touched.get(tokenId) == nil {
+            touched.set(tokenId, true)
+            try? await repository.touchAdminToken(id: tokenId, logger: context.logger)
+        }
         return AdminIdentity(tenantId: row.tenantId, tokenId: tokenId)
     }
 }

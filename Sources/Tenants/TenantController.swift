@@ -13,6 +13,8 @@ public struct TenantsConfiguration: Sendable {
     public var signupsPerMinutePerClient: Int
     /// Each admin token costs an argon2 hash: creations are limited per tenant.
     public var adminTokensPerMinutePerTenant: Int = 20
+    /// Active admin tokens a tenant may hold at once (each is a door into the tenant).
+    public var maxAdminTokensPerTenant: Int = 100
     /// The deployment's own proxies: only their `X-Forwarded-For` / `Forwarded` name the client a signup counts for.
     public var trustedProxies: TrustedProxies = .none
 
@@ -54,6 +56,8 @@ public struct TenantController: Sendable {
         group.get("/tenant") { _, context in try await self.show(context) }
         group.post("/admin-tokens") { request, context in try await self.createAdminToken(request, context) }
         group.delete("/admin-tokens/:id") { _, context in try await self.deleteAdminToken(context) }
+        group.get("/admin-tokens") { _, context in try await self.listAdminTokens(context) }
+        group.post("/admin-tokens/revoke-others") { _, context in try await self.revokeOtherAdminTokens(context) }
     }
 
     // MARK: - Shapes
@@ -80,6 +84,15 @@ public struct TenantController: Sendable {
         let createdAt: Date
     }
 
+    /// A token as listed: never its secret or hash; whether it is the one making this request.
+    struct ListedAdminTokenBody: Encodable {
+        let id: String
+        @NullEncoded var label: String?
+        let createdAt: Date
+        @NullEncoded var lastUsedAt: Date?
+        let current: Bool
+    }
+
     func body(_ tenant: Tenant) -> TenantBody {
         TenantBody(id: tenant.id, name: tenant.name, email: tenant.email, plan: tenant.plan.rawValue,
                    monthlyQuota: configuration.monthlyQuota(for: tenant.plan), createdAt: tenant.createdAt)
@@ -94,14 +107,15 @@ public struct TenantController: Sendable {
         }
         let json = try await JSONObjectReader.decode(request, context: context)
         try json.rejectUnknown(allowed: ["name", "email"])
-        let name = (try json.string("name", required: true, maxLength: 200) ?? "").trimmingCharacters(in: .whitespaces)
+        let name = (try json.displayText("name", required: true, maxLength: 200) ?? "").trimmingCharacters(in: .whitespaces)
         guard !name.isEmpty else { throw KeybrakeError.invalidRequest("name must not be empty.", field: "name") }
         let email = (try json.string("email", required: true, maxLength: 254) ?? "").trimmingCharacters(in: .whitespaces)
         guard Self.looksLikeEmail(email) else {
             throw KeybrakeError.invalidRequest("email must be an address like ops@example.com.", field: "email")
         }
         let (token, publicId) = TokenFormat.generate(.admin)
-        let hash = try await verifier.hashForStorage(token)
+        // No tenant yet: the signup's hash is paid from its client address's share.
+        let hash = try await verifier.hashForStorage(token, tenant: "signup " + client)
         let tenant = try await db(context) {
             try await repository.createTenant(name: name, email: email, adminTokenId: "atk_" + publicId, adminTokenHash: hash, logger: context.logger)
         }
@@ -135,10 +149,15 @@ public struct TenantController: Sendable {
         if request.headers[.contentLength] != "0", request.headers[.contentType] != nil || request.headers[.contentLength] != nil {
             let json = try await JSONObjectReader.decode(request, context: context)
             try json.rejectUnknown(allowed: ["label"])
-            label = try json.string("label", maxLength: 100)
+            label = try json.displayText("label", maxLength: 100)
+        }
+        let active = try await db(context) { try await repository.adminTokens(tenantId: admin.tenantId, logger: context.logger).count }
+        guard active < configuration.maxAdminTokensPerTenant else {
+            throw KeybrakeError(status: 422, code: "tenant_limit_reached",
+                message: "This tenant holds \(active) active admin tokens, the most it may (\(configuration.maxAdminTokensPerTenant)). Revoke unused ones (GET /v1/admin-tokens lists them) first.")
         }
         let (token, publicId) = TokenFormat.generate(.admin)
-        let hash = try await verifier.hashForStorage(token)
+        let hash = try await verifier.hashForStorage(token, tenant: admin.tenantId)
         let record = try await db(context) {
             try await repository.addAdminToken(tenantId: admin.tenantId, id: "atk_" + publicId, hash: hash, label: label, logger: context.logger)
         }
@@ -146,6 +165,28 @@ public struct TenantController: Sendable {
         return try JSONResponse.make(.created, Created(
             adminToken: AdminTokenBody(id: record.id, label: record.label, createdAt: record.createdAt), token: token
         ))
+    }
+
+    /// The tenant's active admin tokens (bounded by `maxAdminTokensPerTenant`, so one page).
+    func listAdminTokens(_ context: KeybrakeRequestContext) async throws -> Response {
+        let admin = try context.requireAdmin()
+        let tokens = try await db(context) { try await repository.adminTokens(tenantId: admin.tenantId, logger: context.logger) }
+        struct Listed: Encodable { let data: [ListedAdminTokenBody]; @NullEncoded var nextCursor: String? }
+        return try JSONResponse.make(.ok, Listed(data: tokens.map {
+            ListedAdminTokenBody(id: $0.id, label: $0.label, createdAt: $0.createdAt, lastUsedAt: $0.lastUsedAt, current: $0.id == admin.tokenId)
+        }, nextCursor: nil))
+    }
+
+    /// Revokes every admin token of the tenant but the one making the request: after a leak, tokens minted with the
+    /// leaked one do not outlive it. Dashboard sessions of revoked tokens end with them (sessions join their token).
+    func revokeOtherAdminTokens(_ context: KeybrakeRequestContext) async throws -> Response {
+        let admin = try context.requireAdmin()
+        let revoked = try await db(context) {
+            try await repository.revokeAdminTokens(tenantId: admin.tenantId, except: admin.tokenId, logger: context.logger)
+        }
+        for id in revoked where id.hasPrefix("atk_") { verifier.forget(publicId: String(id.dropFirst(4))) }
+        struct Revoked: Encodable { let revoked: [String] }
+        return try JSONResponse.make(.ok, Revoked(revoked: revoked))
     }
 
     func deleteAdminToken(_ context: KeybrakeRequestContext) async throws -> Response {

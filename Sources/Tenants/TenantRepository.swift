@@ -22,6 +22,7 @@ public struct AdminTokenRecord: Sendable {
     public let tenantId: String
     public let label: String?
     public let createdAt: Date
+    public var lastUsedAt: Date? = nil
 }
 
 /// Tenants and their admin tokens. Tokens reach this layer already hashed.
@@ -34,6 +35,12 @@ public protocol TenantRepository: Sendable {
     func activeAdminToken(id: String, logger: Logger) async throws -> (tenantId: String, hash: String)?
     /// Revokes one of the tenant's tokens; false if the tenant has no such active token.
     func revokeAdminToken(tenantId: String, id: String, logger: Logger) async throws -> Bool
+    /// The tenant's active tokens, newest first (never their hashes).
+    func adminTokens(tenantId: String, logger: Logger) async throws -> [AdminTokenRecord]
+    /// Revokes every active token of the tenant but `keep`; the ids revoked.
+    func revokeAdminTokens(tenantId: String, except keep: String, logger: Logger) async throws -> [String]
+    /// Records that the token was used now.
+    func touchAdminToken(id: String, logger: Logger) async throws
     /// Proxied requests counted in the given UTC month.
     func monthlyRequests(tenantId: String, month: String, logger: Logger) async throws -> Int64
 }
@@ -107,6 +114,32 @@ public struct PostgresTenantRepository: TenantRepository {
             """, logger: logger)
         for try await _ in rows.decode(String.self) { return true }
         return false
+    }
+
+    public func adminTokens(tenantId: String, logger: Logger) async throws -> [AdminTokenRecord] {
+        let rows = try await client.query("""
+            SELECT id, label, created_at, last_used_at FROM admin_tokens
+            WHERE tenant_id = \(tenantId) AND revoked_at IS NULL ORDER BY created_at DESC, id DESC
+            """, logger: logger)
+        var out: [AdminTokenRecord] = []
+        for try await row in rows.decode((String, String?, Date, Date?).self) {
+            out.append(AdminTokenRecord(id: row.0, tenantId: tenantId, label: row.1, createdAt: row.2, lastUsedAt: row.3))
+        }
+        return out
+    }
+
+    public func revokeAdminTokens(tenantId: String, except keep: String, logger: Logger) async throws -> [String] {
+        let rows = try await client.query("""
+            UPDATE admin_tokens SET revoked_at = now()
+            WHERE tenant_id = \(tenantId) AND id <> \(keep) AND revoked_at IS NULL RETURNING id
+            """, logger: logger)
+        var ids: [String] = []
+        for try await id in rows.decode(String.self) { ids.append(id) }
+        return ids
+    }
+
+    public func touchAdminToken(id: String, logger: Logger) async throws {
+        try await client.query("UPDATE admin_tokens SET last_used_at = now() WHERE id = \(id) AND revoked_at IS NULL", logger: logger)
     }
 
     public func monthlyRequests(tenantId: String, month: String, logger: Logger) async throws -> Int64 {

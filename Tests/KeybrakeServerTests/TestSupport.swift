@@ -82,6 +82,8 @@ final class LogCapture: Sendable {
 
 struct TestApp {
     static let masterKeys = MasterKeyRing.generateConfigLine(id: "test1")
+    /// `KEYBRAKE_METRICS_TOKEN` of every test app: /metrics is served on the API's port only behind it.
+    static let metricsToken = "metrics-secret-for-tests-0123456789"
 
     /// swift-metrics can be bootstrapped once per process: every test app exports this one registry.
     static let metrics: PrometheusCollectorRegistry = {
@@ -95,18 +97,21 @@ struct TestApp {
         config.signupsPerMinutePerClient = 10_000
         config.operatorToken = "operator-secret-for-tests"
         config.databaseMaxConnections = 8
+        config.metrics.token = metricsToken
         tweak(&config)
         return config
     }
 
-    /// Builds the real application against the test database and runs `body` with an in-process client.
+    /// Builds the real application against the test database and runs `body` with an in-process client (`.router`),
+    /// or over a real socket on loopback (`.live`: the peer address is 127.0.0.1, so `X-Forwarded-For` from a
+    /// trusted 127.0.0.1 names the client, as behind a load balancer).
     static func run<T>(
-        logs: LogCapture = LogCapture(), _ tweak: (inout AppConfiguration) -> Void = { _ in },
+        logs: LogCapture = LogCapture(), _ tweak: (inout AppConfiguration) -> Void = { _ in }, over setup: TestingSetup = .router,
         _ body: @escaping @Sendable (any TestClientProtocol) async throws -> T
     ) async throws -> T {
         try await TestDatabase.migrate()
         let app = try buildApplication(try configuration(tweak), logger: logs.logger, metricsRegistry: metrics)
-        return try await app.test(.router, body)
+        return try await app.test(setup, body)
     }
 }
 

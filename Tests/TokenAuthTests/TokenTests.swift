@@ -41,19 +41,19 @@ final class TokenVerifierTests: XCTestCase {
         let (token, _) = TokenFormat.generate(.vault)
         let parsed = try XCTUnwrap(TokenFormat.parse(token, as: .vault))
         let hash = try fast.hash(token)
-        let first = try await verifier.verify(parsed, storedHash: hash)
+        let first = try await verifier.verify(parsed, storedHash: hash, tenant: "ten_a", client: "203.0.113.1")
         XCTAssertTrue(first)
         // A garbage hash would fail argon2: success proves the cached digest was used.
-        let cached = try await verifier.verify(parsed, storedHash: "$argon2id$not-a-hash")
+        let cached = try await verifier.verify(parsed, storedHash: "$argon2id$not-a-hash", tenant: "ten_a", client: "203.0.113.1")
         XCTAssertTrue(cached)
         // A different token with the same id does not ride on the cache.
         var chars = Array(token)
         chars[chars.count - 1] = chars.last == "a" ? "b" : "a"
         let other = try XCTUnwrap(TokenFormat.parse(String(chars), as: .vault))
-        let forged = try await verifier.verify(other, storedHash: hash)
+        let forged = try await verifier.verify(other, storedHash: hash, tenant: "ten_a", client: "203.0.113.1")
         XCTAssertFalse(forged)
         verifier.forget(publicId: parsed.publicId)
-        let afterForget = try await verifier.verify(parsed, storedHash: "$argon2id$not-a-hash")
+        let afterForget = try await verifier.verify(parsed, storedHash: "$argon2id$not-a-hash", tenant: "ten_a", client: "203.0.113.1")
         XCTAssertFalse(afterForget)
     }
 
@@ -67,11 +67,11 @@ final class TokenVerifierTests: XCTestCase {
         chars[chars.count - 1] = chars.last == "a" ? "b" : "a"
         let wrong = try XCTUnwrap(TokenFormat.parse(String(chars), as: .admin))
         for _ in 0..<3 {
-            let ok = try await verifier.verify(wrong, storedHash: hash)
+            let ok = try await verifier.verify(wrong, storedHash: hash, tenant: "ten_a", client: "203.0.113.1")
             XCTAssertFalse(ok)
         }
         do {
-            _ = try await verifier.verify(wrong, storedHash: hash)
+            _ = try await verifier.verify(wrong, storedHash: hash, tenant: "ten_a", client: "203.0.113.1")
             XCTFail("fourth failure should be refused")
         } catch {
             XCTAssertEqual(error.code, "rate_limited")
@@ -81,7 +81,7 @@ final class TokenVerifierTests: XCTestCase {
         // Even the right token is refused while the id is locked out (no hashing happens).
         let right = try XCTUnwrap(TokenFormat.parse(token, as: .admin))
         do {
-            _ = try await verifier.verify(right, storedHash: hash)
+            _ = try await verifier.verify(right, storedHash: hash, tenant: "ten_a", client: "203.0.113.1")
             XCTFail("locked id should not be verified")
         } catch {
             XCTAssertEqual(error.code, "rate_limited")
@@ -106,13 +106,13 @@ final class TokenVerifierTests: XCTestCase {
         let (refused, otherOK, otherSeconds) = try await withThrowingTaskGroup(of: (Bool?, Double?).self) { group in
             for w in wrong {
                 group.addTask {
-                    do { return (try await verifier.verify(w, storedHash: hash), nil) } catch { return (nil, nil) }
+                    do { return (try await verifier.verify(w, storedHash: hash, tenant: "ten_a", client: "203.0.113.1"), nil) } catch { return (nil, nil) }
                 }
             }
             group.addTask {
                 try await Task.sleep(for: .milliseconds(20))   // the flood is under way
                 let started = ContinuousClock.now
-                let ok = try await verifier.verify(parsedOther, storedHash: otherHash)
+                let ok = try await verifier.verify(parsedOther, storedHash: otherHash, tenant: "ten_a", client: "203.0.113.1")
                 let elapsed = ContinuousClock.now - started
                 return (ok, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
             }
@@ -128,13 +128,13 @@ final class TokenVerifierTests: XCTestCase {
         XCTAssertTrue(otherOK, "another id's valid token still verifies")
     }
 
-    func testSemaphoreBoundsConcurrency() async throws {
-        let semaphore = AsyncSemaphore(permits: 2)
+    func testSchedulerBoundsConcurrency() async throws {
+        let scheduler = HashScheduler(permits: 2)
         let counter = Counter()
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for _ in 0..<10 {
+            for i in 0..<10 {
                 group.addTask {
-                    try await semaphore.withPermit {
+                    try await scheduler.withPermit(i % 2 == 0 ? .verify : .store, tenant: "ten_\(i % 3)", client: "c\(i)") {
                         await counter.enter()
                         try await Task.sleep(for: .milliseconds(5))
                         await counter.leave()

@@ -37,6 +37,8 @@ LOGS = STATE / "e2e-logs"
 BIN = Path(os.environ.get("KEYBRAKE_BIN", str(ROOT / ".build" / "debug" / "keybrake")))
 VENV_BIN = Path(sys.executable).parent
 OPERATOR_TOKEN = "e2e-operator-" + secrets.token_hex(8)
+# /metrics shows every tenant's traffic: the replicas serve it only behind this token (README "Configuration").
+METRICS_TOKEN = "e2e-metrics-" + secrets.token_hex(8)
 UPSTREAM_TIMEOUT_MS = 4000
 # A request's lease is the upstream timeout plus this margin: how long a killed replica's request can hold its
 # records and reservation before any replica turns them into an unknown outcome (5 s here; 60 s by default).
@@ -189,6 +191,10 @@ class Stack:
             "KEYBRAKE_UPSTREAM_TWILIO": f"http://127.0.0.1:{self.twilio_port}",
             "KEYBRAKE_UPSTREAM_RESEND": f"http://127.0.0.1:{self.resend_port}",
             "KEYBRAKE_OPERATOR_TOKEN": OPERATOR_TOKEN,
+            "KEYBRAKE_METRICS_TOKEN": METRICS_TOKEN,
+            # The tests are a load balancer's clients: X-Forwarded-For from loopback names the client address that
+            # per-client limits count (test_11 plays a stranger at another address).
+            "KEYBRAKE_TRUSTED_PROXIES": "127.0.0.1,::1",
             "KEYBRAKE_SIGNUPS_PER_MINUTE": "1000",
             "KEYBRAKE_KEY_CREATIONS_PER_MINUTE": "1000",
             "KEYBRAKE_UPSTREAM_TIMEOUT_MS": str(UPSTREAM_TIMEOUT_MS),

@@ -30,7 +30,7 @@ extension DashboardController {
             return renderLogin(request, flash: .error("Paste an admin token (kb_admin_…)."), status: .badRequest)
         }
         let identity: AdminIdentity
-        switch await authenticate(token, context) {
+        switch await authenticate(token, request, context) {
         case .success(let id):
             identity = id
         case .failure(let error) where error.status == 401:
@@ -50,9 +50,9 @@ extension DashboardController {
     }
 
     /// The admin token check as a value (a typed-throws `do/catch` here crashes the Swift 6.3 SIL optimizer).
-    func authenticate(_ token: String, _ context: KeybrakeRequestContext) async -> Result<AdminIdentity, KeybrakeError> {
+    func authenticate(_ token: String, _ request: Request, _ context: KeybrakeRequestContext) async -> Result<AdminIdentity, KeybrakeError> {
         do {
-            return .success(try await authenticator.authenticate(token: token, context: context))
+            return .success(try await authenticator.authenticate(token: token, request: request, context: context))
         } catch {
             return .failure(error)
         }

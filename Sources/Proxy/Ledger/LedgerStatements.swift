@@ -107,7 +107,7 @@ struct FinishStatement: PostgresPreparedStatement {
                          WHERE id = $1 AND tenant_id = $2 AND error_code IN ('\(AuditColumns.inFlight)', 'lease_expired') RETURNING 1),
              audit AS (INSERT INTO audit_events (\(AuditColumns.names)) SELECT \(AuditColumns.values)
                        WHERE NOT EXISTS (SELECT 1 FROM written))
-        SELECT kb_finish_records($2, $24, $5, $25, $26, $27, $28, $29::int[], $30, $31, $32, $33::int, $34::jsonb, $35, $36, $37::date)
+        SELECT kb_finish_records($2, $25, $5, $26, $27, $28, $29, $30::int[], $31, $32, $33, $34::int, $35::jsonb, $36, $37, $38::date)
         """
     static let bindingDataTypes: [PostgresDataType] = AuditColumns.types + [
         .text, .text, .text, .int8, .textArray, .int4Array, .text, .text, .textArray, .int8, .text, .bytea, .text, .text,
@@ -120,7 +120,7 @@ struct FinishStatement: PostgresPreparedStatement {
     var status: Int64?, headersJSON: String?, body: ByteBuffer?, countedObject: String?, countUsageMonth: String?
 
     func makeBindings() throws -> PostgresBindings {
-        var b = PostgresBindings(capacity: 37)
+        var b = PostgresBindings(capacity: 38)
         AuditColumns.bind(event, into: &b)
         b.append(ownerId); b.append(reservationId); b.append(outcome); b.append(actual); b.append(completeScopes)
         b.append(completeWindows); b.append(recordState); b.append(restoreOwner); b.append(dropScopes); b.append(status)
@@ -139,7 +139,7 @@ struct AuditOnlyStatement: PostgresPreparedStatement {
     static let sql = """
         WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)),
              counted AS (INSERT INTO tenant_monthly_usage (tenant_id, month, shard, requests)
-                         SELECT $2, $24::date, floor(random() * 16)::smallint, 1 WHERE $24::date IS NOT NULL
+                         SELECT $2, $25::date, floor(random() * 16)::smallint, 1 WHERE $25::date IS NOT NULL
                          ON CONFLICT (tenant_id, month, shard) DO UPDATE SET requests = tenant_monthly_usage.requests + 1)
         INSERT INTO audit_events (\(AuditColumns.names))
         SELECT \(AuditColumns.values) FROM relaxed
@@ -159,11 +159,11 @@ struct AuditOnlyStatement: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> Row { () }
 }
 
-/// Audit rows as 24 parallel arrays (the 23 columns and a usage month), for statements that insert many rows at
+/// Audit rows as parallel arrays (the audit columns and a usage month), for statements that insert many rows at
 /// once. Arrays cannot carry NULL through PostgresNIO, so absent values travel as '' (text) and Int64.min (numbers)
 /// and `selectList` turns them back into NULL.
 struct AuditArrays: Sendable {
-    var columns: [[String]] = Array(repeating: [], count: 24)   // text columns by position (others unused)
+    var columns: [[String]] = Array(repeating: [], count: AuditColumns.count + 1)   // text columns by position (others unused)
     var ints: [Int: [Int64]] = [:]
     var flags: [Bool] = []
 
@@ -172,7 +172,8 @@ struct AuditArrays: Sendable {
             let texts: [(Int, String?)] = [(0, e.id), (1, e.tenantId), (2, e.keyId), (3, e.keyLabel), (4, e.vendor), (5, e.method),
                                             (6, e.path), (7, e.operation), (8, e.decision.rawValue), (9, e.errorCode), (12, e.currency),
                                             (14, e.idempotencyKey), (16, e.upstreamRequestId), (17, e.runId), (18, e.outcome?.rawValue),
-                                            (19, e.duplicateOf), (20, e.resolves), (23, usageMonth)]
+                                            (19, e.duplicateOf), (20, e.resolves), (23, e.vendorAccount),
+                                            (AuditColumns.count, usageMonth)]
             for (i, v) in texts { columns[i].append(v ?? "") }
             let numbers: [(Int, Int64?)] = [(10, e.upstreamStatus.map(Int64.init)), (11, e.amountMinor), (13, e.amountMicros),
                                             (21, e.overheadUs), (22, e.upstreamUs)]
@@ -182,7 +183,7 @@ struct AuditArrays: Sendable {
     }
 
     func bind(into b: inout PostgresBindings) {
-        for i in 0..<24 {
+        for i in 0...AuditColumns.count {
             if let numbers = ints[i] { b.append(numbers) } else if i == 15 { b.append(flags) } else { b.append(columns[i]) }
         }
     }
@@ -193,7 +194,7 @@ struct AuditArrays: Sendable {
     /// `unnest(...) AS r(...)` over the arrays bound from `$first`.
     static func unnest(from first: Int) -> String {
         let types = ["text", "text", "text", "text", "text", "text", "text", "text", "text", "text", "int8", "int8", "text", "int8",
-                     "text", "bool", "text", "text", "text", "text", "text", "int8", "int8", "text"]
+                     "text", "bool", "text", "text", "text", "text", "text", "int8", "int8", "text", "text"]
         let arrays = types.enumerated().map { "$\(first + $0.offset)::\($0.element)[]" }.joined(separator: ", ")
         return """
             unnest(\(arrays)) WITH ORDINALITY AS r(\(columnNames), usage_month, ord)
@@ -206,7 +207,7 @@ struct AuditArrays: Sendable {
         NULLIF(r.error_code, ''), NULLIF(r.upstream_status, \(Int64.min))::int, NULLIF(r.amount_minor, \(Int64.min)),
         NULLIF(r.currency, ''), r.amount_micros, NULLIF(r.idempotency_key, ''), r.idempotency_auto, NULLIF(r.upstream_request_id, ''),
         NULLIF(r.run_id, ''), NULLIF(r.outcome, ''), NULLIF(r.duplicate_of, ''), NULLIF(r.resolves, ''),
-        NULLIF(r.overhead_us, \(Int64.min)), NULLIF(r.upstream_us, \(Int64.min)), now()
+        NULLIF(r.overhead_us, \(Int64.min)), NULLIF(r.upstream_us, \(Int64.min)), NULLIF(r.vendor_account, ''), now()
         """
 }
 

@@ -1,5 +1,6 @@
 import Audit
 import Foundation
+import HTTPLayer
 import Hummingbird
 import KeybrakeCore
 import Keys
@@ -11,12 +12,14 @@ extension ProxyPipeline {
         case authenticated(Flight)
         /// The key is known but refused (revoked, expired): audited like every denial.
         case denied(KeybrakeError, Flight)
-        /// No key, or not a key: nothing to attribute an audit row to.
+        /// No key, not a key, or a token not proven for its key: no audit row of its own.
         case answered(Response)
     }
 
-    /// Phase 1: the vault key, from `X-Keybrake-Key`, `Authorization: Bearer` or HTTP Basic.
-    func authenticate<A: VendorAdapter>(_ a: A, rawPath: String, request: Request, logger: Logger, started: ContinuousClock.Instant) async -> Authenticated {
+    /// Phase 1: the vault key, from `X-Keybrake-Key`, `Authorization: Bearer` or HTTP Basic. `client` is who presents
+    /// it: failed attempts are counted per client address, so a stranger who knows the key's id cannot lock out its holder.
+    func authenticate<A: VendorAdapter>(_ a: A, rawPath: String, request: Request, client: RequestClient, logger: Logger,
+                                        started: ContinuousClock.Instant) async -> Authenticated {
         let method = request.method.rawValue, vendor = a.vendor
         guard let token = Self.vaultToken(request.headers) else {
             ProxyMetrics.request(vendor: vendor.rawValue, decision: "denied", code: "vault_key_invalid")
@@ -28,13 +31,19 @@ extension ProxyPipeline {
         }
         do {
             let authenticator = self.authenticator, now = clock.now()
-            switch try await Deadline.run(config.databaseDeadline, { try await authenticator.authenticate(token: token, now: now, logger: logger) }) {
+            switch try await Deadline.run(config.databaseDeadline, { try await authenticator.authenticate(token: token, client: client, now: now, logger: logger) }) {
             case .success(let key):
                 return .authenticated(flight(key))
             case .failure(.invalid):
                 ProxyMetrics.request(vendor: vendor.rawValue, decision: "denied", code: "vault_key_invalid")
                 logger.info("proxy request with an invalid vault key", metadata: ["vendor": "\(vendor.rawValue)"])
                 return .answered(a.errorResponse(VaultKeyAuthenticator.invalidError))
+            case .failure(.unverified(let key, let error)):
+                // Not the holder, as far as anyone knows: summarised for the key's tenant, not audited one row each.
+                unverifiedAttempts?.record(UnverifiedAttempts.Attempt(
+                    tenantId: key.tenantId, keyId: key.id, keyLabel: key.policy.label, vendor: vendor.rawValue, method: method, path: rawPath))
+                ProxyMetrics.request(vendor: vendor.rawValue, decision: "denied", code: error.code)
+                return .answered(a.errorResponse(error))
             case .failure(.denied(let key, let error)):
                 return .denied(error, flight(key))
             }

@@ -34,10 +34,17 @@ public struct ProxyPipeline: Sendable {
     /// Tenant plan, a couple of seconds at most: only used to skip the quota round trip for pro tenants.
     let plans = ExpiringCache<String, Plan>(ttl: .seconds(2))
     let drain: Drain?
+    /// Whose `X-Forwarded-For` names the client that failed-attempt limits count.
+    let trustedProxies: TrustedProxies
+    /// Where attempts with a key's id but an unproven token are summed up (DESIGN §4); nil: not recorded.
+    let unverifiedAttempts: UnverifiedAttempts?
 
     public init(config: ProxyConfiguration, authenticator: VaultKeyAuthenticator, credentials: CredentialStore,
                 ledger: SpendLedger, idempotency: IdempotencyStore, forwarder: Forwarder, clock: any KeybrakeCore.Clock,
-                tenants: (any TenantRepository)? = nil, drain: Drain? = nil) {
+                tenants: (any TenantRepository)? = nil, drain: Drain? = nil, trustedProxies: TrustedProxies = .none,
+                unverifiedAttempts: UnverifiedAttempts? = nil) {
+        self.trustedProxies = trustedProxies
+        self.unverifiedAttempts = unverifiedAttempts
         self.tenants = tenants
         self.drain = drain
         self.config = config
@@ -98,14 +105,15 @@ public struct ProxyPipeline: Sendable {
     }
 
     func handle<A: VendorAdapter>(_ a: A, path rawPath: String, request: Request, context: KeybrakeRequestContext) async -> Response {
-        if drain?.isDraining == true {
-            // Nothing claimed, reserved or sent: the agent (or its load balancer) retries on another replica.
-            return a.errorResponse(KeybrakeError(status: 503, code: "shutting_down",
-                message: "This Keybrake replica is shutting down; nothing was sent. Retry (another replica will take it).", retryAfterSeconds: 1))
+        if let refusal = drain?.refusal {
+            // Draining (`shutting_down`) or not yet started (`unavailable`): nothing claimed, reserved or sent; the
+            // agent (or its load balancer) retries, on another replica or once this one is ready.
+            return a.errorResponse(refusal)
         }
         let started = ContinuousClock.now
         var flight: Flight
-        switch await authenticate(a, rawPath: rawPath, request: request, logger: context.logger, started: started) {
+        let client = RequestClient(request, context, proxies: trustedProxies)
+        switch await authenticate(a, rawPath: rawPath, request: request, client: client, logger: context.logger, started: started) {
         case .answered(let response): return response
         case .denied(let error, var f): return await deny(a, error, &f)
         case .authenticated(let f): flight = f

@@ -1,3 +1,4 @@
+import Audit
 import Foundation
 import Hummingbird
 import KeybrakeCore
@@ -13,6 +14,10 @@ extension ProxyPipeline {
         guard policy.vendor == f.vendor else {
             throw Denial(error: KeybrakeError(status: 403, code: "vendor_not_allowed",
                 message: "This vault key (\(f.key.id)) is for \(policy.vendor.rawValue); it cannot call \(f.vendor.rawValue)."))
+        }
+        // A run id labels audit rows people read: no control or bidi-control characters (DESIGN §16).
+        if let run = request.headers[.keybrakeRunId], let refusal = DisplayText.refusal(run, field: "X-Keybrake-Run-Id") {
+            throw Denial(error: refusal)
         }
         // Credentials are needed to route Twilio paths, and to forward.
         let credentials = self.credentials, vendor = f.vendor, tenantId = f.key.tenantId, logger = f.logger
@@ -65,6 +70,7 @@ extension ProxyPipeline {
         } catch {
             throw Denial(error: error)
         }
+        f.audit.vendorAccount = AuditEvent.sanitize(a.auditedAccount(request.headers))
         // Stripe-Account and every account of a Stripe-Context: each must be allowed by the key and its ancestors.
         for account in a.accountsNamed(request.headers) where f.key.chain.contains(where: { !$0.policy.allowedStripeAccounts.contains(account) }) {
             throw Denial(error: KeybrakeError(status: 403, code: "stripe_account_not_allowed",

@@ -27,7 +27,7 @@ struct ResendAdapter: VendorAdapter {
 
     /// resend-python sends JSON bodies on every method (`{}` on a GET or DELETE) and list options in a GET's query.
     func read(method: String, path: String, query: String?, headers: HTTPFields, body: Data) throws(KeybrakeError) -> VendorRequest {
-        let query = query?.isEmpty == false ? query : nil
+        let query = RequestReading.nonEmpty(query)
         if method != "GET", method != "HEAD" { try RequestReading.refuseQuery(query, method: method, vendor: .resend) }
         guard !body.isEmpty else { return VendorRequest(upstreamQuery: query) }
         let type = RequestReading.bodyType(headers)

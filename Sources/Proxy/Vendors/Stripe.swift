@@ -47,11 +47,10 @@ struct StripeAdapter: VendorAdapter {
     /// the SDKs send — a GET's query, a DELETE's query (`invoice_now`), a POST's form body (JSON under /v2) — and
     /// refuses every other place a parameter could hide.
     func read(method: String, path: String, query: String?, headers: HTTPFields, body: Data) throws(KeybrakeError) -> VendorRequest {
-        let query = query?.isEmpty == false ? query : nil
+        let query = RequestReading.nonEmpty(query)
         switch method {
         case "GET", "HEAD":
-            try RequestReading.refuseBody(body, method: method)
-            return VendorRequest(upstreamQuery: query)
+            return try RequestReading.read(method: method, query: query, body: body)
         case "DELETE":
             try RequestReading.refuseBody(body, method: method)
             guard let query else { return VendorRequest() }
@@ -93,6 +92,12 @@ struct StripeAdapter: VendorAdapter {
             accounts += context.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         }
         return accounts
+    }
+
+    /// `Stripe-Account`, then `Stripe-Context`, as sent (`acct_1 acct_parent/acct_child` when both are).
+    func auditedAccount(_ headers: HTTPFields) -> String? {
+        let named = [headers[.stripeAccount], headers[.stripeContext]].compactMap { $0 }
+        return named.isEmpty ? nil : named.joined(separator: " ")
     }
 
     func upstreamRequestId(_ response: Forwarder.UpstreamResponse) -> String? { response.header("request-id") }

@@ -48,11 +48,10 @@ struct TwilioAdapter: VendorAdapter {
 
     /// twilio-python sends a GET's parameters in the query string and a POST's in a form body; a DELETE has none.
     func read(method: String, path: String, query: String?, headers: HTTPFields, body: Data) throws(KeybrakeError) -> VendorRequest {
-        let query = query?.isEmpty == false ? query : nil
+        let query = RequestReading.nonEmpty(query)
         switch method {
         case "GET", "HEAD":
-            try RequestReading.refuseBody(body, method: method)
-            return VendorRequest(upstreamQuery: query)
+            return try RequestReading.read(method: method, query: query, body: body)
         default:
             try RequestReading.refuseQuery(query, method: method, vendor: .twilio)
             guard !body.isEmpty else { return VendorRequest() }

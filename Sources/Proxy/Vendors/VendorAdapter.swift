@@ -38,6 +38,8 @@ protocol VendorAdapter: Sendable {
     func behaviourHeaders(_ headers: HTTPFields) -> String
     /// The vendor accounts a request acts on by its headers, each checked against the key's allowed accounts.
     func accountsNamed(_ headers: HTTPFields) -> [String]
+    /// The account the request is audited under, as its headers name it (nil: the tenant's own).
+    func auditedAccount(_ headers: HTTPFields) -> String?
     /// What moved, from the vendor's 2xx answer, when the vendor says (Twilio's `price`); nil: what was reserved.
     func settledAmount(responseBody: ByteBuffer) -> MicroUSD?
     /// The vendor's id of the request, for the audit row.
@@ -52,6 +54,7 @@ extension VendorAdapter {
     func operationName(method: String, path: String) -> String? { nil }
     func behaviourHeaders(_ headers: HTTPFields) -> String { "" }
     func accountsNamed(_ headers: HTTPFields) -> [String] { [] }
+    func auditedAccount(_ headers: HTTPFields) -> String? { nil }
     func readHeaders(_ headers: HTTPFields) throws(KeybrakeError) { try RequestReading.checkHeaders(headers, single: []) }
     func settledAmount(responseBody: ByteBuffer) -> MicroUSD? { nil }
     func errorResponse(_ error: KeybrakeError) -> Response { VendorErrorRenderer.response(error, vendor: vendor) }

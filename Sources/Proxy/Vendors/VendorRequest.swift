@@ -51,6 +51,15 @@ enum RequestReading {
         throw .invalidRequest("A query string on \(method) is not forwarded: \(vendor.displayName) reads it as parameters too, and Keybrake prices the body. Send every parameter in the body.", field: "query")
     }
 
+    /// A read (GET, HEAD): no body, and its query string forwarded as the SDKs send it (reads move no money).
+    static func read(method: String, query: String?, body: Data) throws(KeybrakeError) -> VendorRequest {
+        try refuseBody(body, method: method)
+        return VendorRequest(upstreamQuery: query)
+    }
+
+    /// nil for an absent or empty query string (`/v1/charges?` forwards no `?`).
+    static func nonEmpty(_ query: String?) -> String? { query?.isEmpty == false ? query : nil }
+
     static func refuseBody(_ body: Data, method: String) throws(KeybrakeError) {
         guard !body.isEmpty else { return }
         throw .invalidRequest("A body on \(method) is not forwarded. Send its parameters in the query string.", field: "body")

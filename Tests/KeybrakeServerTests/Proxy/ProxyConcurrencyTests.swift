@@ -87,7 +87,7 @@ final class ProxyConcurrencyTests: XCTestCase {
 
     /// keybrake_begin_statements_total and keybrake_begin_requests_total from /metrics.
     static func beginCounters(_ client: some TestClientProtocol) async throws -> (statements: Double, requests: Double) {
-        let text = try await client.call(.get, "/metrics").text
+        let text = try await client.call(.get, "/metrics", token: TestApp.metricsToken).text
         func value(_ name: String) -> Double {
             for line in text.split(separator: "\n") where line.hasPrefix(name + " ") || line.hasPrefix(name + "{") {
                 return Double(line.split(separator: " ").last ?? "") ?? 0

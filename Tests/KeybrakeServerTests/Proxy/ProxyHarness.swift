@@ -33,9 +33,9 @@ struct ProxyHarness: Sendable {
     }
 
     /// Runs `body` against one app instance wired to the fakes.
-    func run<T>(_ tweak: @escaping @Sendable (inout AppConfiguration) -> Void = { _ in },
+    func run<T>(_ tweak: @escaping @Sendable (inout AppConfiguration) -> Void = { _ in }, over setup: TestingSetup = .router,
                 _ body: @escaping @Sendable (any TestClientProtocol) async throws -> T) async throws -> T {
-        try await TestApp.run(logs: logs, { config in configure(&config); tweak(&config) }, body)
+        try await TestApp.run(logs: logs, { config in configure(&config); tweak(&config) }, over: setup, body)
     }
 }
 

@@ -145,6 +145,10 @@ final class ProxyReadingTests: XCTestCase, @unchecked Sendable {
                 XCTAssertEqual(self.code(r), "stripe_account_not_allowed", context)
             }
             expectStatus(try await client.proxy(.post, "/stripe/v1/charges", key: token, form: form, headers: ["Stripe-Context": "acct_A1"]), .ok)
+            // The account is part of the audit row, allowed or not; and of the API's and CSV's view of it.
+            let audit = try await client.call(.get, "/v1/audit?limit=10", token: t.admin)
+            let accounts = (audit.json["data"] as? [[String: Any]] ?? []).map { $0["vendor_account"] as? String ?? "-" }
+            XCTAssertEqual(accounts, ["acct_A1", "-", "acct_Other/acct_A1", "acct_A1/acct_Other", "acct_Other"], audit.text)
         }
         XCTAssertEqual(h.fake.requests().map { $0.headers["stripe-context"] }, ["acct_A1"], "only the allowed context went upstream")
     }

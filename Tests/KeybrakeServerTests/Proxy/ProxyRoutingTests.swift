@@ -46,7 +46,7 @@ final class ProxyRoutingTests: XCTestCase {
             XCTAssertNotNil(limited.headers[.retryAfter])
             let audit = try await Ledger.audit(keyId)
             XCTAssertEqual(audit.compactMap(\.errorCode), ["body_too_large", "rate_limited"])
-            let metrics = try await client.call(.get, "/metrics")
+            let metrics = try await client.call(.get, "/metrics", token: TestApp.metricsToken)
             expectStatus(metrics, .ok)
             XCTAssertTrue(metrics.text.contains("keybrake_proxy_requests_total{"), metrics.text.prefix(500).description)
             XCTAssertTrue(metrics.text.contains("code=\"rate_limited\""))

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPLayer
 import HTTPTypes
 import HummingbirdTesting
 import PostgresNIO
@@ -144,7 +145,8 @@ final class AdminAuthTests: XCTestCase {
         try await TestApp.run({ $0.databaseURL.port = 1 }) { client in
             let ready = try await client.call(.get, "/ready")
             XCTAssertEqual(ready.status, .serviceUnavailable)
-            XCTAssertEqual(ready.errorCode, "unavailable")
+            XCTAssertEqual(ready.json["reason"] as? String, "database_unreachable", ready.text)
+            XCTAssertEqual(ready.headers[.keybrakeErrorCode], "unavailable")
         }
     }
 }

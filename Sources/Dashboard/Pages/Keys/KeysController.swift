@@ -98,15 +98,19 @@ extension DashboardController {
             var policy = try KeysController.parseCreate(JSONObjectReader(fields))
             policy.label = policy.label.trimmingCharacters(in: .whitespaces)
             try policy.validate(now: clock.now())
+            try keyCreations.admit(tenantId: session.tenantId)
             let (generated, publicId) = TokenFormat.generate(.vault)
-            let hash = try await verifier.hashForStorage(generated)
+            let hash = try await verifier.hashForStorage(generated, tenant: session.tenantId)
             key = try await db(context) {
                 try await keys.create(id: "key_" + publicId, tenantId: session.tenantId, tokenHash: hash, policy: policy, logger: context.logger)
             }
             token = generated
-        } catch let error as KeybrakeError where error.status == 400 {
+        } catch let error as KeybrakeError where error.status == 400 || error.status == 429 {
             let chrome = chrome(session, .keys)
-            return renderer.render("key_new", KeyNewView(chrome: chrome, flash: .error(Self.message(error)), form: values), status: .badRequest)
+            var page = renderer.render("key_new", KeyNewView(chrome: chrome, flash: .error(Self.message(error)), form: values),
+                                       status: .init(code: error.status))
+            if let retry = error.retryAfterSeconds { page.headers[.retryAfter] = String(retry) }
+            return page
         }
         let chrome = chrome(session, .keys)
         // Not a redirect: the token exists only in this response (shown once, never stored, never cached).
@@ -231,6 +235,7 @@ extension DashboardController {
         }
         let json = JSONObjectReader(fields)
         do {
+            try keyChangeLimit.admit(tenantId: session.tenantId)
             // A child key's caps stay within its parent's, as through the API.
             var parentPolicy: Policy?
             if let parentId = try await db(context, { try await keys.key(id: id, tenantId: session.tenantId, logger: context.logger)?.parentId }) {
@@ -274,6 +279,7 @@ extension DashboardController {
 
     func revoke(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
         let (session, _) = try await verifiedForm(request, context)
+        try keyChangeLimit.admit(tenantId: session.tenantId)
         let id = context.parameters.get("id") ?? ""
         guard let (key, change) = try await db(context, { try await keys.revoke(id: id, tenantId: session.tenantId, logger: context.logger) }) else {
             throw KeybrakeError.notFound("key")

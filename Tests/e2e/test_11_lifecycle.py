@@ -1,0 +1,320 @@
+"""Scenario 11: operable while the database is down (README "Operations").
+
+Each case runs a fresh `keybrake serve` (or `keybrake migrate`) against a Postgres of its own that the test stops and
+starts (.keybrake/lifecycle-pg, port 54351 unless KEYBRAKE_LIFECYCLE_PG_PORT says otherwise), so nothing here
+touches the shared stack of the other scenarios.
+
+    1. SIGTERM with the database down after serving: exit 0 within 15 s; a second signal during a drain: within 3 s.
+    2. Started with the database down: /health 200 at once, /ready 503 database_unreachable, proxied and admin calls
+       503 `unavailable`; /ready 200 within 5 s of the database coming back.
+    3. `migrate` with the database down: a non-zero exit within 30 s naming the address and the cause.
+    4. A replica started before the schema exists says so once, waits quietly, and is ready soon after `migrate`.
+
+Measured times are printed (pytest -s shows them) and asserted against the bounds above.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import BIN, LOGS, ROOT, Proc, free_port
+
+PG_DIR = ROOT / ".keybrake" / "lifecycle-pg"
+PG_PORT = int(os.environ.get("KEYBRAKE_LIFECYCLE_PG_PORT", "54351"))
+PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
+ADDRESS = f"127.0.0.1:{PG_PORT}"
+
+
+class Postgres:
+    """A throwaway cluster the tests stop and start."""
+
+    def start(self):
+        subprocess.run([ROOT / "scripts" / "postgres.sh", "start", PG_DIR, str(PG_PORT)], check=True)
+
+    def stop(self):
+        subprocess.run([ROOT / "scripts" / "postgres.sh", "stop", PG_DIR], check=True)
+
+    def fresh_database(self, name: str) -> str:
+        subprocess.run([ROOT / "scripts" / "postgres.sh", "createdb", str(PG_PORT), name, "--fresh"], check=True)
+        return f"postgres://postgres@{ADDRESS}/{name}"
+
+
+@pytest.fixture(scope="module")
+def pg():
+    if not BIN.exists():
+        pytest.exit(f"{BIN} is missing: run `swift build --product keybrake`", returncode=2)
+    p = Postgres()
+    p.start()
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+def environment(db_url: str) -> dict:
+    master_key = subprocess.run([BIN, "generate-master-key", "--id", "life"], check=True, capture_output=True,
+                                text=True).stdout.strip()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYBRAKE_") and k != "DATABASE_URL"}
+    env.update({
+        "DATABASE_URL": db_url,
+        "KEYBRAKE_MASTER_KEYS": master_key,
+        "KEYBRAKE_MIGRATIONS_DIR": str(ROOT / "Migrations"),
+        # The default upstream timeout (30 s) keeps the drain's bound at 40 s: an exit within 15 s means nothing hung.
+        "KEYBRAKE_SIGNUPS_PER_MINUTE": "1000",
+    })
+    return env
+
+
+class Server:
+    """One `keybrake serve` process on a port of its own."""
+
+    def __init__(self, name: str, db_url: str, *args: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = Proc(f"lifecycle-{name}", [BIN, "serve", "--port", self.port, *args], env=environment(db_url))
+        self.started = time.monotonic()
+
+    def get(self, path: str, **kw) -> requests.Response:
+        return requests.get(self.url + path, timeout=5, **kw)
+
+    def wait(self, check, timeout: float, what: str) -> float:
+        """Seconds until `check()` held (failing after `timeout`)."""
+        start = time.monotonic()
+        last = None
+        while time.monotonic() - start < timeout:
+            assert self.proc.alive(), f"the server exited:\n{self.proc.tail()}"
+            try:
+                if check():
+                    return time.monotonic() - start
+            except requests.RequestException as e:
+                last = e
+            time.sleep(0.05)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last!r})\n{self.proc.tail()}")
+
+    def ready(self) -> bool:
+        return self.get("/ready").status_code == 200
+
+    def signal(self, sig: int):
+        os.kill(self.proc.pid, sig)
+
+    def exit_within(self, seconds: float) -> tuple[int, float]:
+        """Waits for the process to exit; returns its exit code and how long it took."""
+        start = time.monotonic()
+        try:
+            code = self.proc.popen.wait(seconds)
+        except subprocess.TimeoutExpired:
+            tail = self.proc.tail()
+            self.proc.kill()
+            raise AssertionError(f"still running {seconds}s after the signal:\n{tail}")
+        return code, time.monotonic() - start
+
+    def log(self) -> str:
+        return self.proc.log_path.read_text(errors="replace").split("==== ")[-1]
+
+    def close(self):
+        if self.proc.alive():
+            self.proc.kill()
+        self.proc.log.close()
+
+
+@pytest.fixture
+def servers():
+    started: list[Server] = []
+    yield started
+    for s in started:
+        s.close()
+
+
+def serve(servers, name, db_url, *args) -> Server:
+    s = Server(name, db_url, *args)
+    servers.append(s)
+    return s
+
+
+def sign_up(server: Server):
+    r = requests.post(server.url + "/v1/tenants", json={"name": "Lifecycle", "email": "ops@life.test"}, timeout=10)
+    assert r.status_code == 201, r.text
+
+
+def hold_a_request_open(server: Server) -> socket.socket:
+    """A request whose body never finishes arriving: it stays in flight, so a graceful drain waits for it."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    sock.sendall(b"POST /v1/tenants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{")
+    return sock
+
+
+# ---- 1. stopping ------------------------------------------------------------------------------------------------
+
+def test_sigterm_with_the_database_down_after_serving_exits_0_within_15s(pg, servers):
+    db = pg.fresh_database("keybrake_life1")
+    server = serve(servers, "sigterm", db)
+    server.wait(server.ready, 30, "/ready 200")
+    sign_up(server)  # pool connections, the key-change listener and a lease: all in use
+    pg.stop()
+    try:
+        server.wait(lambda: server.get("/ready").status_code == 503, 10, "/ready 503 once Postgres is gone")
+        time.sleep(1)  # the listener has noticed and is retrying
+        server.signal(signal.SIGTERM)
+        code, took = server.exit_within(15)
+        print(f"\nSIGTERM with the database down: exit {code} after {took:.2f}s")
+        assert code == 0, server.log()
+        lost = [l for l in server.log().splitlines() if "warning" in l and "key-change listener lost" in l]
+        assert len(lost) == 1, lost  # said once, then retried quietly
+    finally:
+        pg.start()
+
+
+@pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+def test_a_second_signal_during_the_drain_exits_within_3s(pg, servers, second):
+    db = pg.fresh_database("keybrake_life1b")
+    server = serve(servers, "second-signal", db)
+    server.wait(server.ready, 30, "/ready 200")
+    held = hold_a_request_open(server)
+    pg.stop()
+    try:
+        time.sleep(0.3)
+        server.signal(signal.SIGTERM)
+        time.sleep(1.5)
+        assert server.proc.alive(), "the drain waits for the request in flight"
+        server.signal(second)
+        code, took = server.exit_within(3)
+        print(f"\nsecond signal ({signal.Signals(second).name}) during the drain: exit {code} after {took:.2f}s")
+        assert code == 128 + second, server.log()
+    finally:
+        held.close()
+        pg.start()
+
+
+# ---- 2. starting without a database -----------------------------------------------------------------------------
+
+def test_started_with_the_database_down_it_is_live_not_ready_and_fails_closed(pg, servers):
+    db = pg.fresh_database("keybrake_life2")
+    pg.stop()
+    try:
+        server = serve(servers, "no-db", db)
+        took = server.wait(lambda: server.get("/health").status_code == 200, 5, "/health 200")
+        print(f"\n/health 200 after {took:.2f}s with the database down")
+
+        ready = server.get("/ready")
+        assert ready.status_code == 503, ready.text
+        assert ready.json()["reason"] == "database_unreachable", ready.text
+        assert ADDRESS in ready.json()["message"] and "refused" in ready.json()["message"], ready.text
+
+        proxied = requests.post(server.url + "/stripe/v1/charges", data={"amount": "100", "currency": "usd"},
+                                headers={"Authorization": "Bearer kb_vault_x_y"}, timeout=5)
+        assert proxied.status_code == 503, proxied.text
+        assert proxied.headers["Keybrake-Error-Code"] == "unavailable"
+        assert proxied.json()["error"]["code"] == "unavailable", proxied.text  # Stripe's own envelope
+        admin = requests.post(server.url + "/v1/tenants", json={"name": "x", "email": "x@life.test"}, timeout=5)
+        assert admin.status_code == 503 and admin.headers["Keybrake-Error-Code"] == "unavailable", admin.text
+
+        time.sleep(2)  # several attempts: still one line about it
+        lines = [l for l in server.log().splitlines() if f"cannot connect to the database at {ADDRESS}" in l]
+        assert len(lines) == 1, lines
+        assert "connection refused" in lines[0]
+    finally:
+        pg.start()
+    back = server.wait(server.ready, 5, "/ready 200 after Postgres came back")
+    print(f"/ready 200 {back:.2f}s after Postgres came back")
+    sign_up(server)
+
+
+def test_sigterm_while_waiting_for_the_database_exits_0_at_once(pg, servers):
+    db = pg.fresh_database("keybrake_life2b")
+    pg.stop()
+    try:
+        server = serve(servers, "no-db-stop", db)
+        server.wait(lambda: server.get("/health").status_code == 200, 5, "/health 200")
+        server.signal(signal.SIGTERM)
+        code, took = server.exit_within(5)
+        print(f"\nSIGTERM before the database was ever reached: exit {code} after {took:.2f}s")
+        assert code == 0, server.log()
+    finally:
+        pg.start()
+
+
+# ---- 3. migrate -------------------------------------------------------------------------------------------------
+
+def run_migrate(db_url: str, *args: str, timeout: float = 30) -> tuple[subprocess.CompletedProcess, float]:
+    start = time.monotonic()
+    out = subprocess.run([BIN, "migrate", *args], env=environment(db_url), capture_output=True, text=True, timeout=timeout)
+    return out, time.monotonic() - start
+
+
+def test_migrate_with_the_database_down_fails_fast_naming_the_address(pg):
+    db = pg.fresh_database("keybrake_life3")
+    pg.stop()
+    try:
+        out, took = run_migrate(db)
+        print(f"\nmigrate, database down: exit {out.returncode} after {took:.2f}s: {out.stderr.strip()}")
+        assert out.returncode == 69, out
+        assert took < 30
+        assert out.stderr.strip().count("\n") == 0, "one line"
+        assert f"cannot connect to the database at {ADDRESS}: connection refused" in out.stderr
+
+        out, took = run_migrate(db, "--wait", "2")
+        print(f"migrate --wait 2, database down: exit {out.returncode} after {took:.2f}s")
+        assert out.returncode == 69 and 1.5 <= took < 10, (took, out)
+    finally:
+        pg.start()
+    out, _ = run_migrate(db)
+    assert out.returncode == 0, out
+
+
+def test_migrate_wait_succeeds_once_the_database_comes_up(pg):
+    db = pg.fresh_database("keybrake_life3b")
+    pg.stop()
+    start = time.monotonic()
+    migrate = subprocess.Popen([BIN, "migrate", "--wait", "30"], env=environment(db), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2)
+        assert migrate.poll() is None, "still waiting"
+    finally:
+        pg.start()
+    up = time.monotonic()
+    stdout, stderr = migrate.communicate(timeout=30)
+    print(f"\nmigrate --wait: Postgres up {up - start:.2f}s after migrate started, migrations done {time.monotonic() - up:.2f}s later")
+    assert migrate.returncode == 0, (stdout, stderr)
+    assert "migrations: applied" in stdout
+    assert stderr.count("waiting for the database") == 1, stderr
+
+
+def test_migrate_names_an_unresolvable_host_and_a_missing_role(pg):
+    out, took = run_migrate("postgres://postgres:s3cret-pw@no-such-host.invalid:5432/keybrake")
+    print(f"\nmigrate, unresolvable host: exit {out.returncode} after {took:.2f}s: {out.stderr.strip()}")
+    assert out.returncode == 69 and "no-such-host.invalid:5432" in out.stderr and "resolved" in out.stderr, out
+    assert "s3cret-pw" not in out.stderr + out.stdout
+
+    out, took = run_migrate(f"postgres://nobody:s3cret-pw@{ADDRESS}/keybrake_life3")
+    print(f"migrate, unknown role: exit {out.returncode} after {took:.2f}s: {out.stderr.strip()}")
+    assert out.returncode == 78 and ADDRESS in out.stderr and "authentication failed" in out.stderr, out
+    assert "s3cret-pw" not in out.stderr + out.stdout
+
+
+# ---- 4. no schema yet -------------------------------------------------------------------------------------------
+
+def test_a_replica_started_before_the_schema_exists_says_so_once_then_serves_after_migrate(pg, servers):
+    db = pg.fresh_database("keybrake_life4")
+    server = serve(servers, "no-schema", db, "--no-migrate")
+    server.wait(lambda: server.get("/ready").status_code == 503, 5, "/ready 503")
+    ready = server.get("/ready").json()
+    assert ready["reason"] == "schema_missing", ready
+    time.sleep(3)  # several attempts
+    log = server.log()
+    assert log.count("no Keybrake schema yet") == 1, log
+    assert "key-change listener lost" not in log, log
+
+    out, _ = run_migrate(db)
+    assert out.returncode == 0, out
+    took = server.wait(server.ready, 5, "/ready 200 after migrate")
+    print(f"\n/ready 200 {took:.2f}s after `migrate` finished")
+    sign_up(server)
+    assert "key-change listener lost" not in server.log()
