@@ -4,21 +4,41 @@ import Logging
 import PostgresNIO
 import Storage
 
-/// Webhook endpoints, the event outbox and deliveries in Postgres. Every admin query is scoped by tenant.
+/// Webhook endpoints, the event outbox and deliveries in Postgres. Every admin query is scoped by tenant. The list
+/// reads (endpoints, events, deliveries) go through `AdminReads` (their own pool, statement timeout and per-tenant
+/// limit, DESIGN §16); writes and single-row lookups use the main pool.
 public struct WebhookRepository: Sendable {
     let client: PostgresClient
+    let reads: AdminReads?
 
-    public init(client: PostgresClient) { self.client = client }
+    public init(client: PostgresClient, reads: AdminReads? = nil) {
+        self.client = client
+        self.reads = reads
+    }
+
+    static func collect(_ rows: PostgresRowSequence) async throws -> [PostgresRow] {
+        var all: [PostgresRow] = []
+        for try await row in rows { all.append(row) }
+        return all
+    }
+
+    /// A list read: on the admin pool when there is one.
+    func listRows(_ query: PostgresQuery, tenantId: String, logger: Logger) async throws -> [PostgresRow] {
+        if let reads { return try await reads.rows(query, tenantId: tenantId, logger: logger) }
+        return try await Self.collect(client.query(query, logger: logger))
+    }
 
     static let endpointColumns = """
         id, tenant_id, url, description, events, format, enabled, disabled_reason, failing_since,
         CASE WHEN previous_expires_at > now() THEN previous_expires_at END, created_at, updated_at
         """
 
-    static func endpoints(_ rows: PostgresRowSequence) async throws -> [WebhookEndpoint] {
+    static func endpoints(_ rows: PostgresRowSequence) async throws -> [WebhookEndpoint] { try endpoints(try await collect(rows)) }
+
+    static func endpoints(_ rows: [PostgresRow]) throws -> [WebhookEndpoint] {
         var out: [WebhookEndpoint] = []
-        for try await (id, tenant, url, description, events, format, enabled, reason, failing, previous, created, updated)
-            in rows.decode((String, String, String, String?, [String], String, Bool, String?, Date?, Date?, Date, Date).self) {
+        for (id, tenant, url, description, events, format, enabled, reason, failing, previous, created, updated)
+            in try rows.decode((String, String, String, String?, [String], String, Bool, String?, Date?, Date?, Date, Date).self) {
             out.append(WebhookEndpoint(id: id, tenantId: tenant, url: url, description: description, events: events, format: format,
                                        enabled: enabled, disabledReason: reason, failingSince: failing,
                                        previousSecretExpiresAt: previous, createdAt: created, updatedAt: updated))
@@ -49,13 +69,12 @@ public struct WebhookRepository: Sendable {
         if let after {
             guard try await endpoint(id: after, tenantId: tenantId, logger: logger) != nil else { return nil }
         }
-        let rows = try await client.query("""
+        return try Self.endpoints(try await listRows("""
             SELECT \(unescaped: Self.endpointColumns) FROM webhook_endpoints
             WHERE tenant_id = \(tenantId)
               AND (\(after)::TEXT IS NULL OR (created_at, id) < (SELECT created_at, id FROM webhook_endpoints WHERE id = \(after) AND tenant_id = \(tenantId)))
             ORDER BY created_at DESC, id DESC LIMIT \(limit)
-            """, logger: logger)
-        return try await Self.endpoints(rows)
+            """, tenantId: tenantId, logger: logger))
     }
 
     /// Saves the editable fields. Enabling an endpoint clears why it was disabled and its failure streak.
@@ -96,9 +115,11 @@ public struct WebhookRepository: Sendable {
 
     static let eventColumns = "id, type, key_id, period, data::TEXT, created_at"
 
-    static func events(_ rows: PostgresRowSequence) async throws -> [StoredEvent] {
+    static func events(_ rows: PostgresRowSequence) async throws -> [StoredEvent] { try events(try await collect(rows)) }
+
+    static func events(_ rows: [PostgresRow]) throws -> [StoredEvent] {
         var out: [StoredEvent] = []
-        for try await (id, type, key, period, data, created) in rows.decode((String, String, String?, String?, String, Date).self) {
+        for (id, type, key, period, data, created) in try rows.decode((String, String, String?, String?, String, Date).self) {
             out.append(StoredEvent(id: id, type: type, keyId: key, period: period, data: data, createdAt: created))
         }
         return out
@@ -114,7 +135,7 @@ public struct WebhookRepository: Sendable {
         if let after {
             guard try await event(id: after, tenantId: tenantId, logger: logger) != nil else { return nil }
         }
-        let rows = try await client.query("""
+        let rows = try await listRows("""
             SELECT \(unescaped: Self.eventColumns) FROM events
             WHERE tenant_id = \(tenantId)
               AND (\(f.type)::TEXT IS NULL OR type = \(f.type))
@@ -123,8 +144,8 @@ public struct WebhookRepository: Sendable {
               AND (\(f.to)::TIMESTAMPTZ IS NULL OR created_at < \(f.to))
               AND (\(after)::TEXT IS NULL OR (created_at, id) < (SELECT created_at, id FROM events WHERE id = \(after) AND tenant_id = \(tenantId)))
             ORDER BY created_at DESC, id DESC LIMIT \(limit)
-            """, logger: logger)
-        return try await Self.events(rows)
+            """, tenantId: tenantId, logger: logger)
+        return try Self.events(rows)
     }
 
     /// A `ping` event and its one delivery, to `endpointId` only (due now).
@@ -173,10 +194,12 @@ public struct WebhookRepository: Sendable {
         d.last_error, d.last_latency_ms, d.created_at
         """
 
-    static func deliveries(_ rows: PostgresRowSequence) async throws -> [WebhookDelivery] {
+    static func deliveries(_ rows: PostgresRowSequence) async throws -> [WebhookDelivery] { try deliveries(try await collect(rows)) }
+
+    static func deliveries(_ rows: [PostgresRow]) throws -> [WebhookDelivery] {
         var out: [WebhookDelivery] = []
-        for try await (id, endpoint, event, type, status, attempts, next, last, lastStatus, lastError, latency, created)
-            in rows.decode((String, String, String, String, String, Int, Date?, Date?, Int?, String?, Int?, Date).self) {
+        for (id, endpoint, event, type, status, attempts, next, last, lastStatus, lastError, latency, created)
+            in try rows.decode((String, String, String, String, String, Int, Date?, Date?, Int?, String?, Int?, Date).self) {
             out.append(WebhookDelivery(id: id, endpointId: endpoint, eventId: event, eventType: type, status: status, attempts: attempts,
                                        nextAttemptAt: next, lastAttemptAt: last, lastStatus: lastStatus, lastError: lastError,
                                        lastLatencyMs: latency, createdAt: created))
@@ -200,11 +223,11 @@ public struct WebhookRepository: Sendable {
             for try await _ in check { found = true }
             if !found { return nil }
         }
-        return try await Self.deliveries(client.query("""
+        return try Self.deliveries(try await listRows("""
             SELECT \(unescaped: Self.deliveryColumns) FROM webhook_deliveries d JOIN events ev ON ev.id = d.event_id
             WHERE d.endpoint_id = \(endpointId) AND d.tenant_id = \(tenantId)
               AND (\(after)::TEXT IS NULL OR (d.created_at, d.id) < (SELECT created_at, id FROM webhook_deliveries WHERE id = \(after)))
             ORDER BY d.created_at DESC, d.id DESC LIMIT \(limit)
-            """, logger: logger))
+            """, tenantId: tenantId, logger: logger))
     }
 }

@@ -109,7 +109,7 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
     tenants.addPublicRoutes(to: router)
     proxy.addRoutes(to: router)
     childKeys.addRoutes(to: router)
-    let webhooks = WebhooksController(repository: WebhookRepository(client: deps.postgres), sealer: CredentialSealer(ring: config.masterKeys),
+    let webhooks = WebhooksController(repository: WebhookRepository(client: deps.postgres, reads: deps.adminReads), sealer: CredentialSealer(ring: config.masterKeys),
                                       urlPolicy: WebhookURLPolicy(allowPrivate: config.webhooks.allowPrivate), clock: deps.clock)
     DashboardController(
         postgres: deps.postgres, authenticator: adminTokens,
