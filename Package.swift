@@ -105,26 +105,11 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
             ]
         ),
-        // Budget alerts (DESIGN §14): webhook endpoints, the event outbox's admin API, signed delivery.
-        .target(
-            name: "Alerts",
-            dependencies: [
-                "KeybrakeCore", "Storage", "HTTPLayer", "Vault",
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "PostgresNIO", package: "postgres-nio"),
-            ]
-        ),
         // Server-rendered dashboard under /dashboard (Mustache templates compiled in; sessions in Postgres).
         .target(
             name: "Dashboard",
             dependencies: [
-                "KeybrakeCore", "Storage", "HTTPLayer", "TokenAuth", "Tenants", "Keys", "Vault", "Audit", "Alerts",
+                "KeybrakeCore", "Storage", "HTTPLayer", "TokenAuth", "Tenants", "Keys", "Vault", "Audit",
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
@@ -136,7 +121,7 @@ let package = Package(
         .target(
             name: "KeybrakeServer",
             dependencies: [
-                "KeybrakeCore", "Storage", "HTTPLayer", "TokenAuth", "Tenants", "Vault", "Keys", "Audit", "Proxy", "Dashboard", "Alerts",
+                "KeybrakeCore", "Storage", "HTTPLayer", "TokenAuth", "Tenants", "Vault", "Keys", "Audit", "Proxy", "Dashboard",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -166,7 +151,7 @@ let package = Package(
         .testTarget(
             name: "KeybrakeServerTests",
             dependencies: [
-                "KeybrakeServer", "Storage", "Vault", "TokenAuth", "HTTPLayer", "Proxy", "KeybrakeCore", "Audit", "Alerts",
+                "KeybrakeServer", "Storage", "Vault", "TokenAuth", "HTTPLayer", "Proxy", "KeybrakeCore", "Audit",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),

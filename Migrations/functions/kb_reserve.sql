@@ -4,11 +4,6 @@
 -- error message needs; a denial caused by an ancestor is '<code>:<ancestor key id>'. Work that shares no lock comes
 -- first; the chain's counter rows are locked last (root first, then down; day, month, total within a key) and held
 -- only until the commit.
--- Alerts (DESIGN §14): the statement that moves a counter across one of its key's alert thresholds also writes the
--- `key.spend.threshold_crossed` event (kb_alert_crossings), and a denial at a cap writes `key.cap.reached` the first
--- time in a period (kb_alert_cap_reached) — same transaction, so no event without its spend and none twice. The check
--- for a crossing is a few integer comparisons on the values already read under the locks; a request that crosses
--- nothing does no extra query.
 CREATE OR REPLACE FUNCTION kb_reserve(
     p_key_id TEXT, p_tenant_id TEXT, p_amount BIGINT, p_day DATE, p_month DATE,
     p_usage_month DATE, p_free_quota BIGINT, p_reservation_id TEXT
@@ -34,17 +29,8 @@ DECLARE
     v_denial TEXT;
     v_used BIGINT;
     v_cap BIGINT;
-    -- Alerts: each key's own thresholds as array text (NULL: inherited), the thresholds in force while walking the
-    -- chain root first, where a denial came from, and whether any threshold was crossed.
-    v_own_thresholds TEXT[];
-    v_thresholds SMALLINT[] := '{50,80,100}';
-    v_t SMALLINT;
-    v_denied_pos INTEGER;
-    v_denied_period TEXT;
-    v_crossed BOOLEAN := false;
 BEGIN
-    SELECT status, expires_at, max_request_micros, daily_cap_micros, monthly_cap_micros, total_cap_micros, ancestor_ids,
-           alert_thresholds::TEXT AS alert_thresholds INTO k
+    SELECT status, expires_at, max_request_micros, daily_cap_micros, monthly_cap_micros, total_cap_micros, ancestor_ids INTO k
     FROM vault_keys WHERE id = p_key_id AND tenant_id = p_tenant_id;
     IF NOT FOUND OR k.status <> 'active' THEN
         RETURN QUERY SELECT 'vault_key_revoked'::TEXT, 0::BIGINT, 0::BIGINT; RETURN;
@@ -63,11 +49,9 @@ BEGIN
     v_daily_cap[v_n] := k.daily_cap_micros;
     v_monthly_cap[v_n] := k.monthly_cap_micros;
     v_total_cap[v_n] := k.total_cap_micros;
-    v_own_thresholds := array_fill(NULL::TEXT, ARRAY[v_n]);
-    v_own_thresholds[v_n] := k.alert_thresholds;
     IF v_n > 1 THEN
         FOR a IN SELECT id, status, expires_at, max_request_micros, daily_cap_micros, monthly_cap_micros, total_cap_micros,
-                        alert_thresholds::TEXT AS alert_thresholds, array_position(v_chain, id) AS pos
+                        array_position(v_chain, id) AS pos
                  FROM vault_keys WHERE id = ANY(k.ancestor_ids) ORDER BY array_position(v_chain, id) LOOP
             IF a.status <> 'active' THEN
                 RETURN QUERY SELECT 'vault_key_revoked:' || a.id, 0::BIGINT, 0::BIGINT; RETURN;
@@ -81,7 +65,6 @@ BEGIN
             v_daily_cap[a.pos] := a.daily_cap_micros;
             v_monthly_cap[a.pos] := a.monthly_cap_micros;
             v_total_cap[a.pos] := a.total_cap_micros;
-            v_own_thresholds[a.pos] := a.alert_thresholds;
         END LOOP;
     END IF;
 
@@ -123,14 +106,13 @@ BEGIN
         -- The first cap the amount would cross: the key's own before its ancestors', day before month before total.
         FOR i IN REVERSE v_n..1 LOOP
             IF v_daily_cap[i] IS NOT NULL AND v_day[i] + p_amount > v_daily_cap[i] THEN
-                v_denial := 'daily_usd_cap_exceeded'; v_used := v_day[i]; v_cap := v_daily_cap[i]; v_denied_period := 'day';
+                v_denial := 'daily_usd_cap_exceeded'; v_used := v_day[i]; v_cap := v_daily_cap[i];
             ELSIF v_monthly_cap[i] IS NOT NULL AND v_month[i] + p_amount > v_monthly_cap[i] THEN
-                v_denial := 'monthly_usd_cap_exceeded'; v_used := v_month[i]; v_cap := v_monthly_cap[i]; v_denied_period := 'month';
+                v_denial := 'monthly_usd_cap_exceeded'; v_used := v_month[i]; v_cap := v_monthly_cap[i];
             ELSIF v_total_cap[i] IS NOT NULL AND v_total[i] + p_amount > v_total_cap[i] THEN
-                v_denial := 'total_usd_cap_exceeded'; v_used := v_total[i]; v_cap := v_total_cap[i]; v_denied_period := 'total';
+                v_denial := 'total_usd_cap_exceeded'; v_used := v_total[i]; v_cap := v_total_cap[i];
             END IF;
             IF v_denial IS NOT NULL THEN
-                v_denied_pos := i;
                 IF i < v_n THEN v_denial := v_denial || ':' || v_chain[i]; END IF;
                 EXIT;
             END IF;
@@ -155,10 +137,6 @@ BEGIN
         IF v_shard IS NOT NULL THEN
             UPDATE tenant_monthly_usage SET requests = requests - 1 WHERE tenant_id = p_tenant_id AND month = p_usage_month AND shard = v_shard;
         END IF;
-        IF v_denied_period IS NOT NULL THEN
-            PERFORM kb_alert_cap_reached(p_tenant_id, p_key_id, v_chain[v_denied_pos], v_denied_period, p_day, p_month,
-                                         v_cap, v_used, p_amount, p_reservation_id);
-        END IF;
         RETURN QUERY SELECT v_denial, v_used, v_cap; RETURN;
     END IF;
     IF p_amount > 0 THEN
@@ -166,22 +144,7 @@ BEGIN
             UPDATE spend_counters SET counted_micros = counted_micros + p_amount
             WHERE key_id = v_chain[i] AND ((period = 'day' AND period_start = p_day)
                OR (period = 'month' AND period_start = p_month) OR (period = 'total' AND period_start = DATE '1970-01-01'));
-            -- Did this move cross one of the key's thresholds (old < t % of cap <= new)?
-            IF v_own_thresholds[i] IS NOT NULL THEN v_thresholds := v_own_thresholds[i]::SMALLINT[]; END IF;
-            IF NOT v_crossed AND (v_daily_cap[i] IS NOT NULL OR v_monthly_cap[i] IS NOT NULL OR v_total_cap[i] IS NOT NULL) THEN
-                FOREACH v_t IN ARRAY v_thresholds LOOP
-                    IF (v_daily_cap[i] IS NOT NULL AND v_day[i] * 100 < v_t * v_daily_cap[i] AND (v_day[i] + p_amount) * 100 >= v_t * v_daily_cap[i])
-                       OR (v_monthly_cap[i] IS NOT NULL AND v_month[i] * 100 < v_t * v_monthly_cap[i] AND (v_month[i] + p_amount) * 100 >= v_t * v_monthly_cap[i])
-                       OR (v_total_cap[i] IS NOT NULL AND v_total[i] * 100 < v_t * v_total_cap[i] AND (v_total[i] + p_amount) * 100 >= v_t * v_total_cap[i]) THEN
-                        v_crossed := true;
-                        EXIT;
-                    END IF;
-                END LOOP;
-            END IF;
         END LOOP;
-        IF v_crossed THEN
-            PERFORM kb_alert_crossings(p_tenant_id, p_key_id, v_chain, p_day, p_month, p_amount, p_reservation_id);
-        END IF;
     END IF;
     RETURN QUERY SELECT 'ok'::TEXT, COALESCE(v_day[v_n], 0) + p_amount, 0::BIGINT;
 END;

@@ -4,8 +4,7 @@
 -- a lower settlement, and — a settlement above the reservation (Twilio reports the real price after the estimate was
 -- reserved) — the part above it, so the ledger always counts at least what moved. A settlement at the reserved
 -- amount leaves them alone. The counters are those of the key's whole chain (kb_reserve counted it on each), locked in
--- kb_reserve's order. Alerts: a settlement above the reservation moves the counters up, so it may cross a threshold
--- (kb_alert_crossings, same transaction); a held reservation that becomes unknown writes `request.outcome_unknown`.
+-- kb_reserve's order.
 CREATE OR REPLACE FUNCTION kb_settle(p_reservation_id TEXT, p_outcome TEXT, p_actual BIGINT)
 RETURNS TEXT LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -29,12 +28,6 @@ BEGIN
         UPDATE spend_counters SET counted_micros = counted_micros - v_uncounted
         WHERE key_id = ANY(v_chain) AND ((period = 'day' AND period_start = r.day) OR (period = 'month' AND period_start = r.month)
            OR (period = 'total' AND period_start = DATE '1970-01-01'));
-        IF v_uncounted < 0 THEN
-            PERFORM kb_alert_crossings(r.tenant_id, r.key_id, v_chain, r.day, r.month, -v_uncounted, r.id);
-        END IF;
-    END IF;
-    IF p_outcome = 'unknown' AND r.state = 'held' THEN
-        PERFORM kb_alert_outcome_unknown(r.tenant_id, r.key_id, r.id, r.amount_micros);
     END IF;
     UPDATE reservations SET state = p_outcome,
         settled_micros = CASE WHEN p_outcome = 'settled' THEN v_settled ELSE NULL END, updated_at = now()

@@ -28,7 +28,6 @@ public struct AuditController: Sendable {
         group.get("/audit/:id") { _, context in try await self.show(context) }
         group.post("/audit/:id/resolve") { request, context in try await self.resolve(request, context) }
         group.get("/spend") { request, context in try await self.daySpend(request, context) }
-        group.get("/spend/series") { request, context in try await self.spendSeries(request, context) }
         group.get("/usage") { request, context in try await self.usage(request, context) }
     }
 
@@ -217,94 +216,6 @@ public struct AuditController: Sendable {
         }
         struct Body: Encodable { let date: String; let groupBy: String; let data: [SpendRow] }
         return try JSONResponse.make(.ok, Body(date: date, groupBy: groupBy, data: rows))
-    }
-
-    /// GET /v1/spend/series?granularity=hour|day&from=&to=&key_id=&group_by=key|label|vendor (JSON, or CSV with
-    /// `Accept: text/csv`). `from`/`to` are calendar days (inclusive, each key's own); by default the last 30 days
-    /// (day) or today (hour), UTC.
-    func spendSeries(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
-        let admin = try context.requireAdmin()
-        let query = Self.queryDictionary(request)
-        guard let granularity = SpendSeries.Granularity(rawValue: query["granularity"] ?? "day") else {
-            throw KeybrakeError.invalidRequest("granularity must be hour or day.", field: "granularity")
-        }
-        guard let groupBy = SpendSeries.GroupBy(rawValue: query["group_by"] ?? "key") else {
-            throw KeybrakeError.invalidRequest("group_by must be key, label or vendor.", field: "group_by")
-        }
-        let utc = KeyCalendar.calendar("UTC")
-        let today = Self.utcDate(clock.now())
-        var to = today
-        if let raw = query["to"], !raw.isEmpty {
-            guard Self.isDate(raw) else { throw KeybrakeError.invalidRequest("to must be YYYY-MM-DD.", field: "to") }
-            to = raw
-        }
-        let toDate = RFC3339.parse(to + "T00:00:00Z") ?? clock.now()
-        var from = granularity == .day ? Self.utcDate(utc.date(byAdding: .day, value: -29, to: toDate) ?? toDate) : to
-        if let raw = query["from"], !raw.isEmpty {
-            guard Self.isDate(raw) else { throw KeybrakeError.invalidRequest("from must be YYYY-MM-DD.", field: "from") }
-            from = raw
-        }
-        let fromDate = RFC3339.parse(from + "T00:00:00Z") ?? toDate
-        let days = (utc.dateComponents([.day], from: fromDate, to: toDate).day ?? 0) + 1
-        guard days >= 1 else { throw KeybrakeError.invalidRequest("from must not be after to.", field: "from") }
-        guard days <= SpendSeries.maxDays(granularity) else {
-            throw KeybrakeError.invalidRequest("A \(granularity.rawValue) series spans at most \(SpendSeries.maxDays(granularity)) days.", field: "from")
-        }
-        var keyId: String?
-        if let raw = query["key_id"], !raw.isEmpty {
-            guard raw.hasPrefix("key_"), raw.count <= 64, Identifier.isBase62(Substring(raw.dropFirst(4))) else {
-                throw KeybrakeError.invalidRequest("key_id must be a key id (key_…).", field: "key_id")
-            }
-            keyId = raw
-        }
-        let points = try await db(context) {
-            try await spend.series(tenantId: admin.tenantId, granularity: granularity, from: from, to: to, keyId: keyId,
-                                   groupBy: groupBy, logger: context.logger)
-        }
-        if let keyId, points.isEmpty {
-            // An unknown (or another tenant's) key is a 404, not an empty series.
-            guard try await db(context, { try await spend.keyExists(tenantId: admin.tenantId, keyId: keyId, logger: context.logger) }) else {
-                throw KeybrakeError.notFound("key")
-            }
-        }
-        if let accept = request.headers[.accept], accept.contains("text/csv") {
-            var out = "bucket,group,label,settled_usd,held_usd,unknown_usd,spent_usd\r\n"
-            for p in points {
-                out += [p.bucket, p.group, p.label, p.settled.dollarString, p.held.dollarString, p.unknown.dollarString, p.spent.dollarString]
-                    .map(CSV.escape).joined(separator: ",") + "\r\n"
-            }
-            return Response(status: .ok, headers: [.contentType: "text/csv; charset=utf-8",
-                                                   .contentDisposition: "attachment; filename=\"keybrake-spend.csv\""],
-                            body: .init(byteBuffer: ByteBuffer(string: out)))
-        }
-        struct Point: Encodable {
-            let bucket: String
-            let group: String
-            let label: String
-            let settledUsd: USDAmount
-            let heldUsd: USDAmount
-            let outcomeUnknownUsd: USDAmount
-            let spentUsd: USDAmount
-            let settledMicros: Int64
-            let heldMicros: Int64
-            let outcomeUnknownMicros: Int64
-            let spentMicros: Int64
-        }
-        struct Body: Encodable {
-            let granularity: String
-            let groupBy: String
-            let from: String
-            let to: String
-            @NullEncoded var keyId: String?
-            let data: [Point]
-        }
-        return try JSONResponse.make(.ok, Body(
-            granularity: granularity.rawValue, groupBy: groupBy.rawValue, from: from, to: to, keyId: keyId,
-            data: points.map { p in
-                Point(bucket: p.bucket, group: p.group, label: p.label, settledUsd: USDAmount(p.settled), heldUsd: USDAmount(p.held),
-                      outcomeUnknownUsd: USDAmount(p.unknown), spentUsd: USDAmount(p.spent), settledMicros: p.settled.micros,
-                      heldMicros: p.held.micros, outcomeUnknownMicros: p.unknown.micros, spentMicros: p.spent.micros)
-            }))
     }
 
     func usage(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {

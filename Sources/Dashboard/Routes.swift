@@ -1,4 +1,3 @@
-import Alerts
 import Audit
 import Foundation
 import HTTPLayer
@@ -42,8 +41,6 @@ public struct DashboardController: Sendable {
     let keyCreations: TenantActionLimiter
     /// The admin API's per-tenant limit on key changes (caps edits, revocations).
     let keyChangeLimit: TenantActionLimiter
-    /// Webhook endpoints (nil: no webhooks page).
-    let webhooks: WebhooksController?
 
     static let sessionCookie = "kb_session"
     static let loginCookie = "kb_login"
@@ -59,10 +56,8 @@ public struct DashboardController: Sendable {
         tenantsConfiguration: TenantsConfiguration, keys: any KeyRepository, verifier: TokenVerifier,
         credentials: CredentialStore, audit: AuditRepository, spend: SpendRepository, keySpend: any KeySpendReader,
         clock: any KeybrakeCore.Clock, keyChanges: KeyChangeAcknowledgements? = nil, keyCreations: TenantActionLimiter,
-        keyChangeLimit: TenantActionLimiter = TenantActionLimiter(perMinutePerTenant: 600, action: "changing vault keys"),
-        webhooks: WebhooksController? = nil
+        keyChangeLimit: TenantActionLimiter = TenantActionLimiter(perMinutePerTenant: 600, action: "changing vault keys")
     ) {
-        self.webhooks = webhooks
         self.keyChanges = keyChanges
         self.keyCreations = keyCreations
         self.keyChangeLimit = keyChangeLimit
@@ -101,10 +96,6 @@ public struct DashboardController: Sendable {
         group.post("/vendors/:vendor") { request, context in try await self.saveCredentials(request, context) }
         group.get("/vendors/:vendor/delete") { request, context in try await self.deleteCredentialsPage(request, context) }
         group.post("/vendors/:vendor/delete") { request, context in try await self.deleteCredentials(request, context) }
-        group.get("/webhooks") { request, context in try await self.webhooksPage(request, context) }
-        group.post("/webhooks") { request, context in try await self.createWebhook(request, context) }
-        group.post("/webhooks/:id/test") { request, context in try await self.testWebhook(request, context) }
-        group.post("/webhooks/:id/rotate") { request, context in try await self.rotateWebhook(request, context) }
         group.get("/assets/dashboard.css") { _, _ in Self.asset(Assets.css, type: "text/css; charset=utf-8") }
         group.get("/assets/dashboard.js") { _, _ in Self.asset(Assets.js, type: "text/javascript; charset=utf-8") }
     }

@@ -135,22 +135,6 @@ public struct JSONObjectReader: Sendable {
         }
     }
 
-    public func intArray(_ key: String) throws(KeybrakeError) -> [Int]? {
-        switch fields[key] {
-        case nil, .null?: return nil
-        case .array(let items)?:
-            var out: [Int] = []
-            for item in items {
-                guard case .number(let n) = item, let i = Int(n) else {
-                    throw .invalidRequest("\(key) must be an array of whole numbers.", field: key)
-                }
-                out.append(i)
-            }
-            return out
-        case let other?: throw .invalidRequest("\(key) must be an array of whole numbers, not \(other.typeName).", field: key)
-        }
-    }
-
     /// Decimal dollars from a JSON number or a decimal string, exact to `maxDecimals` places.
     public func usd(_ key: String, maxDecimals: Int) throws(KeybrakeError) -> MicroUSD? {
         let text: String

@@ -5,7 +5,6 @@ import HummingbirdCore
 import ServiceLifecycle
 import UnixSignals
 import KeybrakeCore
-import Alerts
 import Audit
 import Dashboard
 import Keys
@@ -109,14 +108,12 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
     tenants.addPublicRoutes(to: router)
     proxy.addRoutes(to: router)
     childKeys.addRoutes(to: router)
-    let webhooks = WebhooksController(repository: WebhookRepository(client: deps.postgres, reads: deps.adminReads), sealer: CredentialSealer(ring: config.masterKeys),
-                                      urlPolicy: WebhookURLPolicy(allowPrivate: config.webhooks.allowPrivate), clock: deps.clock)
     DashboardController(
         postgres: deps.postgres, authenticator: adminTokens,
         tenants: tenantRepository, tenantsConfiguration: tenantsConfig, keys: PostgresKeyRepository(client: deps.postgres, reads: deps.adminReads),
         verifier: deps.verifier, credentials: credentialStore, audit: auditRepository, spend: spendRepository,
         keySpend: LedgerKeySpendReader(spend: spendRepository), clock: deps.clock, keyChanges: keyChanges, keyCreations: keyCreations,
-        keyChangeLimit: keyChangeLimit, webhooks: webhooks
+        keyChangeLimit: keyChangeLimit
     ).addRoutes(to: router)
 
     let admin = router.group("/v1").add(middleware: AdminAuthMiddleware(authenticator: adminTokens))
@@ -124,7 +121,6 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
     vault.addAdminRoutes(to: admin)
     keys.addAdminRoutes(to: admin)
     audit.addAdminRoutes(to: admin)
-    webhooks.addAdminRoutes(to: admin)
     return router
 }
 
@@ -167,9 +163,6 @@ public func buildApplication(
     app.addServices(UnverifiedAttemptsService(attempts: deps.unverifiedAttempts, interval: config.unverifiedSummaryInterval, logger: logger))
     if let metrics = buildMetricsListener(config.metrics, registry: metricsRegistry, logger: logger) {
         app.addServices(metrics)
-    }
-    if config.webhooks.deliver {
-        app.addServices(WebhookDeliveryService(config: config, postgres: postgres, clock: clock, drain: drain, logger: logger))
     }
     if let directory = deps.keyDirectory {
         app.addServices(KeyChangeFeedService(feed: KeyChangeFeed(

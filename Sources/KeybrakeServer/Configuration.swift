@@ -59,15 +59,6 @@ public struct AppConfiguration: Sendable {
     /// 504 and settles first (`KEYBRAKE_SHUTDOWN_TIMEOUT_MS`).
     public var shutdownTimeout: Duration?
     public var effectiveShutdownTimeout: Duration { shutdownTimeout ?? proxy.upstreamTimeout + .seconds(10) }
-    /// Webhooks (DESIGN §14): http and private addresses allowed (`KEYBRAKE_WEBHOOK_ALLOW_PRIVATE=true`: tests,
-    /// on-prem); the delivery service (off in tests that drive `WebhookDeliverer` themselves) and its poll interval.
-    public var webhooks = WebhookSettings()
-    public struct WebhookSettings: Sendable {
-        public var allowPrivate = false
-        public var deliver = true
-        public var pollInterval: Duration = .seconds(1)
-        public init() {}
-    }
 
     public init(databaseURL: DatabaseURL, masterKeys: MasterKeyRing) {
         self.databaseURL = databaseURL
@@ -182,10 +173,6 @@ public struct AppConfiguration: Sendable {
                 throw ConfigError(description: "KEYBRAKE_FORWARD_HEADERS may not name \(bad): Keybrake sets or strips it")
             }
             config.proxy.extraForwardedHeaders = Set(names)
-        }
-        if let raw = env["KEYBRAKE_WEBHOOK_ALLOW_PRIVATE"], !raw.isEmpty {
-            guard raw == "true" || raw == "false" else { throw ConfigError(description: "KEYBRAKE_WEBHOOK_ALLOW_PRIVATE must be true or false") }
-            config.webhooks.allowPrivate = raw == "true"
         }
         if let margin = env["KEYBRAKE_LEASE_MARGIN_MS"], !margin.isEmpty {
             guard let m = Int(margin), m >= 0 else { throw ConfigError(description: "KEYBRAKE_LEASE_MARGIN_MS must be a whole number ≥ 0") }

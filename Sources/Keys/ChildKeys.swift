@@ -91,8 +91,6 @@ public struct ChildKeysController: Sendable {
         child.maxRequest = ask.maxRequest
         child.duplicateWindowSeconds = ask.duplicateWindowSeconds ?? parent.duplicateWindowSeconds
         child.allowedStripeAccounts = ask.stripeAccounts ?? parent.allowedStripeAccounts
-        // Alert thresholds are inherited while the child lives (NULL in its row: kb_reserve reads the parent's).
-        child.alertThresholds = nil
         if let seconds = ask.lifetimeSeconds {
             child.expiresAt = now.addingTimeInterval(TimeInterval(seconds))
         } else {

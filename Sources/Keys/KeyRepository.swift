@@ -49,11 +49,10 @@ public struct PostgresKeyRepository: KeyRepository {
     static let columns = """
         id, tenant_id, vendor, label, status, allowed_endpoints, daily_cap_micros, monthly_cap_micros,
         max_request_micros, expires_at, rate_limit_per_minute, auto_idempotency, duplicate_window_seconds,
-        timezone, allowed_stripe_accounts, created_at, updated_at, revoked_at, total_cap_micros, ancestor_ids, run_id,
-        alert_thresholds::INT[]
+        timezone, allowed_stripe_accounts, created_at, updated_at, revoked_at, total_cap_micros, ancestor_ids, run_id
         """
     /// Number of cells `columns` reads; a query may select more after them.
-    static let columnCount = 22
+    static let columnCount = 21
 
     static func decode(_ rows: PostgresRowSequence) async throws -> [VaultKey] {
         var keys: [VaultKey] = []
@@ -77,12 +76,11 @@ public struct PostgresKeyRepository: KeyRepository {
         let timezone: String = try next(), accounts: [String] = try next()
         let createdAt: Date = try next(), updatedAt: Date = try next(), revokedAt: Date? = try next()
         let total: Int64? = try next(), ancestors: [String] = try next(), runId: String? = try next()
-        let thresholds: [Int]? = try next()
         let policy = Policy(
             vendor: Vendor(rawValue: vendor) ?? .stripe, label: label, allowedEndpoints: endpoints,
             dailyCap: daily.map(MicroUSD.init), monthlyCap: monthly.map(MicroUSD.init), maxRequest: maxRequest.map(MicroUSD.init),
             totalCap: total.map(MicroUSD.init), expiresAt: expiresAt, rateLimitPerMinute: rate, autoIdempotency: autoIdempotency,
-            duplicateWindowSeconds: window, timezone: timezone, allowedStripeAccounts: accounts, alertThresholds: thresholds
+            duplicateWindowSeconds: window, timezone: timezone, allowedStripeAccounts: accounts
         )
         return VaultKey(id: id, tenantId: tenantId, status: VaultKey.Status(rawValue: status) ?? .revoked, policy: policy,
                         createdAt: createdAt, updatedAt: updatedAt, revokedAt: revokedAt, ancestorIds: ancestors, runId: runId)
@@ -92,11 +90,11 @@ public struct PostgresKeyRepository: KeyRepository {
         let rows = try await client.query("""
             INSERT INTO vault_keys (id, tenant_id, vendor, label, token_hash, allowed_endpoints, daily_cap_micros,
                 monthly_cap_micros, max_request_micros, expires_at, rate_limit_per_minute, auto_idempotency,
-                duplicate_window_seconds, timezone, allowed_stripe_accounts, total_cap_micros, alert_thresholds)
+                duplicate_window_seconds, timezone, allowed_stripe_accounts, total_cap_micros)
             VALUES (\(id), \(tenantId), \(p.vendor.rawValue), \(p.label), \(tokenHash), \(p.allowedEndpoints),
                 \(p.dailyCap?.micros), \(p.monthlyCap?.micros), \(p.maxRequest?.micros), \(p.expiresAt),
                 \(p.rateLimitPerMinute), \(p.autoIdempotency), \(p.duplicateWindowSeconds), \(p.timezone),
-                \(p.allowedStripeAccounts), \(p.totalCap?.micros), \(p.alertThresholds)::SMALLINT[])
+                \(p.allowedStripeAccounts), \(p.totalCap?.micros))
             RETURNING \(unescaped: Self.columns)
             """, logger: logger)
         guard let key = try await Self.decode(rows).first else { throw KeybrakeError.internalError }
@@ -151,7 +149,7 @@ public struct PostgresKeyRepository: KeyRepository {
                     rate_limit_per_minute = \(p.rateLimitPerMinute), auto_idempotency = \(p.autoIdempotency),
                     duplicate_window_seconds = \(p.duplicateWindowSeconds), timezone = \(p.timezone),
                     allowed_stripe_accounts = \(p.allowedStripeAccounts), total_cap_micros = \(p.totalCap?.micros),
-                    alert_thresholds = \(p.alertThresholds)::SMALLINT[], updated_at = now()
+                    updated_at = now()
                 WHERE id = \(id) AND tenant_id = \(tenantId)
                 RETURNING \(unescaped: Self.columns)
                 """, logger: logger)

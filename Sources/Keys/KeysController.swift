@@ -79,7 +79,7 @@ public struct KeysController: Sendable {
     static let policyFields: Set<String> = [
         "label", "allowed_endpoints", "daily_usd_cap", "monthly_usd_cap", "max_request_usd", "expires_at",
         "rate_limit_per_minute", "auto_idempotency", "duplicate_window_seconds", "timezone", "allowed_stripe_accounts",
-        "total_usd_cap", "alert_thresholds",
+        "total_usd_cap",
     ]
     /// Caps are whole cents; a single request's maximum may be finer (an SMS costs $0.0083).
     static let capDecimals = 2
@@ -129,7 +129,6 @@ public struct KeysController: Sendable {
             guard let tz = try json.string("timezone", maxLength: 64) else { throw .invalidRequest("timezone cannot be null.", field: "timezone") }
             policy.timezone = tz
         }
-        if json.has("alert_thresholds") { policy.alertThresholds = try json.intArray("alert_thresholds") }
         if json.has("allowed_stripe_accounts") {
             policy.allowedStripeAccounts = try json.stringArray("allowed_stripe_accounts") ?? []
         }
@@ -162,8 +161,6 @@ public struct KeysController: Sendable {
         /// The chain from the root key to the parent, root first (empty for a root key).
         let ancestorKeyIds: [String]
         @NullEncoded var runId: String?
-        /// Percents of each cap that fire `key.spend.threshold_crossed`; null: the parent's, or 50/80/100.
-        @NullEncoded var alertThresholds: [Int]?
     }
 
     func body(_ key: VaultKey) -> KeyBody {
@@ -175,8 +172,7 @@ public struct KeysController: Sendable {
             rateLimitPerMinute: p.rateLimitPerMinute, autoIdempotency: p.autoIdempotency,
             duplicateWindowSeconds: p.duplicateWindowSeconds, timezone: p.timezone,
             allowedStripeAccounts: p.allowedStripeAccounts, createdAt: key.createdAt, updatedAt: key.updatedAt,
-            revokedAt: key.revokedAt, parentKeyId: key.parentId, ancestorKeyIds: key.ancestorIds, runId: key.runId,
-            alertThresholds: p.alertThresholds
+            revokedAt: key.revokedAt, parentKeyId: key.parentId, ancestorKeyIds: key.ancestorIds, runId: key.runId
         )
     }
 

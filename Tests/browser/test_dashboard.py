@@ -93,13 +93,6 @@ def test_acceptance_flow(browser, server):
     assert "$12.34" in label_row.text
     assert "Proxied requests in" in b.find_element(By.ID, "usage").text
     screenshot(b, server, "07-overview")
-    # The 30-day chart: server-rendered SVG, today's bar is the key's label.
-    chart = b.find_element(By.CSS_SELECTOR, "#spend-chart figure.chart svg")
-    bars = chart.find_elements(By.CSS_SELECTOR, "rect")
-    assert len(bars) == 1, len(bars)
-    assert "billing-agent: $12.34" in bars[0].get_attribute("textContent")
-    assert "billing-agent" in b.find_element(By.CSS_SELECTOR, "#spend-chart .legend").text
-    b.find_element(By.ID, "spend-chart").screenshot(str(server.artifacts / "07b-spend-chart.png"))
 
     # 7. Revoke with a confirm step.
     b.get(key_href)
@@ -132,26 +125,6 @@ def test_acceptance_flow(browser, server):
     screenshot(b, server, "11-signed-out")
     b.get(server.base + "/dashboard/keys")
     assert b.current_url.endswith("/dashboard/login")
-
-
-def test_webhooks_page_adds_an_endpoint_shows_its_secret_once_and_queues_a_ping(browser, server):
-    b = browser
-    sign_in(b, server)
-    b.get(server.base + "/dashboard/webhooks")
-    assert "No webhook endpoints yet." in text(b)
-    b.find_element(By.NAME, "url").send_keys("https://hooks.example.com/keybrake")
-    b.find_element(By.NAME, "description").send_keys("ops channel")
-    b.find_element(By.NAME, "event_key.spend.threshold_crossed").click()
-    click_and_wait(b, b.find_element(By.CSS_SELECTOR, "#add-webhook button[type=submit]"))
-    secret = b.find_element(By.ID, "webhook-secret").text
-    assert secret.startswith("whsec_"), secret
-    screenshot(b, server, "14-webhook-secret")
-    click_and_wait(b, b.find_element(By.LINK_TEXT, "Back to webhooks"))
-    assert secret not in b.page_source
-    click_and_wait(b, b.find_element(By.XPATH, "//button[.='Send test ping']"))
-    assert "Ping queued" in b.find_element(By.ID, "flash").text
-    assert "ping" in b.find_element(By.CSS_SELECTOR, "table.deliveries").text
-    screenshot(b, server, "15-webhooks")
 
 
 def test_user_text_is_shown_as_text(browser, server):

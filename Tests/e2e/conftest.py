@@ -200,8 +200,6 @@ class Stack:
             "KEYBRAKE_UPSTREAM_TIMEOUT_MS": str(UPSTREAM_TIMEOUT_MS),
             "KEYBRAKE_LEASE_MARGIN_MS": str(LEASE_MARGIN_MS),
             "KEYBRAKE_MIGRATIONS_DIR": str(ROOT / "Migrations"),
-            # The webhook receivers of test_11 listen on 127.0.0.1 over http.
-            "KEYBRAKE_WEBHOOK_ALLOW_PRIVATE": "true",
         })
         self.replica_env = env
         for i in range(count):  # started together: migrations are advisory-locked

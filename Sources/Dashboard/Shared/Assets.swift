@@ -38,13 +38,6 @@ enum Assets {
         svg.bar .unknown { fill: var(--unknown); }
         .legend { white-space: nowrap; margin-left: .5rem; }
         .sw { display: inline-block; width: .8em; height: .8em; margin: 0 .25em 0 .6em; border-radius: 2px; vertical-align: -1px; }
-        figure.chart { margin: 0 0 1.5rem; background: #fff; border: 1px solid var(--line); padding: .8rem; overflow-x: auto; }
-        figure.chart svg { max-width: 100%; height: auto; display: block; }
-        figure.chart .grid { stroke: var(--line); stroke-width: 1; }
-        figure.chart .capline { stroke: var(--danger); stroke-width: 1.5; stroke-dasharray: 6 4; } figure.chart .capline-label { fill: var(--danger); font-size: 11px; } figure.chart .axis { fill: var(--muted); font-size: 11px; }
-        .c0 { fill: #2b59c3; background: #2b59c3; } .c1 { fill: #e07b16; background: #e07b16; } .c2 { fill: #2f9e6b; background: #2f9e6b; }
-        .c3 { fill: #b83280; background: #b83280; } .c4 { fill: #6b46c1; background: #6b46c1; } .c5 { fill: #c05621; background: #c05621; }
-        .c6 { fill: #00838f; background: #00838f; } .c7 { fill: #718096; background: #718096; }
         .sw.settled { background: var(--settled); } .sw.reserved { background: var(--reserved); } .sw.unknown { background: var(--unknown); }
         .card { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: .4rem 1rem .8rem; margin: 1rem 0; }
         .card h2 { margin-top: .6rem; }

@@ -12,12 +12,11 @@ extension DashboardController {
         case .keys: chrome.navKeys = true
         case .audit: chrome.navAudit = true
         case .vendors: chrome.navVendors = true
-        case .webhooks: chrome.navWebhooks = true
         }
         return chrome
     }
 
-    enum Tab { case overview, keys, audit, vendors, webhooks }
+    enum Tab { case overview, keys, audit, vendors }
 
     func notice(_ request: Request) -> Flash? {
         request.uri.queryParameters["notice"].flatMap { Flash.notices[String($0)] }.map(Flash.notice)

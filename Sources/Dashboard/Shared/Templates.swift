@@ -8,23 +8,7 @@ enum Templates {
         "layout": layout, "bar": bar, "error": error, "login": login, "overview": overview,
         "keys": keys, "key_new": keyNew, "key_created": keyCreated, "key": key, "key_revoke": keyRevoke,
         "audit": audit, "audit_event": auditEvent, "vendors": vendors, "vendor_delete": vendorDelete,
-        "chart": chart, "webhooks": webhooks, "webhook_secret": webhookSecret,
     ]
-
-    /// A `SpendChart` as inline SVG (numbers from the model; labels escaped like any text).
-    static let chart = """
-        <figure class="chart">
-        <figcaption>{{title}} <span class="muted">— total {{total}}</span></figcaption>
-        <svg viewBox="0 0 {{width}} {{height}}" width="{{width}}" height="{{height}}" role="img" aria-label="{{title}}">
-        {{#grid}}<line class="grid" x1="{{x1}}" x2="{{x2}}" y1="{{y}}" y2="{{y}}"></line><text class="axis" x="4" y="{{ty}}">{{label}}</text>{{/grid}}
-        {{#bars}}<rect class="{{cls}}" x="{{x}}" y="{{y}}" width="{{w}}" height="{{h}}"><title>{{title}}</title></rect>{{/bars}}
-        {{#xLabels}}<text class="axis" text-anchor="middle" x="{{x}}" y="{{y}}">{{text}}</text>{{/xLabels}}
-        {{#capLine}}<line class="capline" x1="{{x1}}" x2="{{x2}}" y1="{{y}}" y2="{{y}}"></line><text class="capline-label" text-anchor="end" x="{{x2}}" y="{{ty}}">{{label}}</text>{{/capLine}}
-        </svg>
-        {{#empty}}<p class="muted">No spend in this period.</p>{{/empty}}
-        {{^empty}}<p class="legend">{{#legend}}<i class="sw {{cls}}"></i>{{label}} {{/legend}}</p>{{/empty}}
-        </figure>
-        """
 
     static func library() throws -> MustacheLibrary {
         var library = MustacheLibrary()
@@ -51,7 +35,6 @@ enum Templates {
         <a href="/dashboard/keys"{{#navKeys}} aria-current="page"{{/navKeys}}>Keys</a>
         <a href="/dashboard/audit"{{#navAudit}} aria-current="page"{{/navAudit}}>Audit</a>
         <a href="/dashboard/vendors"{{#navVendors}} aria-current="page"{{/navVendors}}>Vendor credentials</a>
-        <a href="/dashboard/webhooks"{{#navWebhooks}} aria-current="page"{{/navWebhooks}}>Webhooks</a>
         </nav>
         <div class="account"><span class="tenant">{{tenantName}}</span>
         <form method="post" action="/dashboard/logout"><input type="hidden" name="csrf" value="{{csrf}}"><button type="submit" class="linklike" id="sign-out">Sign out</button></form>

@@ -13,7 +13,6 @@ struct Chrome {
     var navKeys = false
     var navAudit = false
     var navVendors = false
-    var navWebhooks = false
 }
 
 struct Flash {
@@ -33,7 +32,6 @@ struct Flash {
         "resolved": "Outcome recorded; the reservation is settled or released accordingly.",
         "credentials_saved": "Credentials saved. Proxied requests use them from now on.",
         "credentials_deleted": "Credentials deleted.",
-        "webhook_test_queued": "Ping queued: it is delivered within a few seconds; its attempt shows below.",
     ]
 }
 

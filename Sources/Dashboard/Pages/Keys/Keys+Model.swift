@@ -92,7 +92,6 @@ struct KeyView {
     let chrome: Chrome
     let flash: Flash?
     let key: KeyFacts
-    let charts: [SpendChart]
     let periods: [SpendRow]
     let auditHref: String
     let caps: CapsForm?

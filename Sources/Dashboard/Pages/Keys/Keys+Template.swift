@@ -101,7 +101,7 @@ extension Templates {
         {{#periods}}
         <tr class="{{rowClass}}">
         <td>{{name}} <small class="muted">from {{start}}</small></td>
-        <td class="barcol">{{^noBar}}{{>bar}}{{/noBar}}{{#noBar}}<span class="muted">no cap</span>{{/noBar}}</td>
+        <td class="barcol">{{>bar}}</td>
         <td class="num spent">{{spent}}</td>
         <td class="num">{{capText}}{{#percent}}<br><small class="muted">{{percent}}</small>{{/percent}}</td>
         <td class="num">{{settled}}</td>
@@ -111,7 +111,6 @@ extension Templates {
         {{/periods}}
         </tbody>
         </table>
-        <section id="key-charts">{{#charts}}{{>chart}}{{/charts}}</section>
         <p><a href="{{auditHref}}" id="key-audit">Recent calls with this key</a></p>
         {{#runs}}
         <h2>Runs (child keys)</h2>

@@ -173,7 +173,6 @@ extension DashboardController {
                                uncappedScale: s.settled + s.reserved + s.unknown)
             row.name = name
             row.start = s.start
-            row.noBar = s.cap == nil
             return row
         }
         let href = "/dashboard/keys/" + pathSegment(key.id)
@@ -202,25 +201,8 @@ extension DashboardController {
             daily: capsValues?.0 ?? Format.field(p.dailyCap), monthly: capsValues?.1 ?? Format.field(p.monthlyCap),
             maxRequest: capsValues?.2 ?? Format.field(p.maxRequest)
         ) : nil
-        // Today by hour and the last 30 days by day (the key's time zone, its runs included), caps drawn as lines.
-        let keyDays = SpendChart.days(endingWith: spend.today.start, count: 30)
-        async let hourly = db(context) {
-            try await self.spend.series(tenantId: session.tenantId, granularity: .hour, from: spend.today.start, to: spend.today.start,
-                                   keyId: key.id, groupBy: .vendor, logger: context.logger)
-        }
-        let daily = try await db(context) {
-            try await self.spend.series(tenantId: session.tenantId, granularity: .day, from: keyDays[0], to: spend.today.start,
-                                   keyId: key.id, groupBy: .vendor, logger: context.logger)
-        }
-        let hours = (0..<24).map { spend.today.start + "T" + ($0 < 10 ? "0" : "") + String($0) + ":00" }
-        let charts = [
-            SpendChart(title: "Today by hour (\(p.timezone))", buckets: hours, points: try await hourly,
-                       bucketLabel: { String($0.suffix(5)) }, cap: p.dailyCap, capName: "daily cap"),
-            SpendChart(title: "Last 30 days by day", buckets: keyDays, points: daily,
-                       bucketLabel: { String($0.dropFirst(5)) }, cap: p.dailyCap, capName: "daily cap"),
-        ]
         return renderer.render("key", KeyView(
-            chrome: chrome, flash: flash, key: facts, charts: charts,
+            chrome: chrome, flash: flash, key: facts,
             periods: [period("Today", spend.today), period("This month", spend.month), period("Lifetime", spend.total)],
             auditHref: "/dashboard/audit" + queryString([("key_id", key.id)]), caps: caps, parent: parent, runs: runs
         ), status: status)

@@ -13,8 +13,6 @@ struct SpendRow {
     var status: String = ""
     var inactive = false
     var keyCount: Int = 1
-    /// A period without a cap draws no bar (a full bar would read as "cap reached").
-    var noBar = false
     let spent: String
     let settled: String
     let reserved: String
@@ -78,6 +76,4 @@ struct OverviewView {
     let keyRows: [SpendRow]
     let moreKeys: String?
     let labelRows: [SpendRow]
-    /// The last 30 days per day, stacked by label.
-    let chart: SpendChart?
 }

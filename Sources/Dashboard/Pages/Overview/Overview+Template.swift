@@ -9,9 +9,6 @@ extension Templates {
         {{#hasQuota}}<div class="{{rowClass}}">{{>bar}}</div><p class="muted">{{percent}} of the free-tier quota used.{{#nearQuota}} <strong>Near the quota:</strong> past it, proxied requests answer 429 monthly_quota_exceeded until the month ends.{{/nearQuota}}</p>{{/hasQuota}}
         </section>
         {{/usage}}
-        <section id="spend-chart">
-        {{#chart}}{{>chart}}{{/chart}}
-        </section>
         <section>
         <h2>Today's spend by key</h2>
         <p class="muted">Each key's day runs in its own time zone (today is {{date}} in UTC). Bars fill up to the daily cap.

@@ -56,15 +56,6 @@ extension DashboardController {
         labelRows.sort { a, b in a.ratio != b.ratio ? a.ratio > b.ratio : (a.spentMicros != b.spentMicros ? a.spentMicros > b.spentMicros : a.label < b.label) }
         labelRows = Array(labelRows.prefix(Self.overviewMaxRows))
 
-        // The last 30 days, per day, stacked by label (each key's own calendar days).
-        let days = SpendChart.days(endingWith: utcToday, count: 30)
-        let series = try await db(context) {
-            try await spend.series(tenantId: session.tenantId, granularity: .day, from: days[0], to: utcToday, keyId: nil,
-                                   groupBy: .label, logger: context.logger)
-        }
-        let chart = SpendChart(title: "Spend per day, last 30 days, by label", buckets: days, points: series,
-                               bucketLabel: { String($0.dropFirst(5)) })
-
         // This UTC month's proxied requests against the plan's quota.
         let used = try await usedRequests
         let plan = Plan(rawValue: session.tenantPlan) ?? .free
@@ -80,8 +71,7 @@ extension DashboardController {
         return renderer.render("overview", OverviewView(
             chrome: chrome, flash: notice(request), usage: usage, date: utcToday,
             nearKeys: near == 0 ? nil : (near == 1 ? "1 key is near or at its daily cap." : "\(near) keys are near or at their daily cap."),
-            keyRows: keyRows, moreKeys: hidden == 0 ? nil : "\(hidden) more keys are not shown.", labelRows: labelRows,
-            chart: chart
+            keyRows: keyRows, moreKeys: hidden == 0 ? nil : "\(hidden) more keys are not shown.", labelRows: labelRows
         ))
     }
 
