@@ -58,8 +58,10 @@ public struct KeyChangeFeed: Sendable {
                            metadata: ["error": "\(String(describing: type(of: error)))"])
             }
             directory.stopServing()
-            await giveUpLease()
+            // Stopping: `leave()` below removes the row at once; one bounded write, not two, inside lifecycle's
+            // cancellation bound.
             if Task.isCancelled { break }
+            await giveUpLease()
             try? await Task.sleep(for: pause)
             pause = min(pause * 2, .seconds(5))
         }
@@ -70,6 +72,10 @@ public struct KeyChangeFeed: Sendable {
     func session(registered: @Sendable () -> Void = {}) async throws {
         let connection = try await PostgresConnection.connect(configuration: try url.connectionConfiguration(), id: 1, logger: logger)
         do {
+            // The notification stream does not end when its task is cancelled (graceful shutdown cancels this
+            // service); closing the connection ends it. Without this, a replica whose listener had lived through a
+            // Postgres restart held SIGTERM until lifecycle's bound and then overran the cancellation bound.
+            try await withTaskCancellationHandler {
             try await connection.listen(on: Self.channel) { notifications in
                 let applied = NIOLockedValueBox<Int64>(0)
                 let started = ContinuousClock.now
@@ -103,6 +109,10 @@ public struct KeyChangeFeed: Sendable {
                     try await group.next()
                     group.cancelAll()
                 }
+            }
+            } onCancel: {
+                let closing: EventLoopFuture<Void> = connection.close()
+                _ = closing
             }
         } catch {
             try? await connection.close()
