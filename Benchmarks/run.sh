@@ -11,7 +11,7 @@
 # Knobs (environment): BENCH_DURATION (s per run, default 10), BENCH_RATES (default 500,2000),
 # BENCH_SAT_CONNECTIONS (default 32), BENCH_PROFILE=0 (skip the Postgres/perf profile), BENCH_QUICK=1
 # (3 s runs, no profile: a smoke test), BENCH_*_PORT, BENCH_SCRATCH_PATH (default .build-release),
-# BENCH_BIN (benchmark this keybrake binary instead of building one), BENCH_ONLY=<regex on row names>
+# BENCH_BIN (benchmark this keybrake binary instead of building one; BENCH_MIGRATIONS_DIR: its migrations), BENCH_ONLY=<regex on row names>
 # (e.g. 'seq-' or 'keybrake-charge'), BENCH_HOLD=1 (set up, warm up, then keep everything running for manual
 # profiling until .keybrake/bench/hold is deleted), BENCH_PG_SETTINGS="name=value …" (per-database Postgres
 # settings for experiments). Variables such as KEYBRAKE_* pass through to `keybrake serve`.
@@ -124,7 +124,7 @@ wait_port "$PROXY_PORT" "$PROXY_PID" "nginx reverse proxy" "$STATE/proxy.error.l
 export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/$PG_DB"
 KEYBRAKE_MASTER_KEYS="$("$BIN" generate-master-key --id b1)"
 export KEYBRAKE_MASTER_KEYS
-export KEYBRAKE_MIGRATIONS_DIR="$ROOT/Migrations"
+export KEYBRAKE_MIGRATIONS_DIR="${BENCH_MIGRATIONS_DIR:-$ROOT/Migrations}"
 export KEYBRAKE_UPSTREAM_STRIPE="http://127.0.0.1:$UPSTREAM_PORT"
 export KEYBRAKE_SIGNUPS_PER_MINUTE=1000 KEYBRAKE_KEY_CREATIONS_PER_MINUTE=100000 KEYBRAKE_CHILD_KEY_MINTS_PER_MINUTE=100000
 KEYBRAKE_OPERATOR_TOKEN="bench-operator-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"

@@ -24,7 +24,9 @@ public struct AuditFilter: Sendable {
 
     /// The filter a query string asks for (query parameter name → value; empty values are absent), or the
     /// `invalid_request` naming the first bad parameter.
-    public static func parse(_ query: [String: String]) throws(KeybrakeError) -> AuditFilter {
+    /// `defaultWindowUntil`: the dashboard's pages, where a filter that needs a window and names none reads the 31
+    /// days up to then (the API answers 400 instead, so a client learns the rule).
+    public static func parse(_ query: [String: String], defaultWindowUntil: Date? = nil) throws(KeybrakeError) -> AuditFilter {
         var f = AuditFilter()
         func text(_ name: String, max: Int = 255) throws(KeybrakeError) -> String? {
             guard let v = query[name], !v.isEmpty else { return nil }
@@ -64,6 +66,7 @@ public struct AuditFilter: Sendable {
         if let from = f.from, let to = f.to, to < from {
             throw .invalidRequest("to must not be before from.", field: "to")
         }
+        if let now = defaultWindowUntil { f.applyDefaultWindow(now: now) }
         try f.requireIndexOrWindow()
         return f
     }
@@ -71,23 +74,50 @@ public struct AuditFilter: Sendable {
     /// The longest from/to window a filter without an index may walk (DESIGN §16).
     public static let maxUnindexedWindow: TimeInterval = 31 * 86_400
 
-    /// Whether an index serves this filter (Migrations/0002 and 0012): key, parent key (its children's key ids),
-    /// idempotency key, run id, vendor, error code, status, outcome, and every decision but `allowed`.
+    /// The values every request that goes as expected ends with: the bulk of a trail, and so in no index (their rows
+    /// would be a second copy of the table; and a request's row is written before it is forwarded and completed
+    /// after, which Postgres does without touching any index only while no indexed column changes: Migrations/0014).
+    public static func isExpected(status: Int) -> Bool { (200...299).contains(status) }
+    public static let expectedOutcome = "settled"
+
+    /// Whether an index serves this filter (Migrations/0002, 0012 and 0014): key, parent key (its children's key
+    /// ids), idempotency key, run id, vendor, every decision but `allowed`, and every error code, status and outcome
+    /// but the expected ones (`in_flight`, 2xx, `settled`).
     public var isIndexed: Bool {
-        keyId != nil || parentKeyId != nil || idempotencyKey != nil || runId != nil || vendor != nil || errorCode != nil
-            || status != nil || outcome != nil || (decision != nil && decision != "allowed")
+        keyId != nil || parentKeyId != nil || idempotencyKey != nil || runId != nil || vendor != nil
+            || (decision != nil && decision != "allowed")
+            || (errorCode != nil && errorCode != AuditColumns.inFlight)
+            || (status.map { !Self.isExpected(status: $0) } ?? false)
+            || (outcome != nil && outcome != Self.expectedOutcome)
     }
 
-    /// `decision=allowed` alone has no index (allowed rows are the bulk of a trail: an index of them would be a
-    /// second copy of the table, paid on every audit insert): it walks the newest-first index, so it must say which
-    /// window, `from` and `to` at most 31 days apart. No filter at all, or only `from`/`to`, reads that index in order.
+    /// The filter on an expected value that makes it need a window, named as the query string names it.
+    var unindexedFilter: String? {
+        if decision == "allowed" { return "decision=allowed" }
+        if let status, Self.isExpected(status: status) { return "status=\(status)" }
+        if outcome == Self.expectedOutcome { return "outcome=\(Self.expectedOutcome)" }
+        if errorCode == AuditColumns.inFlight { return "error_code=\(AuditColumns.inFlight)" }
+        return nil
+    }
+
+    /// A filter on an expected value alone (`decision=allowed`, a 2xx `status`, `outcome=settled`,
+    /// `error_code=in_flight`) has no index: it walks the newest-first index, so it must say which window, `from`
+    /// and `to` at most 31 days apart. No filter at all, or only `from`/`to`, reads that index in order.
     func requireIndexOrWindow() throws(KeybrakeError) {
-        guard decision != nil, !isIndexed else { return }
+        guard let unindexed = unindexedFilter, !isIndexed else { return }
         guard let from else {
-            throw .invalidRequest("decision=allowed needs a time window: give from and to (at most 31 days apart), or add an indexed filter such as key_id, vendor or run_id.", field: "from")
+            throw .invalidRequest("\(unindexed) needs a time window: give from and to (at most 31 days apart), or add an indexed filter such as key_id, vendor or run_id.", field: "from")
         }
         guard let to, to.timeIntervalSince(from) <= Self.maxUnindexedWindow else {
-            throw .invalidRequest("decision=allowed needs to, at most 31 days after from, or an indexed filter such as key_id, vendor or run_id.", field: "to")
+            throw .invalidRequest("\(unindexed) needs to, at most 31 days after from, or an indexed filter such as key_id, vendor or run_id.", field: "to")
         }
+    }
+
+    /// The dashboard's version of the rule: a filter that needs a window and was given none reads the 31 days up to
+    /// `now`, so every option the page offers answers.
+    mutating func applyDefaultWindow(now: Date) {
+        guard unindexedFilter != nil, !isIndexed, from == nil, to == nil else { return }
+        from = now.addingTimeInterval(-Self.maxUnindexedWindow)
+        to = now
     }
 }

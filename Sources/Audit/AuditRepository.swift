@@ -90,15 +90,22 @@ public struct AuditRepository: Sendable {
         }
         if let v = filter.vendor { conditions.append("vendor = \(bind(v))") }
         // decision and outcome are validated against fixed lists (AuditFilter.parse): written as literals, so the
-        // planner matches the partial indexes of Migrations/0012 whatever plan it caches.
+        // planner matches the partial indexes of Migrations/0012 and 0014 whatever plan it caches. Status, error code
+        // and outcome other than the expected values read the generated filter columns, which are what is indexed.
         if let v = filter.decision, AuditFilter.decisions.contains(v) { conditions.append("decision = '\(v)'") }
-        if let v = filter.status { conditions.append("upstream_status = \(bind(v))") }
-        if let v = filter.errorCode { conditions.append("error_code = \(bind(v))") }
+        if let v = filter.status {
+            conditions.append(AuditFilter.isExpected(status: v) ? "upstream_status = \(bind(v))" : "filter_status = \(bind(v))")
+        }
+        if let v = filter.errorCode {
+            conditions.append(v == AuditColumns.inFlight ? "error_code = \(bind(v))" : "filter_error_code = \(bind(v))")
+        }
         if let v = filter.from { conditions.append("created_at >= \(bind(v))") }
         if let v = filter.to { conditions.append("created_at < \(bind(v))") }
         if let v = filter.idempotencyKey { conditions.append("idempotency_key = \(bind(v))") }
         if let v = filter.runId { conditions.append("run_id = \(bind(v))") }
-        if let v = filter.outcome, AuditFilter.outcomes.contains(v) { conditions.append("outcome = '\(v)'") }
+        if let v = filter.outcome, AuditFilter.outcomes.contains(v) {
+            conditions.append(v == AuditFilter.expectedOutcome ? "outcome = '\(v)'" : "filter_outcome = '\(v)'")
+        }
         if let after {
             let t = bind(tenantId)
             let a = bind(after)

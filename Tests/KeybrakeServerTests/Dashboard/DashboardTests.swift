@@ -372,6 +372,13 @@ final class DashboardTests: XCTestCase {
             let failed = try await client.proxy(.post, "/stripe/v1/charges", key: token, form: [("amount", "300"), ("currency", "usd")])
             harness.fake.setFault(.none)
             XCTAssertGreaterThanOrEqual(failed.status.code, 500, failed.text)
+            // The filters that need a window in the API (the expected values: in no index) read the last 31 days here.
+            for expected in ["outcome=settled", "decision=allowed"] {
+                let page = try await browser.get("/dashboard/audit?\(expected)")
+                XCTAssertEqual(page.status, .ok, "\(expected): \(page.text)")
+            }
+            let allowed = try await browser.get("/dashboard/audit?decision=allowed")
+            XCTAssertTrue(allowed.text.contains("data-audit-id=\"aud_"), allowed.text)
             let unknown = try await browser.get("/dashboard/audit?outcome=outcome_unknown")
             let auditId = unknown.text.components(separatedBy: "data-audit-id=\"").dropFirst().first?.prefix { $0 != "\"" }.description ?? ""
             XCTAssertTrue(auditId.hasPrefix("aud_"), unknown.text)

@@ -16,7 +16,7 @@ extension DashboardController {
         func param(_ name: String) -> String? { q[Substring(name)].map(String.init).flatMap { $0.isEmpty ? nil : $0 } }
         var asked: [String: String] = [:]
         for name in Self.auditFilterParameters { asked[name] = param(name) }
-        let filter = try AuditFilter.parse(asked)
+        let filter = try AuditFilter.parse(asked, defaultWindowUntil: Date())
         var after: String?
         if let raw = param("cursor") {
             guard let id = PageCursor.decode(raw, kind: "a1", idPrefix: "aud_") else { throw Self.badCursor }
