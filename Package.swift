@@ -105,6 +105,20 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
             ]
         ),
+        // Budget alerts: webhook endpoints, the event outbox's API, signing and delivery (DESIGN §14).
+        .target(
+            name: "Webhooks",
+            dependencies: [
+                "KeybrakeCore", "Storage", "HTTPLayer", "Vault",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // Server-rendered dashboard under /dashboard (Mustache templates compiled in; sessions in Postgres).
         .target(
             name: "Dashboard",
@@ -121,7 +135,7 @@ let package = Package(
         .target(
             name: "KeybrakeServer",
             dependencies: [
-                "KeybrakeCore", "Storage", "HTTPLayer", "TokenAuth", "Tenants", "Vault", "Keys", "Audit", "Proxy", "Dashboard",
+                "KeybrakeCore", "Storage", "HTTPLayer", "TokenAuth", "Tenants", "Vault", "Keys", "Audit", "Proxy", "Dashboard", "Webhooks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -151,7 +165,7 @@ let package = Package(
         .testTarget(
             name: "KeybrakeServerTests",
             dependencies: [
-                "KeybrakeServer", "Storage", "Vault", "TokenAuth", "HTTPLayer", "Proxy", "KeybrakeCore", "Audit",
+                "KeybrakeServer", "Storage", "Vault", "TokenAuth", "HTTPLayer", "Proxy", "KeybrakeCore", "Audit", "Webhooks",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),

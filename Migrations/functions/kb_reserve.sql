@@ -4,6 +4,10 @@
 -- error message needs; a denial caused by an ancestor is '<code>:<ancestor key id>'. Work that shares no lock comes
 -- first; the chain's counter rows are locked last (root first, then down; day, month, total within a key) and held
 -- only until the commit.
+-- Budget alerts (DESIGN §14) are decided here, under those locks, from the values the counters held when locked:
+-- a threshold crossed by this request, or the first refusal at a cap in its period, writes its event into the
+-- outbox in this statement (kb_alert_spend, kb_alert_cap). A request that crosses nothing pays three integer
+-- comparisons per key of the chain, no row and no round trip.
 CREATE OR REPLACE FUNCTION kb_reserve(
     p_key_id TEXT, p_tenant_id TEXT, p_amount BIGINT, p_day DATE, p_month DATE,
     p_usage_month DATE, p_free_quota BIGINT, p_reservation_id TEXT
@@ -29,6 +33,8 @@ DECLARE
     v_denial TEXT;
     v_used BIGINT;
     v_cap BIGINT;
+    v_period TEXT;
+    v_denied_at INTEGER;
 BEGIN
     SELECT status, expires_at, max_request_micros, daily_cap_micros, monthly_cap_micros, total_cap_micros, ancestor_ids INTO k
     FROM vault_keys WHERE id = p_key_id AND tenant_id = p_tenant_id;
@@ -106,13 +112,14 @@ BEGIN
         -- The first cap the amount would cross: the key's own before its ancestors', day before month before total.
         FOR i IN REVERSE v_n..1 LOOP
             IF v_daily_cap[i] IS NOT NULL AND v_day[i] + p_amount > v_daily_cap[i] THEN
-                v_denial := 'daily_usd_cap_exceeded'; v_used := v_day[i]; v_cap := v_daily_cap[i];
+                v_denial := 'daily_usd_cap_exceeded'; v_used := v_day[i]; v_cap := v_daily_cap[i]; v_period := 'day';
             ELSIF v_monthly_cap[i] IS NOT NULL AND v_month[i] + p_amount > v_monthly_cap[i] THEN
-                v_denial := 'monthly_usd_cap_exceeded'; v_used := v_month[i]; v_cap := v_monthly_cap[i];
+                v_denial := 'monthly_usd_cap_exceeded'; v_used := v_month[i]; v_cap := v_monthly_cap[i]; v_period := 'month';
             ELSIF v_total_cap[i] IS NOT NULL AND v_total[i] + p_amount > v_total_cap[i] THEN
-                v_denial := 'total_usd_cap_exceeded'; v_used := v_total[i]; v_cap := v_total_cap[i];
+                v_denial := 'total_usd_cap_exceeded'; v_used := v_total[i]; v_cap := v_total_cap[i]; v_period := 'total';
             END IF;
             IF v_denial IS NOT NULL THEN
+                v_denied_at := i;
                 IF i < v_n THEN v_denial := v_denial || ':' || v_chain[i]; END IF;
                 EXIT;
             END IF;
@@ -133,6 +140,10 @@ BEGIN
     END IF;
 
     IF v_denial IS NOT NULL THEN
+        IF v_denied_at IS NOT NULL THEN
+            PERFORM kb_alert_cap(p_tenant_id, v_chain[v_denied_at], v_period,
+                CASE v_period WHEN 'day' THEN p_day WHEN 'month' THEN p_month ELSE DATE '1970-01-01' END, v_used, v_cap, p_amount);
+        END IF;
         IF p_amount > 0 THEN DELETE FROM reservations WHERE id = p_reservation_id; END IF;
         IF v_shard IS NOT NULL THEN
             UPDATE tenant_monthly_usage SET requests = requests - 1 WHERE tenant_id = p_tenant_id AND month = p_usage_month AND shard = v_shard;
@@ -144,6 +155,16 @@ BEGIN
             UPDATE spend_counters SET counted_micros = counted_micros + p_amount
             WHERE key_id = v_chain[i] AND ((period = 'day' AND period_start = p_day)
                OR (period = 'month' AND period_start = p_month) OR (period = 'total' AND period_start = DATE '1970-01-01'));
+            -- A threshold can only have been crossed where the counter's whole percent moved.
+            IF v_daily_cap[i] IS NOT NULL AND (v_day[i] + p_amount) * 100 / v_daily_cap[i] > v_day[i] * 100 / v_daily_cap[i] THEN
+                PERFORM kb_alert_spend(p_tenant_id, v_chain[i], 'day', p_day, v_day[i], v_day[i] + p_amount, v_daily_cap[i]);
+            END IF;
+            IF v_monthly_cap[i] IS NOT NULL AND (v_month[i] + p_amount) * 100 / v_monthly_cap[i] > v_month[i] * 100 / v_monthly_cap[i] THEN
+                PERFORM kb_alert_spend(p_tenant_id, v_chain[i], 'month', p_month, v_month[i], v_month[i] + p_amount, v_monthly_cap[i]);
+            END IF;
+            IF v_total_cap[i] IS NOT NULL AND (v_total[i] + p_amount) * 100 / v_total_cap[i] > v_total[i] * 100 / v_total_cap[i] THEN
+                PERFORM kb_alert_spend(p_tenant_id, v_chain[i], 'total', DATE '1970-01-01', v_total[i], v_total[i] + p_amount, v_total_cap[i]);
+            END IF;
         END LOOP;
     END IF;
     RETURN QUERY SELECT 'ok'::TEXT, COALESCE(v_day[v_n], 0) + p_amount, 0::BIGINT;

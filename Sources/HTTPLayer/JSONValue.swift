@@ -4,7 +4,7 @@ import KeybrakeCore
 
 /// A JSON document read without a fixed schema, so validation can name the exact field at fault
 /// and reject unknown fields instead of silently ignoring a typo like `daily_cap`.
-public indirect enum JSONValue: Sendable, Equatable, Decodable {
+public indirect enum JSONValue: Sendable, Equatable, Codable {
     case null
     case bool(Bool)
     /// Numbers keep their shortest decimal spelling ("0.29"), so money is parsed exactly from it.
@@ -22,6 +22,19 @@ public indirect enum JSONValue: Sendable, Equatable, Decodable {
         else if let s = try? c.decode(String.self) { self = .string(s) }
         else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
         else { self = .object(try c.decode([String: JSONValue].self)) }
+    }
+
+    /// Written back as read: numbers with their exact decimal spelling (a stored event's payload, say).
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .null: try c.encodeNil()
+        case .bool(let b): try c.encode(b)
+        case .number(let n): try c.encode(Decimal(string: n) ?? 0)
+        case .string(let s): try c.encode(s)
+        case .array(let a): try c.encode(a)
+        case .object(let o): try c.encode(o)
+        }
     }
 
     var typeName: String {
@@ -107,6 +120,22 @@ public struct JSONObjectReader: Sendable {
             guard let i = Int(n) else { throw .invalidRequest("\(key) must be a whole number.", field: key) }
             return i
         case let other?: throw .invalidRequest("\(key) must be a whole number, not \(other.typeName).", field: key)
+        }
+    }
+
+    /// An array of whole numbers; nil when absent or null.
+    public func intArray(_ key: String, maxCount: Int = 100) throws(KeybrakeError) -> [Int]? {
+        switch fields[key] {
+        case nil, .null?: return nil
+        case .array(let items)?:
+            guard items.count <= maxCount else { throw .invalidRequest("\(key) may hold at most \(maxCount) entries.", field: key) }
+            var out: [Int] = []
+            for item in items {
+                guard case .number(let n) = item, let i = Int(n) else { throw .invalidRequest("\(key) must be an array of whole numbers.", field: key) }
+                out.append(i)
+            }
+            return out
+        case let other?: throw .invalidRequest("\(key) must be an array of whole numbers, not \(other.typeName).", field: key)
         }
     }
 

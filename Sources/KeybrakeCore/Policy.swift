@@ -18,7 +18,12 @@ public struct Policy: Sendable, Equatable {
     /// IANA zone that defines the key's "day" and "month" for caps.
     public var timezone: String
     public var allowedStripeAccounts: [String]
+    /// Percentages of each cap at which `key.spend.threshold_crossed` fires (DESIGN §14); nil: the default
+    /// (`defaultAlertThresholds`). Child keys inherit their parent's.
+    public var alertThresholds: [Int]?
 
+    public static let defaultAlertThresholds = [50, 80, 100]
+    public static let maxAlertThresholds = 10
     public static let defaultDuplicateWindowSeconds = 86_400
     public static let maxDuplicateWindowSeconds = 7 * 86_400
     public static let maxLabelLength = 100
@@ -29,8 +34,9 @@ public struct Policy: Sendable, Equatable {
         monthlyCap: MicroUSD? = nil, maxRequest: MicroUSD? = nil, totalCap: MicroUSD? = nil, expiresAt: Date? = nil,
         rateLimitPerMinute: Int? = nil, autoIdempotency: Bool = true,
         duplicateWindowSeconds: Int = Policy.defaultDuplicateWindowSeconds, timezone: String = "UTC",
-        allowedStripeAccounts: [String] = []
+        allowedStripeAccounts: [String] = [], alertThresholds: [Int]? = nil
     ) {
+        self.alertThresholds = alertThresholds
         self.vendor = vendor
         self.label = label
         self.allowedEndpoints = allowedEndpoints
@@ -111,6 +117,12 @@ public struct Policy: Sendable, Equatable {
         }
         guard TimeZone(identifier: timezone) != nil else {
             throw .invalidRequest("timezone '\(timezone)' is not an IANA time zone such as UTC or America/New_York.", field: "timezone")
+        }
+        if let thresholds = alertThresholds {
+            guard thresholds.count <= Policy.maxAlertThresholds, thresholds.allSatisfy({ (1...100).contains($0) }),
+                  Set(thresholds).count == thresholds.count else {
+                throw .invalidRequest("alert_thresholds must list at most \(Policy.maxAlertThresholds) different whole percentages between 1 and 100, e.g. [50, 80, 100].", field: "alert_thresholds")
+            }
         }
         if !allowedStripeAccounts.isEmpty {
             guard vendor == .stripe else {

@@ -16,6 +16,7 @@ import Storage
 import Tenants
 import TokenAuth
 import Vault
+import Webhooks
 
 /// Everything the routes share, built once per process.
 public struct AppDependencies: Sendable {
@@ -121,6 +122,9 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
     vault.addAdminRoutes(to: admin)
     keys.addAdminRoutes(to: admin)
     audit.addAdminRoutes(to: admin)
+    WebhookController(repository: WebhookRepository(client: deps.postgres, sealer: CredentialSealer(ring: config.masterKeys)),
+                      reads: WebhookReads(reads: deps.adminReads), urls: WebhookURLPolicy(allowPrivate: config.webhooks.allowPrivate),
+                      clock: deps.clock).addAdminRoutes(to: admin)
     return router
 }
 

@@ -7,6 +7,7 @@ import Storage
 import Tenants
 import TokenAuth
 import Vault
+import Webhooks
 
 /// Server settings from the environment (DESIGN §3); command-line flags override them.
 public struct AppConfiguration: Sendable {
@@ -30,6 +31,8 @@ public struct AppConfiguration: Sendable {
     /// Key rows from memory under a lease (DESIGN §4): off, every request reads its key from Postgres.
     public var keysFromMemory = true
     public var keyLease = KeyChangeFeed.Settings()
+    /// Budget alerts' delivery (DESIGN §14).
+    public var webhooks = WebhookSettings()
     /// Where the key-change listener connects: LISTEN needs a session, so behind a transaction-mode pooler
     /// (PgBouncer) it must reach Postgres directly (`KEYBRAKE_LISTEN_DATABASE_URL`).
     public var listenDatabaseURL: DatabaseURL?
@@ -131,6 +134,20 @@ public struct AppConfiguration: Sendable {
                 throw ConfigError(description: "KEYBRAKE_KEYS_FROM_MEMORY must be on or off")
             }
             config.keysFromMemory = ["on", "true", "1"].contains(raw)
+        }
+        if let raw = env["KEYBRAKE_WEBHOOK_ALLOW_PRIVATE"], !raw.isEmpty {
+            guard ["true", "false", "on", "off", "1", "0"].contains(raw) else {
+                throw ConfigError(description: "KEYBRAKE_WEBHOOK_ALLOW_PRIVATE must be true or false")
+            }
+            config.webhooks.allowPrivate = ["on", "true", "1"].contains(raw)
+        }
+        if let raw = env["KEYBRAKE_WEBHOOK_POLL_MS"], !raw.isEmpty {
+            guard let ms = Int(raw), ms >= 10 else { throw ConfigError(description: "KEYBRAKE_WEBHOOK_POLL_MS must be a whole number ≥ 10") }
+            config.webhooks.pollInterval = .milliseconds(ms)
+        }
+        if let raw = env["KEYBRAKE_WEBHOOK_TIMEOUT_MS"], !raw.isEmpty {
+            guard let ms = Int(raw), (100...60_000).contains(ms) else { throw ConfigError(description: "KEYBRAKE_WEBHOOK_TIMEOUT_MS must be a whole number from 100 to 60000") }
+            config.webhooks.timeout = .milliseconds(ms)
         }
         if let raw = env["KEYBRAKE_KEY_LEASE_MS"], !raw.isEmpty {
             guard let ms = Int(raw), ms >= 1000 else { throw ConfigError(description: "KEYBRAKE_KEY_LEASE_MS must be a whole number ≥ 1000") }

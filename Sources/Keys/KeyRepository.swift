@@ -49,10 +49,10 @@ public struct PostgresKeyRepository: KeyRepository {
     static let columns = """
         id, tenant_id, vendor, label, status, allowed_endpoints, daily_cap_micros, monthly_cap_micros,
         max_request_micros, expires_at, rate_limit_per_minute, auto_idempotency, duplicate_window_seconds,
-        timezone, allowed_stripe_accounts, created_at, updated_at, revoked_at, total_cap_micros, ancestor_ids, run_id
+        timezone, allowed_stripe_accounts, created_at, updated_at, revoked_at, total_cap_micros, ancestor_ids, run_id, alert_thresholds
         """
     /// Number of cells `columns` reads; a query may select more after them.
-    static let columnCount = 21
+    static let columnCount = 22
 
     static func decode(_ rows: PostgresRowSequence) async throws -> [VaultKey] {
         var keys: [VaultKey] = []
@@ -76,11 +76,13 @@ public struct PostgresKeyRepository: KeyRepository {
         let timezone: String = try next(), accounts: [String] = try next()
         let createdAt: Date = try next(), updatedAt: Date = try next(), revokedAt: Date? = try next()
         let total: Int64? = try next(), ancestors: [String] = try next(), runId: String? = try next()
+        let thresholds: [Int16]? = try next()
         let policy = Policy(
             vendor: Vendor(rawValue: vendor) ?? .stripe, label: label, allowedEndpoints: endpoints,
             dailyCap: daily.map(MicroUSD.init), monthlyCap: monthly.map(MicroUSD.init), maxRequest: maxRequest.map(MicroUSD.init),
             totalCap: total.map(MicroUSD.init), expiresAt: expiresAt, rateLimitPerMinute: rate, autoIdempotency: autoIdempotency,
-            duplicateWindowSeconds: window, timezone: timezone, allowedStripeAccounts: accounts
+            duplicateWindowSeconds: window, timezone: timezone, allowedStripeAccounts: accounts,
+            alertThresholds: thresholds.map { $0.map(Int.init) }
         )
         return VaultKey(id: id, tenantId: tenantId, status: VaultKey.Status(rawValue: status) ?? .revoked, policy: policy,
                         createdAt: createdAt, updatedAt: updatedAt, revokedAt: revokedAt, ancestorIds: ancestors, runId: runId)
@@ -90,11 +92,11 @@ public struct PostgresKeyRepository: KeyRepository {
         let rows = try await client.query("""
             INSERT INTO vault_keys (id, tenant_id, vendor, label, token_hash, allowed_endpoints, daily_cap_micros,
                 monthly_cap_micros, max_request_micros, expires_at, rate_limit_per_minute, auto_idempotency,
-                duplicate_window_seconds, timezone, allowed_stripe_accounts, total_cap_micros)
+                duplicate_window_seconds, timezone, allowed_stripe_accounts, total_cap_micros, alert_thresholds)
             VALUES (\(id), \(tenantId), \(p.vendor.rawValue), \(p.label), \(tokenHash), \(p.allowedEndpoints),
                 \(p.dailyCap?.micros), \(p.monthlyCap?.micros), \(p.maxRequest?.micros), \(p.expiresAt),
                 \(p.rateLimitPerMinute), \(p.autoIdempotency), \(p.duplicateWindowSeconds), \(p.timezone),
-                \(p.allowedStripeAccounts), \(p.totalCap?.micros))
+                \(p.allowedStripeAccounts), \(p.totalCap?.micros), \(Self.thresholds(p)))
             RETURNING \(unescaped: Self.columns)
             """, logger: logger)
         guard let key = try await Self.decode(rows).first else { throw KeybrakeError.internalError }
@@ -149,7 +151,7 @@ public struct PostgresKeyRepository: KeyRepository {
                     rate_limit_per_minute = \(p.rateLimitPerMinute), auto_idempotency = \(p.autoIdempotency),
                     duplicate_window_seconds = \(p.duplicateWindowSeconds), timezone = \(p.timezone),
                     allowed_stripe_accounts = \(p.allowedStripeAccounts), total_cap_micros = \(p.totalCap?.micros),
-                    updated_at = now()
+                    alert_thresholds = \(Self.thresholds(p)), updated_at = now()
                 WHERE id = \(id) AND tenant_id = \(tenantId)
                 RETURNING \(unescaped: Self.columns)
                 """, logger: logger)
@@ -184,6 +186,14 @@ public struct PostgresKeyRepository: KeyRepository {
                     "SELECT \(unescaped: Self.columns) FROM vault_keys WHERE id = \(id) AND tenant_id = \(tenantId)", logger: logger)).first
             }
             if !keys.isEmpty {
+                // The `key.revoked` event commits with the revocation (DESIGN §14): one, for the key asked for.
+                if keys.contains(where: { $0.id == id }) {
+                    let descendants = keys.count - 1
+                    try await conn.query("""
+                        SELECT kb_emit_event(\(tenantId), 'key.revoked', \(id),
+                            kb_key_event_data(\(id)) || jsonb_build_object('descendants_revoked', \(descendants)::int))
+                        """, logger: logger)
+                }
                 let change = try await Self.announce(conn, tenantId: tenantId, keyIds: keys.map(\.id), logger: logger)
                 if let key = keys.first(where: { $0.id == id }) { return (key, change) }
                 return try await current().map { ($0, change) }
@@ -232,11 +242,12 @@ public struct PostgresKeyRepository: KeyRepository {
             let rows = try await conn.query("""
                 INSERT INTO vault_keys (id, tenant_id, vendor, label, token_hash, allowed_endpoints, daily_cap_micros,
                     monthly_cap_micros, max_request_micros, expires_at, rate_limit_per_minute, auto_idempotency,
-                    duplicate_window_seconds, timezone, allowed_stripe_accounts, total_cap_micros, parent_key_id, ancestor_ids, run_id)
+                    duplicate_window_seconds, timezone, allowed_stripe_accounts, total_cap_micros, parent_key_id, ancestor_ids, run_id,
+                    alert_thresholds)
                 VALUES (\(id), \(tenantId), \(p.vendor.rawValue), \(p.label), \(tokenHash), \(p.allowedEndpoints),
                     \(p.dailyCap?.micros), \(p.monthlyCap?.micros), \(p.maxRequest?.micros), \(p.expiresAt),
                     \(p.rateLimitPerMinute), \(p.autoIdempotency), \(p.duplicateWindowSeconds), \(p.timezone),
-                    \(p.allowedStripeAccounts), \(p.totalCap?.micros), \(parent.id), \(ancestors), \(runId))
+                    \(p.allowedStripeAccounts), \(p.totalCap?.micros), \(parent.id), \(ancestors), \(runId), \(Self.thresholds(p)))
                 RETURNING \(unescaped: Self.columns)
                 """, logger: logger)
             guard let key = try await Self.decode(rows).first else { throw KeybrakeError.internalError }
@@ -294,6 +305,9 @@ public struct PostgresKeyRepository: KeyRepository {
         }
         return ChildSummary()
     }
+
+    /// The policy's alert thresholds as the column stores them (NULL: the default).
+    static func thresholds(_ p: Policy) -> [Int16]? { p.alertThresholds.map { $0.sorted().map(Int16.init) } }
 
     /// `columns` with every name prefixed by a table alias.
     static func qualified(_ alias: String) -> String {

@@ -79,7 +79,7 @@ public struct KeysController: Sendable {
     static let policyFields: Set<String> = [
         "label", "allowed_endpoints", "daily_usd_cap", "monthly_usd_cap", "max_request_usd", "expires_at",
         "rate_limit_per_minute", "auto_idempotency", "duplicate_window_seconds", "timezone", "allowed_stripe_accounts",
-        "total_usd_cap",
+        "total_usd_cap", "alert_thresholds",
     ]
     /// Caps are whole cents; a single request's maximum may be finer (an SMS costs $0.0083).
     static let capDecimals = 2
@@ -132,6 +132,8 @@ public struct KeysController: Sendable {
         if json.has("allowed_stripe_accounts") {
             policy.allowedStripeAccounts = try json.stringArray("allowed_stripe_accounts") ?? []
         }
+        // null goes back to the default (50, 80, 100).
+        if json.has("alert_thresholds") { policy.alertThresholds = try json.intArray("alert_thresholds", maxCount: Policy.maxAlertThresholds + 1) }
     }
 
     // MARK: - Response shapes
@@ -154,6 +156,8 @@ public struct KeysController: Sendable {
         let duplicateWindowSeconds: Int
         let timezone: String
         let allowedStripeAccounts: [String]
+        /// Percent of each cap at which a `key.spend.threshold_crossed` event fires.
+        let alertThresholds: [Int]
         let createdAt: Date
         let updatedAt: Date
         @NullEncoded var revokedAt: Date?
@@ -171,7 +175,8 @@ public struct KeysController: Sendable {
             maxRequestUsd: USDAmount(p.maxRequest), totalUsdCap: USDAmount(p.totalCap), uncapped: p.isUncapped, expiresAt: p.expiresAt,
             rateLimitPerMinute: p.rateLimitPerMinute, autoIdempotency: p.autoIdempotency,
             duplicateWindowSeconds: p.duplicateWindowSeconds, timezone: p.timezone,
-            allowedStripeAccounts: p.allowedStripeAccounts, createdAt: key.createdAt, updatedAt: key.updatedAt,
+            allowedStripeAccounts: p.allowedStripeAccounts, alertThresholds: p.alertThresholds ?? Policy.defaultAlertThresholds,
+            createdAt: key.createdAt, updatedAt: key.updatedAt,
             revokedAt: key.revokedAt, parentKeyId: key.parentId, ancestorKeyIds: key.ancestorIds, runId: key.runId
         )
     }
