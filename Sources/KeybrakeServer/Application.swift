@@ -173,6 +173,13 @@ public func buildApplication(
             url: config.listenDatabaseURL ?? config.databaseURL, pool: postgres, directory: directory, settings: config.keyLease, logger: logger),
                                              drain: drain))
     }
+    if config.webhooks.delivers {
+        let webhookTransport = HTTPWebhookTransport(urls: WebhookURLPolicy(allowPrivate: config.webhooks.allowPrivate))
+        app.addServices(WebhookDeliveryService(
+            dispatcher: WebhookDispatcher(client: postgres, repository: WebhookRepository(client: postgres, sealer: CredentialSealer(ring: config.masterKeys)),
+                                          transport: webhookTransport, settings: config.webhooks, clock: clock),
+            transport: webhookTransport, interval: config.webhooks.pollInterval, drain: drain, logger: logger))
+    }
     if maintainAuditPartitions {
         app.addServices(AuditPartitionService(repository: AuditRepository(client: postgres), drain: drain, logger: logger))
     }

@@ -10,6 +10,7 @@ import Prometheus
 import Storage
 import Tenants
 import Vault
+import Webhooks
 import Audit
 
 /// `keybrake` — the server and its maintenance commands.
@@ -185,10 +186,11 @@ struct RotateMasterKey: AsyncParsableCommand {
         let config = try common.configuration()
         let logger = common.logger("keybrake.rotate")
         let sealer = CredentialSealer(ring: config.masterKeys)
-        let result = try await withCheckedPostgresClient(config.databaseURL, command: "rotate-master-key", logger: logger) {
-            try await CredentialStore(client: $0, sealer: sealer).rotateAll(logger: logger)
+        let (result, endpoints) = try await withCheckedPostgresClient(config.databaseURL, command: "rotate-master-key", logger: logger) {
+            (try await CredentialStore(client: $0, sealer: sealer).rotateAll(logger: logger),
+             try await WebhookRepository(client: $0, sealer: sealer).resealAll(logger: logger))
         }
-        print("rotate-master-key: re-encrypted \(result.rotated) credential(s) under key '\(config.masterKeys.active.id)'")
+        print("rotate-master-key: re-encrypted \(result.rotated) credential(s) and \(endpoints) webhook endpoint secret(s) under key '\(config.masterKeys.active.id)'")
         if !result.failed.isEmpty {
             for (tenant, vendor) in result.failed { print("  could not decrypt: tenant \(tenant) vendor \(vendor)") }
             throw ExitCode(1)

@@ -174,3 +174,45 @@ public struct WebhookRepository: Sendable {
         return nil
     }
 }
+
+extension WebhookRepository {
+    /// `keybrake rotate-master-key`: re-seals every endpoint's secrets (current and previous) that another master key
+    /// sealed, under the active one, each endpoint in its own short transaction. Returns how many endpoints moved.
+    public func resealAll(logger: Logger) async throws -> Int {
+        let active = sealer.ring.active.id
+        var pending: [String] = []
+        for try await id in try await client.query("""
+            SELECT id FROM webhook_endpoints WHERE secret_key_id <> \(active) OR (previous_key_id IS NOT NULL AND previous_key_id <> \(active))
+            ORDER BY id
+            """, logger: logger).decode(String.self) { pending.append(id) }
+        var moved = 0
+        for id in pending {
+          do {
+            let done: Bool = try await client.withTransaction(logger: logger) { conn in
+                let rows = try await conn.query("""
+                    SELECT tenant_id, secret_key_id, secret_sealed, previous_key_id, previous_sealed FROM webhook_endpoints WHERE id = \(id) FOR UPDATE
+                    """, logger: logger)
+                for try await (tenantId, keyId, sealed, previousId, previousSealed) in rows.decode((String, String, ByteBuffer, String?, ByteBuffer?).self) {
+                    let (newId, resealed) = try seal(try open(sealed, keyId: keyId, tenantId: tenantId, endpointId: id), tenantId: tenantId, endpointId: id)
+                    var previous: (String, ByteBuffer)?
+                    if let previousId, let previousSealed {
+                        previous = try seal(try open(previousSealed, keyId: previousId, tenantId: tenantId, endpointId: id), tenantId: tenantId, endpointId: id)
+                    }
+                    try await conn.query("""
+                        UPDATE webhook_endpoints SET secret_key_id = \(newId), secret_sealed = \(resealed),
+                            previous_key_id = \(previous?.0), previous_sealed = \(previous?.1)
+                        WHERE id = \(id)
+                        """, logger: logger)
+                    return true
+                }
+                return false
+            }
+            if done { moved += 1 }
+          } catch {
+            // A secret no configured key opens stays as it is (its deliveries say "could not sign").
+            logger.error("webhook secret cannot be decrypted; left unrotated", metadata: ["endpoint_id": "\(id)"])
+          }
+        }
+        return moved
+    }
+}
