@@ -200,6 +200,11 @@ class Stack:
             "KEYBRAKE_UPSTREAM_TIMEOUT_MS": str(UPSTREAM_TIMEOUT_MS),
             "KEYBRAKE_LEASE_MARGIN_MS": str(LEASE_MARGIN_MS),
             "KEYBRAKE_MIGRATIONS_DIR": str(ROOT / "Migrations"),
+            # Budget alerts (test_13): the receiver listens on 127.0.0.1; due deliveries are looked for every 200 ms,
+            # and a killed replica's delivery is due again 2 s + 5 s after it was taken.
+            "KEYBRAKE_WEBHOOK_ALLOW_PRIVATE": "true",
+            "KEYBRAKE_WEBHOOK_POLL_MS": "200",
+            "KEYBRAKE_WEBHOOK_TIMEOUT_MS": "2000",
         })
         self.replica_env = env
         for i in range(count):  # started together: migrations are advisory-locked
