@@ -4,7 +4,8 @@ import Hummingbird
 import KeybrakeCore
 import Storage
 
-/// GET /v1/audit (JSON or CSV), GET /v1/audit/{id}, POST /v1/audit/{id}/resolve, GET /v1/spend, GET /v1/usage.
+/// GET /v1/audit (JSON or CSV), GET /v1/audit/{id}, POST /v1/audit/{id}/resolve, GET /v1/spend, GET /v1/spend/series,
+/// GET /v1/usage.
 public struct AuditController: Sendable {
     let audit: AuditRepository
     let spend: SpendRepository
@@ -28,6 +29,7 @@ public struct AuditController: Sendable {
         group.get("/audit/:id") { _, context in try await self.show(context) }
         group.post("/audit/:id/resolve") { request, context in try await self.resolve(request, context) }
         group.get("/spend") { request, context in try await self.daySpend(request, context) }
+        group.get("/spend/series") { request, context in try await self.spendSeries(request, context) }
         group.get("/usage") { request, context in try await self.usage(request, context) }
     }
 
