@@ -123,7 +123,7 @@ let package = Package(
         .target(
             name: "Dashboard",
             dependencies: [
-                "KeybrakeCore", "Storage", "HTTPLayer", "TokenAuth", "Tenants", "Keys", "Vault", "Audit",
+                "KeybrakeCore", "Storage", "HTTPLayer", "TokenAuth", "Tenants", "Keys", "Vault", "Audit", "Webhooks",
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),

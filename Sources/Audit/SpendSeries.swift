@@ -13,6 +13,8 @@ public struct SpendSeriesRepository: Sendable {
     let reads: AdminReads
 
     public init(reads: AdminReads) { self.reads = reads }
+    /// Through the same admin read pool as the other spend reads.
+    public init(spend: SpendRepository) { self.reads = spend.reads }
 
     public enum Granularity: String, Sendable { case hour, day }
     public enum Grouping: String, Sendable { case none, key, label, vendor }

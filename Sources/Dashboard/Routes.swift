@@ -8,9 +8,10 @@ import PostgresNIO
 import Tenants
 import TokenAuth
 import Vault
+import Webhooks
 
 /// Server-rendered pages under /dashboard: overview (spend per key and label, monthly usage), keys (issue, edit caps,
-/// revoke), audit (filters, detail, resolving unknown outcomes) and vendor credentials.
+/// revoke), audit (filters, detail, resolving unknown outcomes), vendor credentials and webhook endpoints.
 ///
 /// Sign-in exchanges an admin token for a session cookie (`kb_session`: HttpOnly, SameSite=Strict, Path=/dashboard,
 /// Secure when the request arrived over TLS or with `X-Forwarded-Proto: https` / `Forwarded: proto=https` from the
@@ -41,6 +42,8 @@ public struct DashboardController: Sendable {
     let keyCreations: TenantActionLimiter
     /// The admin API's per-tenant limit on key changes (caps edits, revocations).
     let keyChangeLimit: TenantActionLimiter
+    /// Webhook endpoints (budget alerts).
+    let webhooks: DashboardWebhooks
 
     static let sessionCookie = "kb_session"
     static let loginCookie = "kb_login"
@@ -56,8 +59,10 @@ public struct DashboardController: Sendable {
         tenantsConfiguration: TenantsConfiguration, keys: any KeyRepository, verifier: TokenVerifier,
         credentials: CredentialStore, audit: AuditRepository, spend: SpendRepository, keySpend: any KeySpendReader,
         clock: any KeybrakeCore.Clock, keyChanges: KeyChangeAcknowledgements? = nil, keyCreations: TenantActionLimiter,
-        keyChangeLimit: TenantActionLimiter = TenantActionLimiter(perMinutePerTenant: 600, action: "changing vault keys")
+        keyChangeLimit: TenantActionLimiter = TenantActionLimiter(perMinutePerTenant: 600, action: "changing vault keys"),
+        webhooks: DashboardWebhooks
     ) {
+        self.webhooks = webhooks
         self.keyChanges = keyChanges
         self.keyCreations = keyCreations
         self.keyChangeLimit = keyChangeLimit
@@ -96,6 +101,11 @@ public struct DashboardController: Sendable {
         group.post("/vendors/:vendor") { request, context in try await self.saveCredentials(request, context) }
         group.get("/vendors/:vendor/delete") { request, context in try await self.deleteCredentialsPage(request, context) }
         group.post("/vendors/:vendor/delete") { request, context in try await self.deleteCredentials(request, context) }
+        group.get("/webhooks") { request, context in try await self.webhooksPage(request, context) }
+        group.post("/webhooks") { request, context in try await self.createWebhook(request, context) }
+        group.get("/webhooks/:id") { request, context in try await self.webhookPage(request, context) }
+        group.post("/webhooks/:id/test") { request, context in try await self.testWebhook(request, context) }
+        group.post("/webhooks/:id/rotate") { request, context in try await self.rotateWebhook(request, context) }
         group.get("/assets/dashboard.css") { _, _ in Self.asset(Assets.css, type: "text/css; charset=utf-8") }
         group.get("/assets/dashboard.js") { _, _ in Self.asset(Assets.js, type: "text/javascript; charset=utf-8") }
     }

@@ -95,6 +95,10 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
         return (tenant.plan.rawValue, tenantsConfig.monthlyQuota(for: tenant.plan))
     }
 
+    let webhookRepository = WebhookRepository(client: deps.postgres, sealer: CredentialSealer(ring: config.masterKeys))
+    let webhookReads = WebhookReads(reads: deps.adminReads)
+    let webhookURLs = WebhookURLPolicy(allowPrivate: config.webhooks.allowPrivate)
+
     let router = Router(context: KeybrakeRequestContext.self)
     router.add(middleware: RequestEnvelopeMiddleware())
     router.add(middleware: MetricsMiddleware())
@@ -114,7 +118,7 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
         tenants: tenantRepository, tenantsConfiguration: tenantsConfig, keys: PostgresKeyRepository(client: deps.postgres, reads: deps.adminReads),
         verifier: deps.verifier, credentials: credentialStore, audit: auditRepository, spend: spendRepository,
         keySpend: LedgerKeySpendReader(spend: spendRepository), clock: deps.clock, keyChanges: keyChanges, keyCreations: keyCreations,
-        keyChangeLimit: keyChangeLimit
+        keyChangeLimit: keyChangeLimit, webhooks: DashboardWebhooks(repository: webhookRepository, reads: webhookReads, urls: webhookURLs)
     ).addRoutes(to: router)
 
     let admin = router.group("/v1").add(middleware: AdminAuthMiddleware(authenticator: adminTokens))
@@ -122,9 +126,7 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
     vault.addAdminRoutes(to: admin)
     keys.addAdminRoutes(to: admin)
     audit.addAdminRoutes(to: admin)
-    WebhookController(repository: WebhookRepository(client: deps.postgres, sealer: CredentialSealer(ring: config.masterKeys)),
-                      reads: WebhookReads(reads: deps.adminReads), urls: WebhookURLPolicy(allowPrivate: config.webhooks.allowPrivate),
-                      clock: deps.clock).addAdminRoutes(to: admin)
+    WebhookController(repository: webhookRepository, reads: webhookReads, urls: webhookURLs, clock: deps.clock).addAdminRoutes(to: admin)
     return router
 }
 

@@ -92,11 +92,21 @@ def test_acceptance_flow(browser, server):
     label_row = b.find_element(By.XPATH, "//table[@id='spend-by-label']//tr[td[contains(., 'billing-agent')]]")
     assert "$12.34" in label_row.text
     assert "Proxied requests in" in b.find_element(By.ID, "usage").text
+    # The 30-day chart (server-rendered SVG): today's bar is the $12.34, in the label's colour.
+    bars = b.find_elements(By.CSS_SELECTOR, "svg#spend-chart rect[data-usd]")
+    assert [r.get_attribute("data-usd") for r in bars] == ["12.34"], [r.get_attribute("data-usd") for r in bars]
+    assert int(bars[0].get_attribute("height")) > 100, "the only spend fills most of the chart's height"
+    assert "billing-agent" in b.find_element(By.CSS_SELECTOR, "#spend-chart + figcaption").text
     screenshot(b, server, "07-overview")
 
     # 7. Revoke with a confirm step.
     b.get(key_href)
     assert b.find_element(By.ID, "key-status").text == "active"
+    # Today by hour and 30 days by day, with the $50 daily cap drawn across; the lifetime row has no cap: no bar.
+    assert [r.get_attribute("data-usd") for r in b.find_elements(By.CSS_SELECTOR, "svg#key-hours-chart rect[data-usd]")] == ["12.34"]
+    assert "daily cap $50.00" in b.find_element(By.CSS_SELECTOR, "svg#key-days-chart .caplabel").text
+    lifetime = b.find_element(By.XPATH, "//table[@id='key-spend']//tr[td[contains(., 'Lifetime')]]")
+    assert not lifetime.find_elements(By.CSS_SELECTOR, "svg.bar") and "no cap" in lifetime.text, lifetime.text
     screenshot(b, server, "08-key")
     click_and_wait(b, b.find_element(By.ID, "revoke-key"))
     assert "/revoke" in b.current_url and "cannot be undone" in text(b)
@@ -175,3 +185,52 @@ def test_forms_work_without_javascript(browser_without_js, server):
     assert b.find_element(By.ID, "key-status").text == "revoked"
     click_and_wait(b, b.find_element(By.ID, "sign-out"))
     assert "You are signed out." in text(b)
+
+
+def test_webhook_endpoints_page(browser, server):
+    """Add an endpoint (the secret shown once), send a test event and see it delivered, rotate the secret."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            received.append(self.headers.get("webhook-id"))
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(204)
+            self.end_headers()
+
+    hook = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    try:
+        b = browser
+        sign_in(b, server)
+        click_and_wait(b, b.find_element(By.LINK_TEXT, "Webhooks"))
+        b.find_element(By.ID, "webhook-url").send_keys(f"http://127.0.0.1:{hook.server_address[1]}/keybrake")
+        b.find_element(By.ID, "webhook-description").send_keys("ops alerts")
+        b.find_element(By.NAME, "ev_key.spend.threshold_crossed").click()
+        screenshot(b, server, "14-webhooks-add")
+        click_and_wait(b, b.find_element(By.ID, "add-webhook"))
+        secret = b.find_element(By.ID, "webhook-secret").get_attribute("value")
+        assert secret.startswith("whsec_"), secret
+        click_and_wait(b, b.find_element(By.ID, "webhook-link"))
+        assert secret not in b.page_source
+        click_and_wait(b, b.find_element(By.ID, "send-test"))
+        assert "Test event queued" in b.find_element(By.ID, "flash").text
+        WebDriverWait(b, 15, poll_frequency=0.5).until(lambda d: (d.refresh() or True) and "delivered" in d.find_element(By.ID, "deliveries").text)
+        row = b.find_element(By.CSS_SELECTOR, "#deliveries tbody tr")
+        assert "ping" in row.text and "HTTP 204" in row.text, row.text
+        assert received == [row.get_attribute("data-event-id")]
+        screenshot(b, server, "15-webhook-deliveries")
+        click_and_wait(b, b.find_element(By.ID, "rotate-secret"))
+        rotated = b.find_element(By.ID, "webhook-secret").get_attribute("value")
+        assert rotated.startswith("whsec_") and rotated != secret
+        b.get(server.base + "/dashboard/webhooks")
+        assert "ops alerts" in text(b) and "key.spend.threshold_crossed" in text(b)
+        screenshot(b, server, "16-webhooks")
+    finally:
+        hook.shutdown()

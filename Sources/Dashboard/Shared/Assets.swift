@@ -32,7 +32,19 @@ enum Assets {
         tr.unknown td:first-child { border-left: 3px solid var(--unknown); }
         svg.bar { display: block; width: 100%; height: 14px; border-radius: 3px; }
         svg.bar .track { fill: #e8ecf2; }
-        svg.bar.uncapped .track { fill: #f3f4f6; }
+        .nocap { font-size: .85em; }
+        figure.chart { margin: .5rem 0 1rem; background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: .5rem; }
+        svg.chart { display: block; width: 100%; height: auto; max-height: 260px; }
+        svg.chart .grid { stroke: #e8ecf2; stroke-width: 1; }
+        svg.chart .tick { font-size: 11px; fill: var(--muted); }
+        svg.chart .cap { stroke: var(--danger); stroke-width: 1.5; stroke-dasharray: 6 4; }
+        svg.chart .caplabel { font-size: 11px; fill: var(--danger); }
+        figure.chart figcaption { font-size: .85em; color: var(--muted); }
+        .legend-item { white-space: nowrap; margin-right: .6rem; }
+        svg.chart .s0, .sw.s0 { fill: #2563eb; background: #2563eb; } svg.chart .s1, .sw.s1 { fill: #d97706; background: #d97706; }
+        svg.chart .s2, .sw.s2 { fill: #059669; background: #059669; } svg.chart .s3, .sw.s3 { fill: #7c3aed; background: #7c3aed; }
+        svg.chart .s4, .sw.s4 { fill: #db2777; background: #db2777; } svg.chart .s5, .sw.s5 { fill: #64748b; background: #64748b; }
+        .secret { display: flex; gap: .5rem; } .secret input { flex: 1; }
         svg.bar .settled { fill: var(--settled); }
         svg.bar .reserved { fill: var(--reserved); }
         svg.bar .unknown { fill: var(--unknown); }

@@ -5,7 +5,7 @@ import Mustache
 /// these templates never use `{{{ }}}`.
 enum Templates {
     static let all: [String: String] = [
-        "layout": layout, "bar": bar, "error": error, "login": login, "overview": overview,
+        "layout": layout, "bar": bar, "chart": chart, "webhooks": webhooks, "webhook": webhook, "webhook_secret": webhookSecret, "error": error, "login": login, "overview": overview,
         "keys": keys, "key_new": keyNew, "key_created": keyCreated, "key": key, "key_revoke": keyRevoke,
         "audit": audit, "audit_event": auditEvent, "vendors": vendors, "vendor_delete": vendorDelete,
     ]
@@ -35,6 +35,7 @@ enum Templates {
         <a href="/dashboard/keys"{{#navKeys}} aria-current="page"{{/navKeys}}>Keys</a>
         <a href="/dashboard/audit"{{#navAudit}} aria-current="page"{{/navAudit}}>Audit</a>
         <a href="/dashboard/vendors"{{#navVendors}} aria-current="page"{{/navVendors}}>Vendor credentials</a>
+        <a href="/dashboard/webhooks"{{#navWebhooks}} aria-current="page"{{/navWebhooks}}>Webhooks</a>
         </nav>
         <div class="account"><span class="tenant">{{tenantName}}</span>
         <form method="post" action="/dashboard/logout"><input type="hidden" name="csrf" value="{{csrf}}"><button type="submit" class="linklike" id="sign-out">Sign out</button></form>
@@ -50,9 +51,10 @@ enum Templates {
 
         """
 
-    /// A stacked bar: settled, reserved and outcome-unknown spend against the cap (1000 units = the cap).
+    /// A stacked bar: settled, reserved and outcome-unknown spend against the cap (1000 units = the cap). A period
+    /// with no cap draws no bar, only its text: a bar filled to its own spend read as "cap reached".
     static let bar = """
-        <svg class="bar{{^bar.capped}} uncapped{{/bar.capped}}" viewBox="0 0 1000 14" preserveAspectRatio="none" role="img" aria-label="{{bar.text}}"><title>{{bar.text}}</title><rect class="track" width="1000" height="14"/><rect class="settled" width="{{bar.settledW}}" height="14"/><rect class="reserved" x="{{bar.reservedX}}" width="{{bar.reservedW}}" height="14"/><rect class="unknown" x="{{bar.unknownX}}" width="{{bar.unknownW}}" height="14"/></svg>
+        {{#bar.capped}}<svg class="bar" viewBox="0 0 1000 14" preserveAspectRatio="none" role="img" aria-label="{{bar.text}}"><title>{{bar.text}}</title><rect class="track" width="1000" height="14"/><rect class="settled" width="{{bar.settledW}}" height="14"/><rect class="reserved" x="{{bar.reservedX}}" width="{{bar.reservedW}}" height="14"/><rect class="unknown" x="{{bar.unknownX}}" width="{{bar.unknownW}}" height="14"/></svg>{{/bar.capped}}{{^bar.capped}}<span class="nocap muted">{{bar.text}}</span>{{/bar.capped}}
         """
 
     static let error = """

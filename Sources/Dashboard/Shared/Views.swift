@@ -13,6 +13,7 @@ struct Chrome {
     var navKeys = false
     var navAudit = false
     var navVendors = false
+    var navWebhooks = false
 }
 
 struct Flash {
@@ -32,6 +33,7 @@ struct Flash {
         "resolved": "Outcome recorded; the reservation is settled or released accordingly.",
         "credentials_saved": "Credentials saved. Proxied requests use them from now on.",
         "credentials_deleted": "Credentials deleted.",
+        "ping_queued": "Test event queued: it is delivered within a few seconds and listed below.",
     ]
 }
 

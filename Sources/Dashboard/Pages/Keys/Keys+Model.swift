@@ -93,11 +93,19 @@ struct KeyView {
     let flash: Flash?
     let key: KeyFacts
     let periods: [SpendRow]
+    /// Today by hour and the last 30 days by day, in the key's time zone (its children's spend included).
+    let hourChart: ChartBox
+    let dayChart: ChartBox
     let auditHref: String
     let caps: CapsForm?
     /// The key's parent, for a child key.
     let parent: LinkView?
     let runs: RunsView?
+}
+
+/// A chart under the name the `chart` partial reads.
+struct ChartBox {
+    let chart: Chart
 }
 
 struct LinkView {

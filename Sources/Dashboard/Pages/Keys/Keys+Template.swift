@@ -111,6 +111,11 @@ extension Templates {
         {{/periods}}
         </tbody>
         </table>
+        <h2>Today by hour</h2>
+        {{#hourChart}}{{>chart}}{{/hourChart}}
+        <h2>Last 30 days</h2>
+        {{#dayChart}}{{>chart}}{{/dayChart}}
+        <p class="muted">Settled, reserved and outcome-unknown spend in the key's time zone, its child keys' included; the dashed line is the daily cap.</p>
         <p><a href="{{auditHref}}" id="key-audit">Recent calls with this key</a></p>
         {{#runs}}
         <h2>Runs (child keys)</h2>

@@ -156,6 +156,7 @@ extension DashboardController {
         let chrome = chrome(session, .keys)
         let now = clock.now()
         let spend = try await db(context) { try await keySpend.spend(of: key, now: now, context: context) }
+        let charts = try await keyCharts(key, now: now, context: context)
         let p = key.policy
         let keyStatus = key.effectiveStatus(now: now)
         let facts = KeyFacts(
@@ -204,6 +205,7 @@ extension DashboardController {
         return renderer.render("key", KeyView(
             chrome: chrome, flash: flash, key: facts,
             periods: [period("Today", spend.today), period("This month", spend.month), period("Lifetime", spend.total)],
+            hourChart: charts.hours, dayChart: charts.days,
             auditHref: "/dashboard/audit" + queryString([("key_id", key.id)]), caps: caps, parent: parent, runs: runs
         ), status: status)
     }

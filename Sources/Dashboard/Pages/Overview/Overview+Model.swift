@@ -72,6 +72,7 @@ struct OverviewView {
     let flash: Flash?
     let usage: UsageView
     let date: String
+    let chart: Chart
     let nearKeys: String?
     let keyRows: [SpendRow]
     let moreKeys: String?

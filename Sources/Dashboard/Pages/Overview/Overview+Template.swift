@@ -10,6 +10,12 @@ extension Templates {
         </section>
         {{/usage}}
         <section>
+        <h2>Spend over the last 30 days</h2>
+        <p class="muted">Settled, reserved and outcome-unknown spend per day, by label (each key's own calendar day).
+        <code>GET /v1/spend/series</code> has it as JSON or CSV.</p>
+        {{>chart}}
+        </section>
+        <section>
         <h2>Today's spend by key</h2>
         <p class="muted">Each key's day runs in its own time zone (today is {{date}} in UTC). Bars fill up to the daily cap.
         <span class="legend"><i class="sw settled"></i>settled <i class="sw reserved"></i>reserved (in flight) <i class="sw unknown"></i>outcome unknown (counted as spent)</span></p>

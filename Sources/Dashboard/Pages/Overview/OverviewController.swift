@@ -17,6 +17,7 @@ extension DashboardController {
             try await tenants.monthlyRequests(tenantId: session.tenantId, month: month + "-01", logger: context.logger)
         }
         let rows = try await todaySpend(tenantId: session.tenantId, now: now, utcToday: utcToday, context: context)
+        let chart = try await spendChart(tenantId: session.tenantId, now: now, context: context)
 
         // Uncapped keys' bars share one scale: the largest uncapped spend.
         let uncappedMax = rows.filter { $0.dailyCap == nil }.map { $0.settled + $0.reserved + $0.unknown }.max() ?? .zero
@@ -69,10 +70,27 @@ extension DashboardController {
             bar: quota.map { Bar(used: used, of: $0) }
         )
         return renderer.render("overview", OverviewView(
-            chrome: chrome, flash: notice(request), usage: usage, date: utcToday,
+            chrome: chrome, flash: notice(request), usage: usage, date: utcToday, chart: chart,
             nearKeys: near == 0 ? nil : (near == 1 ? "1 key is near or at its daily cap." : "\(near) keys are near or at their daily cap."),
             keyRows: keyRows, moreKeys: hidden == 0 ? nil : "\(hidden) more keys are not shown.", labelRows: labelRows
         ))
+    }
+
+    /// The last 30 days, per day (each key's own day), stacked by label.
+    func spendChart(tenantId: String, now: Date, context: KeybrakeRequestContext) async throws -> Chart {
+        let utc = KeyCalendar.calendar("UTC")
+        let buckets = Chart.days(endingAt: now, count: 30, calendar: utc)
+        let from = utc.date(byAdding: .day, value: -31, to: utc.startOfDay(for: now))!
+        let to = utc.date(byAdding: .day, value: 2, to: utc.startOfDay(for: now))!
+        let rows = try await db(context) {
+            try await SpendSeriesRepository(spend: spend).series(
+                tenantId: tenantId, keyId: nil, granularity: .day, grouping: .label, timezone: "UTC", from: from, to: to,
+                fromDay: buckets.first?.key ?? "", toDay: KeyCalendar.dateString(to, utc), logger: context.logger)
+        }
+        var stacks: [String: [String: MicroUSD]] = [:]
+        for r in rows { stacks[r.group, default: [:]][r.bucket, default: .zero] = stacks[r.group, default: [:]][r.bucket, default: .zero] + r.spent }
+        return Chart(id: "spend-chart", title: "Spend per day by label, last 30 days", buckets: buckets,
+                     stacks: stacks.map { (name: $0.key, amounts: $0.value) }.sorted { $0.name < $1.name })
     }
 
     /// Every key's spend on its own "today" (its time zone's date). One query per distinct date; usually one.
