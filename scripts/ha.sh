@@ -12,6 +12,7 @@
 #   scripts/ha.sh kill-primary   SIGKILL the leader's Patroni, postmaster and backends (an unplanned failover)
 #   scripts/ha.sh failover       a planned `patronictl switchover` to the sync standby
 #   scripts/ha.sh leader         print the leader's node name
+#   scripts/ha.sh hold-standby on|off   SIGSTOP / SIGCONT the standby's WAL receiver (tests: a standby that lags)
 #   scripts/ha.sh env            print the connection URLs as shell assignments
 #
 # Ports: HA_PORT_BASE (default 54370) and the next 9. Runs as root (Postgres, Patroni and PgBouncer as `postgres`)
@@ -307,6 +308,21 @@ cmd_failover() {
   echo "$to"
 }
 
+cmd_hold_standby() { # on|off — the pids held are kept for `off`, which may come after the leader died
+  if [ "$1" = off ]; then
+    [ -f "$HA/run/held" ] && kill -CONT $(cat "$HA/run/held") 2>/dev/null || true
+    rm -f "$HA/run/held"; log "standby WAL receiver released"; return 0
+  fi
+  local leader_node standby pm pids
+  leader_node="$(leader)" || { log "no leader"; return 1; }
+  standby=node1; [ "$leader_node" = node1 ] && standby=node2
+  pm="$(postmaster_pid "$standby")"
+  pids="$(pgrep -P "$pm" -f walreceiver || true)"
+  [ -n "$pids" ] || { log "no WAL receiver on $standby"; return 1; }
+  kill -STOP $pids; echo $pids > "$HA/run/held"
+  log "standby $standby WAL receiver held ($pids)"
+}
+
 cmd_env() {
   cat <<EOF
 HA_WRITE_URL=postgres://postgres@127.0.0.1:$WRITE_PORT/$DB
@@ -323,6 +339,7 @@ case "${1:-}" in
   kill-primary) cmd_kill_primary ;;
   failover) cmd_failover ;;
   leader) leader ;;
+  hold-standby) cmd_hold_standby "${2:?on or off}" ;;
   env) cmd_env ;;
   *) echo "usage: scripts/ha.sh up|down [--clean]|status|kill-primary|failover|leader|env" >&2; exit 2 ;;
 esac

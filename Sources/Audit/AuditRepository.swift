@@ -40,10 +40,10 @@ public struct AuditRecord: Sendable {
 /// `reads` (the admin pool, under its statement timeout and per-tenant limit: DESIGN §16); resolving (a write)
 /// and partition upkeep use `client`, the data plane's pool.
 public struct AuditRepository: Sendable {
-    let client: PostgresClient
+    let client: DatabasePool
     let reads: AdminReads
 
-    public init(client: PostgresClient, reads: AdminReads? = nil) {
+    public init(client: DatabasePool, reads: AdminReads? = nil) {
         self.client = client
         self.reads = reads ?? AdminReads(client: client)
     }

@@ -5,6 +5,7 @@ import Hummingbird
 import KeybrakeCore
 import Keys
 import PostgresNIO
+import Storage
 import Tenants
 import TokenAuth
 import Vault
@@ -52,7 +53,7 @@ public struct DashboardController: Sendable {
     static let filterMaxKeys = 200
 
     public init(
-        postgres: PostgresClient, authenticator: any AdminAuthenticator, tenants: any TenantRepository,
+        postgres: DatabasePool, authenticator: any AdminAuthenticator, tenants: any TenantRepository,
         tenantsConfiguration: TenantsConfiguration, keys: any KeyRepository, verifier: TokenVerifier,
         credentials: CredentialStore, audit: AuditRepository, spend: SpendRepository, keySpend: any KeySpendReader,
         clock: any KeybrakeCore.Clock, keyChanges: KeyChangeAcknowledgements? = nil, keyCreations: TenantActionLimiter,

@@ -20,7 +20,7 @@ import Vault
 /// Everything the routes share, built once per process.
 public struct AppDependencies: Sendable {
     public let configuration: AppConfiguration
-    public let postgres: PostgresClient
+    public let postgres: DatabasePool
     /// Admin and dashboard reads: their own pool, statement timeout and per-tenant limit (DESIGN §16). Never the
     /// data plane's `postgres`, except where a caller builds dependencies without one (tests of other things).
     public let adminReads: AdminReads
@@ -36,7 +36,7 @@ public struct AppDependencies: Sendable {
     /// Attempts with a key's id whose token was not proven, summed up per key (DESIGN §4).
     public let unverifiedAttempts: UnverifiedAttempts
 
-    public init(configuration: AppConfiguration, postgres: PostgresClient, adminPostgres: PostgresClient? = nil, verifier: TokenVerifier? = nil,
+    public init(configuration: AppConfiguration, postgres: DatabasePool, adminPostgres: DatabasePool? = nil, verifier: TokenVerifier? = nil,
                 clock: any KeybrakeCore.Clock = SystemClock(), metricsRegistry: PrometheusCollectorRegistry = .init(),
                 drain: Drain = Drain(started: true)) {
         self.configuration = configuration
@@ -131,14 +131,16 @@ public func buildApplication(
     _ config: AppConfiguration, logger: Logger, startup: StartupPlan? = nil, drain: Drain? = nil, maintainAuditPartitions: Bool = false,
     metricsRegistry: PrometheusCollectorRegistry = .init(), clock: any KeybrakeCore.Clock = SystemClock()
 ) throws -> some ApplicationProtocol {
-    let postgres = PostgresClient(configuration: config.databaseURL.clientConfiguration(
-        maxConnections: config.databaseMaxConnections, minConnections: config.databaseMinConnections),
-                                  backgroundLogger: logger)
+    // Replaced whole when it is stuck in PostgresNIO's connection backoff after an outage or a failover (README
+    // "High availability").
+    let postgres = DatabasePool(url: config.databaseURL, maxConnections: config.databaseMaxConnections,
+                                minConnections: config.databaseMinConnections, preparedStatements: config.databasePreparedStatements,
+                                logger: logger)
     let drain = drain ?? Drain(started: startup == nil)
     // Admin reads get a pool of their own (DESIGN §16): a flood of slow audit filters waits for these few
     // connections, never for the data plane's. Started and stopped with the other one (below).
-    let adminPostgres = PostgresClient(configuration: config.databaseURL.clientConfiguration(maxConnections: config.adminReads.maxConnections),
-                                       backgroundLogger: logger)
+    let adminPostgres = DatabasePool(url: config.databaseURL, maxConnections: config.adminReads.maxConnections,
+                                     preparedStatements: config.databasePreparedStatements, logger: logger)
     let deps = AppDependencies(configuration: config, postgres: postgres, adminPostgres: adminPostgres, clock: clock,
                                metricsRegistry: metricsRegistry, drain: drain)
     // Connection hygiene: a client that goes quiet is dropped, the number of connections and the size of headers
@@ -177,7 +179,7 @@ public func buildApplication(
 
 /// Liveness and readiness (database reachable); no auth. Metrics: `MetricsController`.
 struct HealthController: Sendable {
-    let postgres: PostgresClient
+    let postgres: DatabasePool
     let drain: Drain
 
     func addRoutes(to router: some RouterMethods<KeybrakeRequestContext>) {

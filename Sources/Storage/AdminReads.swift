@@ -28,11 +28,11 @@ public final class AdminReads: Sendable {
         }
     }
 
-    public let client: PostgresClient
+    public let client: DatabasePool
     public let settings: Settings
     private let counts = Mutex<[String: Int]>([:])
 
-    public init(client: PostgresClient, settings: Settings = Settings()) {
+    public init(client: DatabasePool, settings: Settings = Settings()) {
         self.client = client
         self.settings = settings
     }

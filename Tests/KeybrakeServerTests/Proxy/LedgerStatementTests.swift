@@ -19,7 +19,7 @@ final class LedgerStatementTests: XCTestCase {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }
             defer { group.cancelAll() }
-            let ledger = SpendLedger(client: client)
+            let ledger = SpendLedger(client: DatabasePool(fixed: client))
             let logs = LogCapture()
             let logger = logs.logger
             let tenant = "ten_stmt" + String(Int.random(in: 0..<1_000_000_000))
