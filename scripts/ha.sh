@@ -12,7 +12,7 @@
 #   scripts/ha.sh kill-primary   SIGKILL the leader's Patroni, postmaster and backends (an unplanned failover)
 #   scripts/ha.sh failover       a planned `patronictl switchover` to the sync standby
 #   scripts/ha.sh leader         print the leader's node name
-#   scripts/ha.sh hold-standby on|off   SIGSTOP / SIGCONT the standby's WAL receiver (tests: a standby that lags)
+#   scripts/ha.sh hold-standby on|drop   SIGSTOP / SIGKILL the standby's WAL receiver (tests: a standby that lags)
 #   scripts/ha.sh env            print the connection URLs as shell assignments
 #
 # Ports: HA_PORT_BASE (default 54370) and the next 9. Runs as root (Postgres, Patroni and PgBouncer as `postgres`)
@@ -86,7 +86,7 @@ bootstrap:
     ttl: 10
     loop_wait: 1
     retry_timeout: 4
-    maximum_lag_on_failover: 1048576
+    maximum_lag_on_failover: ${HA_MAX_LAG:-1048576}
     # An acknowledged commit is on both nodes; only the sync standby may be promoted.
     synchronous_mode: ${HA_SYNCHRONOUS_MODE:-true}
     postgresql:
@@ -187,7 +187,7 @@ start_etcd() {
     --initial-cluster "ha=http://127.0.0.1:$ETCD_PEER" --enable-v2=false \
     >> "$HA/log/etcd.log" 2>&1 < /dev/null &
   echo $! > "$HA/run/etcd.pid"
-  wait_for 20 "etcd on $ETCD_PORT" curl -sf "http://127.0.0.1:$ETCD_PORT/health"
+  wait_for 30 "etcd on $ETCD_PORT" curl -sf "http://127.0.0.1:$ETCD_PORT/health" || { tail -20 "$HA/log/etcd.log" >&2; return 1; }
 }
 
 start_patroni() { # node
@@ -226,6 +226,8 @@ sync_standby_streaming() { # Patroni's view (its REST /sync), which is what a sw
   return 1
 }
 
+streaming_standby() { [ "$(sql "$WRITE_PORT" "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")" -ge 1 ]; }
+
 writable() { [ "$(sql "$WRITE_PORT" "SELECT NOT pg_is_in_recovery()")" = t ]; }
 
 cmd_up() {
@@ -248,6 +250,8 @@ cmd_up() {
   wait_for 60 "the write port ($WRITE_PORT)" writable; step writable
   if [ "${HA_SYNCHRONOUS_MODE:-true}" = true ]; then
     wait_for 90 "a streaming synchronous standby" sync_standby_streaming
+  else
+    wait_for 90 "a streaming standby" streaming_standby
   fi
   [ "$(sql "$WRITE_PORT" "SELECT 1 FROM pg_database WHERE datname = '$DB'")" = 1 ] \
     || sql "$WRITE_PORT" "CREATE DATABASE \"$DB\""
@@ -308,10 +312,12 @@ cmd_failover() {
   echo "$to"
 }
 
-cmd_hold_standby() { # on|off — the pids held are kept for `off`, which may come after the leader died
-  if [ "$1" = off ]; then
-    [ -f "$HA/run/held" ] && kill -CONT $(cat "$HA/run/held") 2>/dev/null || true
-    rm -f "$HA/run/held"; log "standby WAL receiver released"; return 0
+cmd_hold_standby() { # on: SIGSTOP the standby's WAL receiver; drop: SIGKILL it, which also discards the WAL still
+  # in its socket buffer (the postmaster restarts the standby from what it had written). With synchronous_mode off,
+  # what the leader acknowledged meanwhile is then on the leader only: the mutation check of the failover test.
+  if [ "$1" = drop ]; then
+    [ -f "$HA/run/held" ] && kill -KILL $(cat "$HA/run/held") 2>/dev/null || true
+    rm -f "$HA/run/held"; log "standby WAL receiver killed"; return 0
   fi
   local leader_node standby pm pids
   leader_node="$(leader)" || { log "no leader"; return 1; }
@@ -320,7 +326,7 @@ cmd_hold_standby() { # on|off — the pids held are kept for `off`, which may co
   pids="$(pgrep -P "$pm" -f walreceiver || true)"
   [ -n "$pids" ] || { log "no WAL receiver on $standby"; return 1; }
   kill -STOP $pids; echo $pids > "$HA/run/held"
-  log "standby $standby WAL receiver held ($pids)"
+  log "standby $standby: WAL receiver held ($pids)"
 }
 
 cmd_env() {
@@ -339,7 +345,7 @@ case "${1:-}" in
   kill-primary) cmd_kill_primary ;;
   failover) cmd_failover ;;
   leader) leader ;;
-  hold-standby) cmd_hold_standby "${2:?on or off}" ;;
+  hold-standby) cmd_hold_standby "${2:?on or drop}" ;;
   env) cmd_env ;;
   *) echo "usage: scripts/ha.sh up|down [--clean]|status|kill-primary|failover|leader|env" >&2; exit 2 ;;
 esac
