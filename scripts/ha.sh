@@ -230,6 +230,14 @@ streaming_standby() { [ "$(sql "$WRITE_PORT" "SELECT count(*) FROM pg_stat_repli
 
 writable() { [ "$(sql "$WRITE_PORT" "SELECT NOT pg_is_in_recovery()")" = t ]; }
 
+show_logs() {
+  local f
+  for f in "$HA"/log/etcd.log "$HA"/log/node1.out "$HA"/node1/log/patroni.log "$HA"/log/node2.out "$HA"/node2/log/patroni.log; do
+    [ -f "$f" ] && { echo "---- $f" >&2; tail -n 15 "$f" >&2; }
+  done
+  return 0
+}
+
 cmd_up() {
   local t0=$SECONDS
   install_missing
@@ -243,11 +251,11 @@ cmd_up() {
   # racing it; on a restart both start together (either may hold the /sync key that says who may lead).
   local fresh=; [ -f "$HA/node1/data/PG_VERSION" ] || fresh=1
   start_patroni node1
-  [ -z "$fresh" ] || { wait_for 60 "a leader" leader; step leader; }
+  [ -z "$fresh" ] || { wait_for 60 "a leader" leader || { show_logs; return 1; }; step leader; }
   start_patroni node2
   start_haproxy
   start_pgbouncer
-  wait_for 60 "the write port ($WRITE_PORT)" writable; step writable
+  wait_for 60 "the write port ($WRITE_PORT)" writable || { show_logs; return 1; }; step writable
   if [ "${HA_SYNCHRONOUS_MODE:-true}" = true ]; then
     wait_for 90 "a streaming synchronous standby" sync_standby_streaming
   else

@@ -78,7 +78,7 @@ public struct DashboardController: Sendable {
     }
 
     public func addRoutes(to router: Router<KeybrakeRequestContext>) {
-        let group = router.group("/dashboard").add(middleware: DashboardMiddleware(renderer: renderer))
+        let group = router.group("/dashboard").add(middleware: DashboardMiddleware(renderer: renderer)).add(middleware: ReadLagMiddleware())
         group.get("") { request, context in try await self.overview(request, context) }
         group.get("/login") { request, context in try await self.loginPage(request, context) }
         group.post("/login") { request, context in try await self.login(request, context) }

@@ -36,13 +36,14 @@ public struct AppDependencies: Sendable {
     /// Attempts with a key's id whose token was not proven, summed up per key (DESIGN §4).
     public let unverifiedAttempts: UnverifiedAttempts
 
-    public init(configuration: AppConfiguration, postgres: DatabasePool, adminPostgres: DatabasePool? = nil, verifier: TokenVerifier? = nil,
+    public init(configuration: AppConfiguration, postgres: DatabasePool, adminPostgres: DatabasePool? = nil, standby: DatabasePool? = nil,
+                verifier: TokenVerifier? = nil,
                 clock: any KeybrakeCore.Clock = SystemClock(), metricsRegistry: PrometheusCollectorRegistry = .init(),
                 drain: Drain = Drain(started: true)) {
         self.configuration = configuration
         self.drain = drain
         self.postgres = postgres
-        self.adminReads = AdminReads(client: adminPostgres ?? postgres, settings: configuration.adminReads)
+        self.adminReads = AdminReads(client: adminPostgres ?? postgres, standby: standby, settings: configuration.adminReads)
         self.verifier = verifier ?? TokenVerifier(configuration: configuration.tokens)
         self.unverifiedAttempts = UnverifiedAttempts(client: postgres)
         self.clock = clock
@@ -78,8 +79,10 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
         idempotency: IdempotencyStore(client: deps.postgres), forwarder: deps.forwarder, clock: deps.clock,
         tenants: tenantRepository, drain: deps.drain, trustedProxies: config.trustedProxies, unverifiedAttempts: unverified
     ))
-    let spendRepository = SpendRepository(reads: deps.adminReads)
-    let auditRepository = AuditRepository(client: deps.postgres, reads: deps.adminReads)
+    // Audit, spend and usage reads may come from the standby (`KEYBRAKE_READ_DATABASE_URL`); key lists and
+    // everything that decides a request, never.
+    let spendRepository = SpendRepository(reads: deps.adminReads.preferringStandby())
+    let auditRepository = AuditRepository(client: deps.postgres, reads: deps.adminReads.preferringStandby())
     let keys = KeysController(repository: PostgresKeyRepository(client: deps.postgres, reads: deps.adminReads), verifier: deps.verifier, clock: deps.clock,
                               spendReader: LedgerKeySpendReader(spend: spendRepository),
                               creations: keyCreations, changes: keyChangeLimit, acknowledgements: keyChanges)
@@ -116,7 +119,7 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
         keyChangeLimit: keyChangeLimit
     ).addRoutes(to: router)
 
-    let admin = router.group("/v1").add(middleware: AdminAuthMiddleware(authenticator: adminTokens))
+    let admin = router.group("/v1").add(middleware: AdminAuthMiddleware(authenticator: adminTokens)).add(middleware: ReadLagMiddleware())
     tenants.addAdminRoutes(to: admin)
     vault.addAdminRoutes(to: admin)
     keys.addAdminRoutes(to: admin)
@@ -141,7 +144,10 @@ public func buildApplication(
     // connections, never for the data plane's. Started and stopped with the other one (below).
     let adminPostgres = DatabasePool(url: config.databaseURL, maxConnections: config.adminReads.maxConnections,
                                      preparedStatements: config.databasePreparedStatements, logger: logger)
-    let deps = AppDependencies(configuration: config, postgres: postgres, adminPostgres: adminPostgres, clock: clock,
+    let standby = config.readDatabaseURL.map {
+        DatabasePool(url: $0, maxConnections: config.adminReads.maxConnections, preparedStatements: config.databasePreparedStatements, logger: logger)
+    }
+    let deps = AppDependencies(configuration: config, postgres: postgres, adminPostgres: adminPostgres, standby: standby, clock: clock,
                                metricsRegistry: metricsRegistry, drain: drain)
     // Connection hygiene: a client that goes quiet is dropped, the number of connections and the size of headers
     // are bounded (DESIGN §7; README "Configuration").
@@ -158,6 +164,7 @@ public func buildApplication(
         logger: logger
     )
     app.addServices(postgres, adminPostgres, ForwarderService(forwarder: deps.forwarder), DrainService(drain: drain))
+    if let standby { app.addServices(standby) }
     if let startup {
         app.addServices(DatabaseStartupService(url: config.databaseURL, plan: startup, drain: drain, logger: logger))
     }

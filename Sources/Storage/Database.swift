@@ -108,7 +108,10 @@ public enum DatabaseErrors {
             // HAProxy's check moves the write port). Nothing was written; fail closed.
             let serverGone = sqlState.hasPrefix("08") || sqlState.hasPrefix("57P") || sqlState == "25006"
             switch psql.code {
-            case .serverClosedConnection, .clientClosedConnection, .connectionError, .poolClosed, .queryCancelled, .uncleanShutdown:
+            // unexpectedBackendMessage: what PgBouncer's side of a connection says when its server went away
+            // mid-statement (seen in the failover test); nothing was committed.
+            case .serverClosedConnection, .clientClosedConnection, .connectionError, .poolClosed, .queryCancelled, .uncleanShutdown,
+                 .unexpectedBackendMessage:
                 logger.warning("database unavailable", metadata: ["error": "\(String(reflecting: psql.code))"])
                 return .unavailable
             case _ where serverGone:

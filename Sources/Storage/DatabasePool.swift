@@ -40,6 +40,7 @@ public final class DatabasePool: Sendable, Service {
 
     /// Only `retire` releases a generation, after `retireAfter`: a request's atomic load never sees a freed one.
     private let current: Atomic<Unmanaged<Generation>>
+    private let failing = Atomic<Bool>(false)
     private let makeClient: @Sendable () -> PostgresClient
     let url: DatabaseURL?
     let probe: Probe
@@ -72,6 +73,9 @@ public final class DatabasePool: Sendable, Service {
     @inline(__always)
     public var client: PostgresClient { current.load(ordering: .acquiring).takeUnretainedValue().client }
 
+    /// The last probe found the pool failing (admin reads then skip a standby and read from the primary).
+    public var isSuspect: Bool { failing.load(ordering: .relaxed) }
+
     /// How many times the client was replaced (tests, metrics).
     public var replacements: Int { current.load(ordering: .acquiring).takeUnretainedValue().number - 1 }
 
@@ -89,16 +93,19 @@ public final class DatabasePool: Sendable, Service {
             guard (try? await cancelWhenGracefulShutdown({ try await Task.sleep(for: pause) })) != nil else { break }
             if !suspect {
                 suspect = !(await answers(client, within: probe.poolTimeout))
+                self.failing.store(suspect, ordering: .relaxed)
                 continue
             }
             // The pool failed: is it the pool or Postgres? Only a pool that fails while Postgres answers is replaced.
             guard await Self.answersDirectly(url, within: probe.poolTimeout, logger: logger) else { continue }
             if await answers(client, within: probe.recheckTimeout) {
                 suspect = false
+                self.failing.store(false, ordering: .relaxed)
                 continue
             }
             runner = replace(retiring: runner)
             suspect = false
+            self.failing.store(false, ordering: .relaxed)
         }
         runner.cancel()
         await runner.value

@@ -83,6 +83,7 @@ class HAStack(Stack):
         # Migrations straight to the leader (they hold a session-level advisory lock: not through PgBouncer).
         subprocess.run([BIN, "migrate", "--wait", "60"], env={**base, "DATABASE_URL": self.write_url}, check=True,
                        capture_output=True, timeout=120)
+        base["KEYBRAKE_READ_DATABASE_URL"] = f"postgres://postgres@127.0.0.1:{READ_PORT}/{HA_DB}"
         envs = [{**base, "DATABASE_URL": self.bouncer_url, "KEYBRAKE_DB_PREPARED_STATEMENTS": "off"},
                 {**base, "DATABASE_URL": self.write_url}]
         for i, env in enumerate(envs):
@@ -247,6 +248,10 @@ def test_leader_killed_then_switched_over_loses_nothing_acknowledged(ha_stack, t
         if MUTATION:
             ha("hold-standby", "drop")
         measure(traffic, "kill -9 of the leader", t_kill, wait_new_leader(old))
+        # No standby now (the killed node is away): audit reads come from the primary, on both replicas.
+        for i in (0, 1):
+            r = s.admin("GET", "/v1/audit?limit=5", replica=i)
+            assert r.status_code == 200 and r.headers.get("Keybrake-Read-From") == "primary", (i, r.status_code, dict(r.headers))
         time.sleep(1)
         if not MUTATION:  # (the mutation's diverged old leader has no sync standby to switch over to)
             ha("up")  # the killed node rejoins as the synchronous standby
@@ -254,6 +259,13 @@ def test_leader_killed_then_switched_over_loses_nothing_acknowledged(ha_stack, t
             t_switch = time.monotonic()
             ha("failover")
             measure(traffic, "switchover", t_switch, wait_new_leader(old))
+            # The old leader is the standby now: audit reads come from it again, with their lag.
+            for i in (0, 1):
+                wait_until(lambda: s.admin("GET", "/v1/audit?limit=5", replica=i).headers.get("Keybrake-Read-From") == "standby",
+                           15, f"replica {i + 1} reading from the standby")
+            lag = s.admin("GET", "/v1/audit?limit=5").headers.get("Keybrake-Read-Lag")
+            print(f"failover: audit read from the standby, Keybrake-Read-Lag: {lag}")
+            assert lag is not None and float(lag) >= 0
         time.sleep(2)
     finally:
         traffic.stop.set()
