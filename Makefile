@@ -13,7 +13,7 @@ DEV_DB_URL := postgres://postgres@127.0.0.1:$(DEV_PORT)/keybrake
 TEST_DB_URL := postgres://postgres@127.0.0.1:$(TEST_PORT)/keybrake_test
 MASTER_KEYS_FILE := $(STATE)/master.keys
 
-.PHONY: help deps build run bench bench-latency soak test test-swift test-contract test-e2e test-browser dev-db dev-key test-db stop clean
+.PHONY: help deps build run bench bench-latency soak test test-swift test-contract test-e2e test-browser dev-db dev-key test-db stop clean ha ha-down
 
 help:
 	@echo "make run    set up everything (packages, local Postgres under $(STATE)/, dev master key, migrations) and serve on 127.0.0.1:$(KEYBRAKE_PORT)"
@@ -21,6 +21,7 @@ help:
 	@echo "make bench  benchmarks: proxy overhead and cap throughput vs direct and nginx, then the real-latency rows (results in Benchmarks/results/)"
 	@echo "make bench-latency  only the rows at real vendor latency (200 ms upstream over TLS+HTTP/2 and HTTP/1.1; 100-4,000 agents)"
 	@echo "make soak   the money invariant and reading-rules properties, 10 minutes each (SOAK_SECONDS=...)"
+	@echo "make ha     a local HA Postgres (etcd, two Patroni nodes with a sync standby, HAProxy, PgBouncer) on 127.0.0.1:54370-54379; make ha-down stops it"
 	@echo "make stop   stop the local Postgres clusters"
 
 deps:
@@ -85,9 +86,17 @@ bench: deps
 bench-latency: deps
 	Benchmarks/latency.sh
 
+# README "High availability": scripts/ha.sh up|down|status|kill-primary|failover.
+ha:
+	@scripts/ha.sh up
+
+ha-down:
+	@scripts/ha.sh down
+
 stop:
 	@scripts/postgres.sh stop $(DEV_PG)
 	@scripts/postgres.sh stop $(TEST_PG)
+	@if [ -d $(STATE)/ha ]; then scripts/ha.sh down; fi
 
 clean: stop
 	rm -rf $(STATE) .build

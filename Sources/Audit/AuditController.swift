@@ -161,7 +161,7 @@ public struct AuditController: Sendable {
         case .refused:
             throw KeybrakeError(status: 409, code: "outcome_not_unknown", message: "Only a request whose outcome is unknown (outcome_unknown) can be resolved.")
         }
-        guard let created = try await db(context, { try await audit.record(tenantId: admin.tenantId, id: eventId, logger: context.logger) }) else {
+        guard let created = try await db(context, { try await audit.record(tenantId: admin.tenantId, id: eventId, fromPrimary: true, logger: context.logger) }) else {
             throw KeybrakeError.internalError
         }
         struct Resolved: Encodable { let event: EventBody }

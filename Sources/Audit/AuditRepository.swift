@@ -40,10 +40,10 @@ public struct AuditRecord: Sendable {
 /// `reads` (the admin pool, under its statement timeout and per-tenant limit: DESIGN §16); resolving (a write)
 /// and partition upkeep use `client`, the data plane's pool.
 public struct AuditRepository: Sendable {
-    let client: PostgresClient
+    let client: DatabasePool
     let reads: AdminReads
 
-    public init(client: PostgresClient, reads: AdminReads? = nil) {
+    public init(client: DatabasePool, reads: AdminReads? = nil) {
         self.client = client
         self.reads = reads ?? AdminReads(client: client)
     }
@@ -117,10 +117,15 @@ public struct AuditRepository: Sendable {
         return rows
     }
 
-    public func record(tenantId: String, id: String, logger: Logger) async throws -> AuditRecord? {
-        try Self.decode(try await reads.rows(
-            "SELECT \(unescaped: Self.columns) FROM audit_events WHERE tenant_id = \(tenantId) AND id = \(id)", tenantId: tenantId, logger: logger
-        )).first
+    /// `fromPrimary`: the row this request has just written (a standby may not have replayed it yet). A row the
+    /// standby does not have (yet) is looked for on the primary too: a link to a row just written never 404s.
+    public func record(tenantId: String, id: String, fromPrimary: Bool = false, logger: Logger) async throws -> AuditRecord? {
+        let query: PostgresQuery = "SELECT \(unescaped: Self.columns) FROM audit_events WHERE tenant_id = \(tenantId) AND id = \(id)"
+        if !fromPrimary || !reads.prefersStandby {
+            let found = try Self.decode(try await reads.rows(query, tenantId: tenantId, logger: logger)).first
+            if found != nil || !reads.prefersStandby { return found }
+        }
+        return try Self.decode(try await reads.onPrimary().rows(query, tenantId: tenantId, logger: logger)).first
     }
 
     /// How an earlier request with an unknown outcome was resolved, if it was.

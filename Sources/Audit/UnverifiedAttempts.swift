@@ -3,6 +3,7 @@ import KeybrakeCore
 import Logging
 import NIOConcurrencyHelpers
 import PostgresNIO
+import Storage
 
 /// Attempts with a real key's id whose token was not proven: a wrong secret, a client cut off after too many, no
 /// core to hash on (DESIGN §4 "Knowing a key id is not power over the key"). Anyone may know a key id, so these are
@@ -35,12 +36,12 @@ public final class UnverifiedAttempts: Sendable {
 
     public static let errorCode = "unverified_attempts"
 
-    let client: PostgresClient
+    let client: DatabasePool
     /// Keys summarised at once; past it, attempts on further keys are only logged (memory stays bounded).
     let maxKeys: Int
     let pending = NIOLockedValueBox([String: Summary]())
 
-    public init(client: PostgresClient, maxKeys: Int = 100_000) {
+    public init(client: DatabasePool, maxKeys: Int = 100_000) {
         self.client = client
         self.maxKeys = maxKeys
     }

@@ -5,6 +5,7 @@ import Hummingbird
 import KeybrakeCore
 import Keys
 import PostgresNIO
+import Storage
 import Tenants
 import TokenAuth
 import Vault
@@ -55,7 +56,7 @@ public struct DashboardController: Sendable {
     static let filterMaxKeys = 200
 
     public init(
-        postgres: PostgresClient, authenticator: any AdminAuthenticator, tenants: any TenantRepository,
+        postgres: DatabasePool, authenticator: any AdminAuthenticator, tenants: any TenantRepository,
         tenantsConfiguration: TenantsConfiguration, keys: any KeyRepository, verifier: TokenVerifier,
         credentials: CredentialStore, audit: AuditRepository, spend: SpendRepository, keySpend: any KeySpendReader,
         clock: any KeybrakeCore.Clock, keyChanges: KeyChangeAcknowledgements? = nil, keyCreations: TenantActionLimiter,
@@ -82,7 +83,7 @@ public struct DashboardController: Sendable {
     }
 
     public func addRoutes(to router: Router<KeybrakeRequestContext>) {
-        let group = router.group("/dashboard").add(middleware: DashboardMiddleware(renderer: renderer))
+        let group = router.group("/dashboard").add(middleware: DashboardMiddleware(renderer: renderer)).add(middleware: ReadLagMiddleware())
         group.get("") { request, context in try await self.overview(request, context) }
         group.get("/login") { request, context in try await self.loginPage(request, context) }
         group.post("/login") { request, context in try await self.login(request, context) }

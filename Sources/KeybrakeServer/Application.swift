@@ -21,7 +21,7 @@ import Webhooks
 /// Everything the routes share, built once per process.
 public struct AppDependencies: Sendable {
     public let configuration: AppConfiguration
-    public let postgres: PostgresClient
+    public let postgres: DatabasePool
     /// Admin and dashboard reads: their own pool, statement timeout and per-tenant limit (DESIGN §16). Never the
     /// data plane's `postgres`, except where a caller builds dependencies without one (tests of other things).
     public let adminReads: AdminReads
@@ -37,13 +37,14 @@ public struct AppDependencies: Sendable {
     /// Attempts with a key's id whose token was not proven, summed up per key (DESIGN §4).
     public let unverifiedAttempts: UnverifiedAttempts
 
-    public init(configuration: AppConfiguration, postgres: PostgresClient, adminPostgres: PostgresClient? = nil, verifier: TokenVerifier? = nil,
+    public init(configuration: AppConfiguration, postgres: DatabasePool, adminPostgres: DatabasePool? = nil, standby: DatabasePool? = nil,
+                verifier: TokenVerifier? = nil,
                 clock: any KeybrakeCore.Clock = SystemClock(), metricsRegistry: PrometheusCollectorRegistry = .init(),
                 drain: Drain = Drain(started: true)) {
         self.configuration = configuration
         self.drain = drain
         self.postgres = postgres
-        self.adminReads = AdminReads(client: adminPostgres ?? postgres, settings: configuration.adminReads)
+        self.adminReads = AdminReads(client: adminPostgres ?? postgres, standby: standby, settings: configuration.adminReads)
         self.verifier = verifier ?? TokenVerifier(configuration: configuration.tokens)
         self.unverifiedAttempts = UnverifiedAttempts(client: postgres)
         self.clock = clock
@@ -79,8 +80,10 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
         idempotency: IdempotencyStore(client: deps.postgres), forwarder: deps.forwarder, clock: deps.clock,
         tenants: tenantRepository, drain: deps.drain, trustedProxies: config.trustedProxies, unverifiedAttempts: unverified
     ))
-    let spendRepository = SpendRepository(reads: deps.adminReads)
-    let auditRepository = AuditRepository(client: deps.postgres, reads: deps.adminReads)
+    // Audit, spend and usage reads may come from the standby (`KEYBRAKE_READ_DATABASE_URL`); key lists and
+    // everything that decides a request, never.
+    let spendRepository = SpendRepository(reads: deps.adminReads.preferringStandby())
+    let auditRepository = AuditRepository(client: deps.postgres, reads: deps.adminReads.preferringStandby())
     let keys = KeysController(repository: PostgresKeyRepository(client: deps.postgres, reads: deps.adminReads), verifier: deps.verifier, clock: deps.clock,
                               spendReader: LedgerKeySpendReader(spend: spendRepository),
                               creations: keyCreations, changes: keyChangeLimit, acknowledgements: keyChanges)
@@ -121,7 +124,7 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
         keyChangeLimit: keyChangeLimit, webhooks: DashboardWebhooks(repository: webhookRepository, reads: webhookReads, urls: webhookURLs)
     ).addRoutes(to: router)
 
-    let admin = router.group("/v1").add(middleware: AdminAuthMiddleware(authenticator: adminTokens))
+    let admin = router.group("/v1").add(middleware: AdminAuthMiddleware(authenticator: adminTokens)).add(middleware: ReadLagMiddleware())
     tenants.addAdminRoutes(to: admin)
     vault.addAdminRoutes(to: admin)
     keys.addAdminRoutes(to: admin)
@@ -137,15 +140,20 @@ public func buildApplication(
     _ config: AppConfiguration, logger: Logger, startup: StartupPlan? = nil, drain: Drain? = nil, maintainAuditPartitions: Bool = false,
     metricsRegistry: PrometheusCollectorRegistry = .init(), clock: any KeybrakeCore.Clock = SystemClock()
 ) throws -> some ApplicationProtocol {
-    let postgres = PostgresClient(configuration: config.databaseURL.clientConfiguration(
-        maxConnections: config.databaseMaxConnections, minConnections: config.databaseMinConnections),
-                                  backgroundLogger: logger)
+    // Replaced whole when it is stuck in PostgresNIO's connection backoff after an outage or a failover (README
+    // "High availability").
+    let postgres = DatabasePool(url: config.databaseURL, maxConnections: config.databaseMaxConnections,
+                                minConnections: config.databaseMinConnections, preparedStatements: config.databasePreparedStatements,
+                                logger: logger)
     let drain = drain ?? Drain(started: startup == nil)
     // Admin reads get a pool of their own (DESIGN §16): a flood of slow audit filters waits for these few
     // connections, never for the data plane's. Started and stopped with the other one (below).
-    let adminPostgres = PostgresClient(configuration: config.databaseURL.clientConfiguration(maxConnections: config.adminReads.maxConnections),
-                                       backgroundLogger: logger)
-    let deps = AppDependencies(configuration: config, postgres: postgres, adminPostgres: adminPostgres, clock: clock,
+    let adminPostgres = DatabasePool(url: config.databaseURL, maxConnections: config.adminReads.maxConnections,
+                                     preparedStatements: config.databasePreparedStatements, logger: logger)
+    let standby = config.readDatabaseURL.map {
+        DatabasePool(url: $0, maxConnections: config.adminReads.maxConnections, preparedStatements: config.databasePreparedStatements, logger: logger)
+    }
+    let deps = AppDependencies(configuration: config, postgres: postgres, adminPostgres: adminPostgres, standby: standby, clock: clock,
                                metricsRegistry: metricsRegistry, drain: drain)
     // Connection hygiene: a client that goes quiet is dropped, the number of connections and the size of headers
     // are bounded (DESIGN §7; README "Configuration").
@@ -162,6 +170,7 @@ public func buildApplication(
         logger: logger
     )
     app.addServices(postgres, adminPostgres, ForwarderService(forwarder: deps.forwarder), DrainService(drain: drain))
+    if let standby { app.addServices(standby) }
     if let startup {
         app.addServices(DatabaseStartupService(url: config.databaseURL, plan: startup, drain: drain, logger: logger))
     }
@@ -190,7 +199,7 @@ public func buildApplication(
 
 /// Liveness and readiness (database reachable); no auth. Metrics: `MetricsController`.
 struct HealthController: Sendable {
-    let postgres: PostgresClient
+    let postgres: DatabasePool
     let drain: Drain
 
     func addRoutes(to router: some RouterMethods<KeybrakeRequestContext>) {

@@ -163,11 +163,11 @@ func connectOrExit(_ url: DatabaseURL, command: String, wait: Duration = .zero, 
 /// Checks that Postgres answers before handing the commands that use a pool their client: the pool alone would
 /// wait out its connection backoff and circuit breaker (about a minute) and then say only that.
 func withCheckedPostgresClient<T: Sendable>(
-    _ url: DatabaseURL, command: String, logger: Logger, _ body: @Sendable (PostgresClient) async throws -> T
+    _ url: DatabaseURL, command: String, logger: Logger, _ body: @Sendable (DatabasePool) async throws -> T
 ) async throws -> T {
     let probe = try await connectOrExit(url, command: command, logger: logger)
     try? await probe.close()
-    return try await withPostgresClient(url, logger: logger, body)
+    return try await withPostgresClient(url, logger: logger) { try await body(DatabasePool(fixed: $0)) }
 }
 
 struct RotateMasterKey: AsyncParsableCommand {

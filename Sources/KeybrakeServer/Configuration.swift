@@ -36,6 +36,12 @@ public struct AppConfiguration: Sendable {
     /// Where the key-change listener connects: LISTEN needs a session, so behind a transaction-mode pooler
     /// (PgBouncer) it must reach Postgres directly (`KEYBRAKE_LISTEN_DATABASE_URL`).
     public var listenDatabaseURL: DatabaseURL?
+    /// Named prepared statements on the data plane (`KEYBRAKE_DB_PREPARED_STATEMENTS`): off behind PgBouncer < 1.21
+    /// in transaction mode, where a statement prepared in one server session is unknown in the next.
+    public var databasePreparedStatements = true
+    /// Audit, spend, usage and dashboard reads from a standby (`KEYBRAKE_READ_DATABASE_URL`), never anything that
+    /// decides a request; nil: the primary.
+    public var readDatabaseURL: DatabaseURL?
     public var adminTokensPerMinutePerTenant: Int = 20
     public var maxAdminTokensPerTenant: Int = 100
     /// Token verification: cache, hashing cores, failed-attempt limits per (id, client) and per client (DESIGN §4).
@@ -158,6 +164,16 @@ public struct AppConfiguration: Sendable {
         if let raw = env["KEYBRAKE_LISTEN_DATABASE_URL"], !raw.isEmpty {
             config.listenDatabaseURL = try DatabaseURL(raw)
             config.listenDatabaseURL?.connectTimeout = db.connectTimeout
+        }
+        if let raw = env["KEYBRAKE_DB_PREPARED_STATEMENTS"], !raw.isEmpty {
+            guard ["on", "off", "true", "false", "1", "0"].contains(raw) else {
+                throw ConfigError(description: "KEYBRAKE_DB_PREPARED_STATEMENTS must be on or off")
+            }
+            config.databasePreparedStatements = ["on", "true", "1"].contains(raw)
+        }
+        if let raw = env["KEYBRAKE_READ_DATABASE_URL"], !raw.isEmpty {
+            config.readDatabaseURL = try DatabaseURL(raw)
+            config.readDatabaseURL?.connectTimeout = db.connectTimeout
         }
         if let raw = env["KEYBRAKE_SHUTDOWN_TIMEOUT_MS"], !raw.isEmpty {
             guard let ms = Int(raw), ms >= 0 else { throw ConfigError(description: "KEYBRAKE_SHUTDOWN_TIMEOUT_MS must be a whole number ≥ 0") }

@@ -23,13 +23,13 @@ public struct KeyChangeFeed: Sendable {
     public static let channel = "kb_key_changes"
 
     let url: DatabaseURL
-    let pool: PostgresClient
+    let pool: DatabasePool
     let directory: KeyDirectory
     let settings: Settings
     let logger: Logger
     public let replicaId: String
 
-    public init(url: DatabaseURL, pool: PostgresClient, directory: KeyDirectory, settings: Settings, logger: Logger) {
+    public init(url: DatabaseURL, pool: DatabasePool, directory: KeyDirectory, settings: Settings, logger: Logger) {
         self.url = url
         self.pool = pool
         self.directory = directory
@@ -63,7 +63,8 @@ public struct KeyChangeFeed: Sendable {
             if Task.isCancelled { break }
             await giveUpLease()
             try? await Task.sleep(for: pause)
-            pause = min(pause * 2, .seconds(5))
+            // At least once a second: after a failover the new primary is found within a second of taking writes.
+            pause = min(pause * 2, .seconds(1))
         }
         directory.stopServing()
         await leave()
@@ -79,6 +80,7 @@ public struct KeyChangeFeed: Sendable {
             try await connection.listen(on: Self.channel) { notifications in
                 let applied = NIOLockedValueBox<Int64>(0)
                 let started = ContinuousClock.now
+                let newest = try await Deadline.run(settings.lease) {
                 var newest: Int64 = 0
                 for try await seq in try await connection.query("""
                     INSERT INTO replicas (id, lease_until, applied_seq, backend_pid)
@@ -88,21 +90,37 @@ public struct KeyChangeFeed: Sendable {
                         backend_pid = EXCLUDED.backend_pid
                     RETURNING applied_seq
                     """, logger: logger).decode(Int64.self) { newest = seq }
+                return newest
+                }
                 applied.withLockedValue { $0 = newest }
                 directory.resynchronised(leaseUntil: started + settings.lease - settings.margin)
                 registered()
                 logger.debug("serving keys from memory", metadata: ["replica": "\(replicaId)", "seq": "\(newest)"])
 
                 try await withThrowingTaskGroup(of: Void.self) { group in
+                    // Each round trip under a deadline: a query sent on a connection Postgres has just closed (a
+                    // failover) can be stranded in PostgresNIO and never answer; the session then ends and the next
+                    // one connects to the new primary.
+                    let limit = settings.heartbeat * 2
                     group.addTask {
-                        for try await _ in notifications { try await catchUp(connection, applied: applied) }
+                        for try await _ in notifications {
+                            try await Deadline.run(limit) { try await catchUp(connection, applied: applied) }
+                        }
                         throw ListenerClosed()
                     }
                     group.addTask {
                         var beats = 0
                         while true {
                             try await Task.sleep(for: settings.heartbeat)
-                            try await heartbeat(connection, applied: applied, prune: beats % 60 == 0)
+                            let prune = beats % 60 == 0
+                            do {
+                                try await Deadline.run(limit) { try await heartbeat(connection, applied: applied, prune: prune) }
+                            } catch {
+                                // Ends the notification stream too, which a cancellation does not.
+                                let closing: EventLoopFuture<Void> = connection.close()
+                                _ = closing
+                                throw error
+                            }
                             beats += 1
                         }
                     }
@@ -182,10 +200,10 @@ public struct KeyChangeFeed: Sendable {
 /// The admin side: after a key change commits, wait until every replica with a live lease has applied it (or its
 /// lease ran out), so "revoked" means revoked everywhere when the answer arrives.
 public struct KeyChangeAcknowledgements: Sendable {
-    let client: PostgresClient
+    let client: DatabasePool
     let settings: KeyChangeFeed.Settings
 
-    public init(client: PostgresClient, settings: KeyChangeFeed.Settings) {
+    public init(client: DatabasePool, settings: KeyChangeFeed.Settings) {
         self.client = client
         self.settings = settings
     }

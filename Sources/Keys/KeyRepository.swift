@@ -37,11 +37,11 @@ public struct ChildSummary: Sendable, Equatable {
 }
 
 public struct PostgresKeyRepository: KeyRepository {
-    let client: PostgresClient
+    let client: DatabasePool
     /// Key lists (`GET /v1/keys`, the dashboard's keys page) run here: the admin pool (DESIGN §16).
     let reads: AdminReads
 
-    public init(client: PostgresClient, reads: AdminReads? = nil) {
+    public init(client: DatabasePool, reads: AdminReads? = nil) {
         self.client = client
         self.reads = reads ?? AdminReads(client: client)
     }

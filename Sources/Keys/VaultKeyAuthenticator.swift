@@ -11,7 +11,7 @@ import TokenAuth
 /// it answers), otherwise from Postgres; the argon2 check is skipped by the verifier's cache. Either way a revocation
 /// or policy edit applies to the very next request on every replica.
 public struct VaultKeyAuthenticator: Sendable {
-    let client: PostgresClient
+    let client: DatabasePool
     let verifier: TokenVerifier
     /// Key reads that arrive while one is in flight are read together (one `id = ANY(…)` query); each is still
     /// issued after its request arrived, so a revocation committed before that is always seen.
@@ -23,7 +23,7 @@ public struct VaultKeyAuthenticator: Sendable {
         var logger: Logger
     }
 
-    public init(client: PostgresClient, verifier: TokenVerifier, directory: KeyDirectory? = nil) {
+    public init(client: DatabasePool, verifier: TokenVerifier, directory: KeyDirectory? = nil) {
         self.client = client
         self.verifier = verifier
         self.directory = directory

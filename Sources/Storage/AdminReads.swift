@@ -28,13 +28,42 @@ public final class AdminReads: Sendable {
         }
     }
 
-    public let client: PostgresClient
+    public let client: DatabasePool
+    /// A standby (`KEYBRAKE_READ_DATABASE_URL`), used only by the view `preferringStandby()` returns.
+    public let standby: DatabasePool?
+    let useStandby: Bool
     public let settings: Settings
-    private let counts = Mutex<[String: Int]>([:])
+    private let counter: Counter
 
-    public init(client: PostgresClient, settings: Settings = Settings()) {
+    final class Counter: Sendable {
+        let counts = Mutex<[String: Int]>([:])
+    }
+
+    public convenience init(client: DatabasePool, standby: DatabasePool? = nil, settings: Settings = Settings()) {
+        self.init(client: client, standby: standby, useStandby: false, settings: settings, counter: Counter())
+    }
+
+    init(client: DatabasePool, standby: DatabasePool?, useStandby: Bool, settings: Settings, counter: Counter) {
         self.client = client
+        self.standby = standby
+        self.useStandby = useStandby
         self.settings = settings
+        self.counter = counter
+    }
+
+    /// The same reads (same pool, same per-tenant limit), from the standby when there is one: for the audit, spend
+    /// and usage reads and the dashboard's, never for anything that decides a request. Each read says how stale it
+    /// may be (`ReadLag`); while the standby fails, reads go to the primary.
+    public func preferringStandby() -> AdminReads {
+        AdminReads(client: client, standby: standby, useStandby: standby != nil, settings: settings, counter: counter)
+    }
+
+    /// Whether these reads go to a standby first.
+    public var prefersStandby: Bool { useStandby }
+
+    /// The same reads, always from the primary: to read back what the request itself has just written.
+    public func onPrimary() -> AdminReads {
+        AdminReads(client: client, standby: standby, useStandby: false, settings: settings, counter: counter)
     }
 
     /// The rows of one read, fetched whole inside one transaction under the statement timeout, counted against
@@ -43,12 +72,42 @@ public final class AdminReads: Sendable {
         try acquire(tenantId)
         defer { release(tenantId) }
         let timeout = PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(settings.statementTimeoutMilliseconds)")
+        if useStandby, let standby, !standby.isSuspect {
+            // Bounded: a standby that does not answer (down behind HAProxy, a stranded query) is a read from the
+            // primary a little later, not a failed page.
+            let limit = settings.statementTimeout + .seconds(1)
+            do {
+                let (rows, lag) = try await Deadline.run(limit) { try await Self.read(standby, query, timeout, lag: true, logger: logger) }
+                ReadLag.current?.record(.standby(seconds: lag))
+                return rows
+            } catch where DatabaseErrors.map(error, logger: logger).code == "unavailable" {
+                logger.warning("standby read failed; reading from the primary")
+            }
+        }
+        let (rows, _) = try await Self.read(client, query, timeout, lag: false, logger: logger)
+        ReadLag.current?.record(.primary)
+        return rows
+    }
+
+    /// How far behind the primary a standby's answer may be: 0 when it has replayed all it received, else the age of
+    /// the last transaction it replayed.
+    static let lagQuery: PostgresQuery = """
+        SELECT (CASE WHEN NOT pg_is_in_recovery() OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+                     ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0) END)::float8
+        """
+
+    static func read(_ pool: DatabasePool, _ query: PostgresQuery, _ timeout: PostgresQuery, lag: Bool,
+                     logger: Logger) async throws -> ([PostgresRow], Double) {
         do {
-            return try await client.withTransaction(logger: logger) { connection in
+            return try await pool.withTransaction(logger: logger) { connection in
                 try await connection.query(timeout, logger: logger)
+                var seconds = 0.0
+                if lag {
+                    for try await value in try await connection.query(lagQuery, logger: logger).decode(Double.self) { seconds = value }
+                }
                 var out: [PostgresRow] = []
                 for try await row in try await connection.query(query, logger: logger) { out.append(row) }
-                return out
+                return (out, seconds)
             }
         } catch let error as PostgresTransactionError {
             if let closureError = error.closureError, error.rollbackError == nil { throw closureError }
@@ -57,10 +116,10 @@ public final class AdminReads: Sendable {
     }
 
     /// How many reads `tenantId` has in flight now (tests).
-    public func inFlight(tenantId: String) -> Int { counts.withLock { $0[tenantId] ?? 0 } }
+    public func inFlight(tenantId: String) -> Int { counter.counts.withLock { $0[tenantId] ?? 0 } }
 
     func acquire(_ tenantId: String) throws(KeybrakeError) {
-        let admitted = counts.withLock { counts -> Bool in
+        let admitted = counter.counts.withLock { counts -> Bool in
             let n = counts[tenantId] ?? 0
             guard n < settings.perTenant else { return false }
             counts[tenantId] = n + 1
@@ -70,7 +129,7 @@ public final class AdminReads: Sendable {
     }
 
     func release(_ tenantId: String) {
-        counts.withLock { counts in
+        counter.counts.withLock { counts in
             let n = (counts[tenantId] ?? 1) - 1
             counts[tenantId] = n > 0 ? n : nil
         }
@@ -87,5 +146,32 @@ extension Array where Element == PostgresRow {
     /// The rows decoded as one tuple each, as `PostgresRowSequence.decode` does for a stream.
     public func decode<each Column: PostgresDecodable>(_: (repeat each Column).Type) throws -> [(repeat each Column)] {
         try map { try $0.decode((repeat each Column).self) }
+    }
+}
+
+/// What the admin reads of one request were served from, for its `Keybrake-Read-Lag` header (README "High
+/// availability"): bound per admin request by the server's middleware; reads outside one record nothing.
+public final class ReadLag: Sendable {
+    public enum Source: Sendable, Equatable {
+        case primary
+        case standby(seconds: Double)
+    }
+
+    @TaskLocal public static var current: ReadLag?
+    private let worst = Mutex<Source?>(nil)
+
+    public init() {}
+
+    /// The stalest answer among the request's reads.
+    public var source: Source? { worst.withLock { $0 } }
+
+    func record(_ source: Source) {
+        worst.withLock { worst in
+            switch (worst, source) {
+            case (nil, _), (.primary?, .standby): worst = source
+            case (.standby(let a)?, .standby(let b)) where b > a: worst = source
+            default: break
+            }
+        }
     }
 }

@@ -103,10 +103,15 @@ public enum DatabaseErrors {
         }
         if let psql = error as? PSQLError {
             let sqlState = psql.serverInfo?[.sqlState] ?? "-"
-            // Class 08 = connection exception, 57P0x = server shutting down or starting up.
-            let serverGone = sqlState.hasPrefix("08") || sqlState.hasPrefix("57P")
+            // Class 08 = connection exception, 57P0x = server shutting down or starting up, 25006 = read-only
+            // transaction: a connection to a node that is no longer the primary (just after a failover, before
+            // HAProxy's check moves the write port). Nothing was written; fail closed.
+            let serverGone = sqlState.hasPrefix("08") || sqlState.hasPrefix("57P") || sqlState == "25006"
             switch psql.code {
-            case .serverClosedConnection, .clientClosedConnection, .connectionError, .poolClosed, .queryCancelled, .uncleanShutdown:
+            // unexpectedBackendMessage: what PgBouncer's side of a connection says when its server went away
+            // mid-statement (seen in the failover test); nothing was committed.
+            case .serverClosedConnection, .clientClosedConnection, .connectionError, .poolClosed, .queryCancelled, .uncleanShutdown,
+                 .unexpectedBackendMessage:
                 logger.warning("database unavailable", metadata: ["error": "\(String(reflecting: psql.code))"])
                 return .unavailable
             case _ where serverGone:

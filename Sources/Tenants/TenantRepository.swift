@@ -46,9 +46,9 @@ public protocol TenantRepository: Sendable {
 }
 
 public struct PostgresTenantRepository: TenantRepository {
-    let client: PostgresClient
+    let client: DatabasePool
 
-    public init(client: PostgresClient) { self.client = client }
+    public init(client: DatabasePool) { self.client = client }
 
     public func createTenant(name: String, email: String, adminTokenId: String, adminTokenHash: String, logger: Logger) async throws -> Tenant {
         let id = Identifier.make("ten")

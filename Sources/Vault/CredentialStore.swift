@@ -15,13 +15,13 @@ public struct CredentialSummary: Sendable {
 
 /// Sealed vendor credentials in Postgres. Plaintext exists only inside this type's methods.
 public struct CredentialStore: Sendable {
-    let client: PostgresClient
+    let client: DatabasePool
     let sealer: CredentialSealer
     /// Decrypted credentials for the proxy, a few seconds at most (a change made through this process
     /// invalidates at once; other replicas pick it up within the TTL). Optional nil = "none stored".
     let proxyCache: ExpiringCache<String, VendorCredentials?>
 
-    public init(client: PostgresClient, sealer: CredentialSealer, proxyCacheTTL: Duration = .seconds(2)) {
+    public init(client: DatabasePool, sealer: CredentialSealer, proxyCacheTTL: Duration = .seconds(2)) {
         self.client = client
         self.sealer = sealer
         self.proxyCache = ExpiringCache(ttl: proxyCacheTTL)

@@ -2,6 +2,7 @@ import Foundation
 import KeybrakeServer
 import Logging
 import PostgresNIO
+import Storage
 import XCTest
 
 /// openapi.yaml is a contract: it must list exactly the routes the server registers.
@@ -32,7 +33,7 @@ final class OpenAPIContractTests: XCTestCase {
     func testSpecListsExactlyTheRegisteredRoutes() async throws {
         let config = try TestApp.configuration()
         let postgres = PostgresClient(configuration: config.databaseURL.clientConfiguration(), backgroundLogger: Logger(label: "t"))
-        let deps = AppDependencies(configuration: config, postgres: postgres)
+        let deps = AppDependencies(configuration: config, postgres: DatabasePool(fixed: postgres))
         let router = buildRouter(deps)
         try await deps.forwarder.shutdown()
         // The proxy mounts the vendors' own APIs (/stripe/**, /twilio/**, /resend/**); those are the vendors'

@@ -4,6 +4,7 @@ import KeybrakeCore
 import Logging
 import NIOCore
 import PostgresNIO
+import Storage
 
 /// A signed-in dashboard session: who it acts for and the CSRF token its forms must carry.
 public struct DashboardSession: Sendable, Equatable {
@@ -19,11 +20,11 @@ public struct DashboardSession: Sendable, Equatable {
 /// the table holds only its SHA-256. Every lookup reads the row joined to its admin token, so signing out,
 /// expiry and revoking the admin token all take effect on the next request on every replica.
 public struct SessionStore: Sendable {
-    let client: PostgresClient
+    let client: DatabasePool
     /// Absolute lifetime of a session (no sliding renewal: sign in again after it).
     public let lifetime: Duration
 
-    public init(client: PostgresClient, lifetime: Duration = .seconds(12 * 3600)) {
+    public init(client: DatabasePool, lifetime: Duration = .seconds(12 * 3600)) {
         self.client = client
         self.lifetime = lifetime
     }

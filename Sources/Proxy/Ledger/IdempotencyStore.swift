@@ -8,9 +8,9 @@ import Storage
 /// A record is claimed by one request (state in_flight), then completed with its response, or left
 /// `unknown` when the upstream outcome is unknown.
 public struct IdempotencyStore: Sendable {
-    let client: PostgresClient
+    let client: DatabasePool
 
-    public init(client: PostgresClient) { self.client = client }
+    public init(client: DatabasePool) { self.client = client }
 
     public struct Claim: Sendable {
         public var scope: String

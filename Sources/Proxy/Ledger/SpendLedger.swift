@@ -8,7 +8,7 @@ import Storage
 /// The money state of the data plane. Every call is one statement (see Migrations/0002): caps,
 /// quota and key status are checked and reserved atomically in Postgres, across any number of replicas.
 public struct SpendLedger: Sendable {
-    let client: PostgresClient
+    let client: DatabasePool
     /// Audit-only rows that arrive while one such insert is in flight are inserted together (one statement, one
     /// commit). Each request still answers only after its own row is committed.
     let auditRows: Coalescer<Int, AuditRow, Void>
@@ -21,7 +21,7 @@ public struct SpendLedger: Sendable {
         var logger: Logger
     }
 
-    public init(client: PostgresClient) {
+    public init(client: DatabasePool) {
         self.client = client
         self.auditRows = Coalescer(maxBatch: 256) { rows, _ in
             if rows.count > 1 {

@@ -80,7 +80,8 @@ extension ProxyPipeline {
             }
             f.owned = Array(claimed)
             for claim in claims where !claimed.contains(claim.scope) {
-                guard let record = try await idempotency.record(tenantId: f.key.tenantId, scope: claim.scope, logger: f.logger) else {
+                let scope = claim.scope
+                guard let record = try await bounded({ try await idempotency.record(tenantId: tenantId, scope: scope, logger: logger) }) else {
                     try await giveBackClaims(&f)
                     continue attempts  // expired or dropped meanwhile: claim again
                 }
@@ -141,8 +142,16 @@ extension ProxyPipeline {
             try await giveBackClaims(&f)
             throw refusal("this request also matches another request's record.")
         }
-        switch try await idempotency.takeOverUnknown(tenantId: f.key.tenantId, scope: scope, newOwner: f.audit.id, keyId: f.key.id,
-                                                        lease: config.lease, logger: f.logger) {
+        let idempotency = self.idempotency, tenantId = f.key.tenantId, newOwner = f.audit.id, keyId = f.key.id
+        let lease = config.lease, logger = f.logger, earlier = record.ownerId
+        let takeOver = try await bounded({
+            try await idempotency.takeOverUnknown(tenantId: tenantId, scope: scope, newOwner: newOwner, keyId: keyId, lease: lease, logger: logger)
+        }, onLateSuccess: { late in
+            // Answered 503 meanwhile: the unknown outcome goes back to the request it belongs to.
+            guard case .taken = late else { return }
+            try? await idempotency.restoreUnknown(tenantId: tenantId, scopes: [scope], ownerId: newOwner, earlierOwner: earlier, logger: logger)
+        })
+        switch takeOver {
         case .taken(let reservationId):
             f.owned.append(scope)
             f.money = .resuming(earlierAuditId: record.ownerId, reservationId: reservationId)
@@ -174,10 +183,11 @@ extension ProxyPipeline {
     /// Gives back what this request holds before it answers without going upstream: its own claims are dropped, an
     /// earlier request's unknown outcome goes back to that request (never dropped).
     func giveBackClaims(_ f: inout Flight) async throws {
+        let idempotency = self.idempotency, tenantId = f.key.tenantId, scopes = f.owned, ownerId = f.audit.id, logger = f.logger
         if case .resuming(let earlier, _) = f.money {
-            try await idempotency.restoreUnknown(tenantId: f.key.tenantId, scopes: f.owned, ownerId: f.audit.id, earlierOwner: earlier, logger: f.logger)
-        } else {
-            try await idempotency.release(tenantId: f.key.tenantId, scopes: f.owned, ownerId: f.audit.id, logger: f.logger)
+            try await bounded { try await idempotency.restoreUnknown(tenantId: tenantId, scopes: scopes, ownerId: ownerId, earlierOwner: earlier, logger: logger) }
+        } else if !scopes.isEmpty {
+            try await bounded { try await idempotency.release(tenantId: tenantId, scopes: scopes, ownerId: ownerId, logger: logger) }
         }
         f.owned = []
         if case .resuming = f.money {
@@ -253,10 +263,12 @@ extension ProxyPipeline {
         f.amount = .zero
         f.audit.amountMicros = 0
         let periods = KeyCalendar.periods(now: clock.now(), timezone: f.key.policy.timezone)
-        let result = try await ledger.reserve(
-            keyId: f.key.id, tenantId: f.key.tenantId, amount: .zero, day: periods.day, month: periods.month,
-            usageMonth: periods.utcMonth, freeQuota: config.freeMonthlyRequests, reservationId: f.audit.id, logger: f.logger
-        )
+        let ledger = self.ledger, keyId = f.key.id, tenantId = f.key.tenantId, freeQuota = config.freeMonthlyRequests
+        let reservationId = f.audit.id, logger = f.logger
+        let result = try await bounded {
+            try await ledger.reserve(keyId: keyId, tenantId: tenantId, amount: .zero, day: periods.day, month: periods.month,
+                                     usageMonth: periods.utcMonth, freeQuota: freeQuota, reservationId: reservationId, logger: logger)
+        }
         if case .denied(let code, let used, let cap) = result {
             throw Denial(error: reserveDenial(code: code, used: used, cap: cap, f, periods: periods))
         }
@@ -264,7 +276,8 @@ extension ProxyPipeline {
         f.audit.upstreamStatus = stored.status
         f.audit.duplicateOf = ownerId
         f.audit.overheadUs = Self.micros(ContinuousClock.now - f.started)
-        try await ledger.finish(SpendLedger.Finish(audit: f.audit, ownerId: f.audit.id), logger: f.logger)
+        let finish = SpendLedger.Finish(audit: f.audit, ownerId: f.audit.id)
+        try await bounded { try await ledger.finish(finish, logger: logger) }
         ProxyMetrics.request(vendor: f.vendor.rawValue, decision: "replayed", code: nil)
 
         var headers = HTTPFields()

@@ -62,7 +62,8 @@ extension ProxyPipeline {
             throw Denial(error: error)
         }
         if let object = lookup.countedObject {
-            let counted = try await ledger.countedFor(tenantId: f.key.tenantId, vendor: f.vendor.rawValue, objectId: object, logger: f.logger)
+            let ledger = self.ledger, tenantId = f.key.tenantId, vendor = f.vendor.rawValue, logger = f.logger
+            let counted = try await bounded { try await ledger.countedFor(tenantId: tenantId, vendor: vendor, objectId: object, logger: logger) }
             quote.micros = MicroUSD(max(0, quote.micros.micros - counted.micros))
         }
         note(quote, &f)

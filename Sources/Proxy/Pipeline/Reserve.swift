@@ -38,8 +38,22 @@ extension ProxyPipeline {
     func plan(of f: Flight) async throws -> Plan? {
         guard let tenants else { return nil }
         if let cached = plans.get(f.key.tenantId) { return cached }
-        guard let tenant = try await tenants.tenant(id: f.key.tenantId, logger: f.logger) else { return nil }
+        let tenantId = f.key.tenantId, logger = f.logger
+        guard let tenant = try await bounded({ try await tenants.tenant(id: tenantId, logger: logger) }) else { return nil }
         plans.set(f.key.tenantId, tenant.plan)
         return tenant.plan
+    }
+}
+
+extension ProxyPipeline {
+    /// A database call before the request goes upstream, under the database deadline (fail closed: 503 and nothing
+    /// forwarded). A query sent on a connection Postgres has just closed can be stranded in PostgresNIO and never
+    /// answer (postgres-nio #487, reverted by #501), so no call on this side of forwarding may wait unbounded.
+    /// `Deadline.run` costs a task per call: the common path's calls (`claimAndReserve`, `reserve`) each have one
+    /// already; this is for the others, which run only on colder paths (replays, waits, unknown outcomes, plan and
+    /// lookup-pricing reads), so the hot path gains no task.
+    func bounded<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T,
+                              onLateSuccess: @escaping @Sendable (T) async -> Void = { _ in }) async throws -> T {
+        try await Deadline.run(config.databaseDeadline, operation, onLateSuccess: onLateSuccess)
     }
 }

@@ -35,7 +35,7 @@ final class AdminReadsTests: XCTestCase {
         try await TestDatabase.withClient { db in
             var settings = AdminReads.Settings()
             settings.statementTimeout = .milliseconds(50)
-            let reads = AdminReads(client: db, settings: settings)
+            let reads = AdminReads(client: DatabasePool(fixed: db), settings: settings)
             do {
                 _ = try await reads.rows("SELECT pg_sleep(2)", tenantId: "ten_x", logger: Logger(label: "t"))
                 XCTFail("pg_sleep(2) should have been stopped")

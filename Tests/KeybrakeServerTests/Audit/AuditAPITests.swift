@@ -4,6 +4,7 @@ import HummingbirdTesting
 import Logging
 import PostgresNIO
 import Audit
+import Storage
 import XCTest
 
 final class AuditAPITests: XCTestCase {
@@ -266,7 +267,7 @@ final class AuditAPITests: XCTestCase {
         let cutoff = try XCTUnwrap(ISO8601DateFormatter().date(from: "2020-02-01T00:00:00Z"))
         let result = try await TestDatabase.withClient { db in
             do {
-                return try await AuditRepository(client: db).prune(before: cutoff, logger: Logger(label: "t"))
+                return try await AuditRepository(client: DatabasePool(fixed: db)).prune(before: cutoff, logger: Logger(label: "t"))
             } catch {
                 XCTFail(String(reflecting: error))
                 throw error

@@ -12,6 +12,16 @@ import XCTest
 /// set must both go through, in either order, and read back as written.
 final class LedgerStatementTests: XCTestCase {
     func testAuditRowsWithAndWithoutOptionalColumnsShareOneConnection() async throws {
+        try await check(preparedStatements: true)
+    }
+
+    /// `KEYBRAKE_DB_PREPARED_STATEMENTS=off` (behind PgBouncer 1.18 in transaction mode): the same statements sent
+    /// unnamed, whose NULL bindings carry no type either.
+    func testAuditRowsWithAndWithoutOptionalColumnsAsUnnamedStatements() async throws {
+        try await check(preparedStatements: false)
+    }
+
+    func check(preparedStatements: Bool) async throws {
         try await TestDatabase.migrate()
         var config = try TestDatabase.url.clientConfiguration(maxConnections: 1, minConnections: 1)
         config.options.connectTimeout = .seconds(5)
@@ -19,7 +29,7 @@ final class LedgerStatementTests: XCTestCase {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }
             defer { group.cancelAll() }
-            let ledger = SpendLedger(client: client)
+            let ledger = SpendLedger(client: DatabasePool(fixed: client, preparedStatements: preparedStatements))
             let logs = LogCapture()
             let logger = logs.logger
             let tenant = "ten_stmt" + String(Int.random(in: 0..<1_000_000_000))

@@ -57,7 +57,7 @@ final class CredentialTests: XCTestCase {
             return (a.tenantId, b.tenantId)
         }
         try await TestDatabase.withClient { db in
-            let store = CredentialStore(client: db, sealer: CredentialSealer(ring: ring))
+            let store = CredentialStore(client: DatabasePool(fixed: db), sealer: CredentialSealer(ring: ring))
             let logger = Logger(label: "test")
             let own = try await store.credentials(vendor: .stripe, tenantId: a, logger: logger)
             XCTAssertEqual(own, .stripe(secretKey: CredentialTests.secret))
@@ -93,12 +93,12 @@ final class CredentialTests: XCTestCase {
         try await TestDatabase.withClient { db in
             let logger = Logger(label: "test")
             // Before rotation the new key alone cannot read the rows.
-            let newOnlyStore = CredentialStore(client: db, sealer: CredentialSealer(ring: onlyNew))
+            let newOnlyStore = CredentialStore(client: DatabasePool(fixed: db), sealer: CredentialSealer(ring: onlyNew))
             do {
                 _ = try await newOnlyStore.credentials(vendor: .resend, tenantId: tenants[0], logger: logger)
                 XCTFail("new key decrypted a row sealed by the old key")
             } catch {}
-            let result = try await CredentialStore(client: db, sealer: CredentialSealer(ring: both)).rotateAll(logger: logger)
+            let result = try await CredentialStore(client: DatabasePool(fixed: db), sealer: CredentialSealer(ring: both)).rotateAll(logger: logger)
             XCTAssertGreaterThanOrEqual(result.rotated, 3)
             // Afterwards every row that could be opened is sealed by the new key; only rows other tests
             // deliberately tampered with (copied ciphertext) are reported and left alone.
