@@ -76,7 +76,8 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
         authenticator: vaultKeys,
         credentials: credentialStore, ledger: SpendLedger(client: deps.postgres),
         idempotency: IdempotencyStore(client: deps.postgres), forwarder: deps.forwarder, clock: deps.clock,
-        tenants: tenantRepository, drain: deps.drain, trustedProxies: config.trustedProxies, unverifiedAttempts: unverified
+        tenants: tenantRepository, drain: deps.drain, trustedProxies: config.trustedProxies, unverifiedAttempts: unverified,
+        gate: config.admission.seats > 0 ? TenantGate(settings: config.admission) : nil
     ))
     let spendRepository = SpendRepository(reads: deps.adminReads)
     let auditRepository = AuditRepository(client: deps.postgres, reads: deps.adminReads)

@@ -54,6 +54,9 @@ public struct AppConfiguration: Sendable {
     /// Admin and dashboard reads: pool size, statement timeout, concurrent reads per tenant (DESIGN §16;
     /// `KEYBRAKE_ADMIN_DB_MAX_CONNECTIONS`, `KEYBRAKE_ADMIN_STATEMENT_TIMEOUT_MS`, `KEYBRAKE_ADMIN_READS_PER_TENANT`).
     public var adminReads = AdminReads.Settings()
+    /// Fair admission per tenant on the data plane (DESIGN §16; `KEYBRAKE_ADMISSION_SEATS` (0: off),
+    /// `KEYBRAKE_ADMISSION_SEATS_PER_TENANT`, `KEYBRAKE_ADMISSION_QUEUE_PER_TENANT`, `KEYBRAKE_ADMISSION_WAIT_MS`).
+    public var admission = TenantGate.Settings()
     /// How long SIGTERM's drain may take before the requests still in flight are cancelled (their reservations are
     /// left to their leases); nil: the upstream timeout plus 10 s, so a request that waits for its vendor gets its
     /// 504 and settles first (`KEYBRAKE_SHUTDOWN_TIMEOUT_MS`).
@@ -67,6 +70,23 @@ public struct AppConfiguration: Sendable {
 
     public struct ConfigError: Error, CustomStringConvertible {
         public let description: String
+    }
+
+    /// `KEYBRAKE_ADMISSION_*` (see `TenantGate.Settings`).
+    static func readAdmission(_ env: [String: String], into a: inout TenantGate.Settings) throws {
+        if let raw = env["KEYBRAKE_ADMISSION_SEATS"], !raw.isEmpty {
+            guard let n = Int(raw), n >= 0 else { throw ConfigError(description: "KEYBRAKE_ADMISSION_SEATS must be a whole number ≥ 0 (0: no admission gate)") }
+            a.seats = n
+            a.seatsPerTenant = min(a.seatsPerTenant, max(1, n))
+        }
+        if let n = try positiveInt(env, "KEYBRAKE_ADMISSION_SEATS_PER_TENANT") {
+            guard a.seats == 0 || n <= a.seats else {
+                throw ConfigError(description: "KEYBRAKE_ADMISSION_SEATS_PER_TENANT must be at most KEYBRAKE_ADMISSION_SEATS (\(a.seats))")
+            }
+            a.seatsPerTenant = n
+        }
+        if let n = try positiveInt(env, "KEYBRAKE_ADMISSION_QUEUE_PER_TENANT") { a.queuePerTenant = n }
+        if let n = try positiveInt(env, "KEYBRAKE_ADMISSION_WAIT_MS") { a.maxWait = .milliseconds(n) }
     }
 
     /// A whole number > 0 from `name`, or nil when it is unset.
@@ -206,6 +226,7 @@ public struct AppConfiguration: Sendable {
             guard let n = Int(value), n > 0 else { throw ConfigError(description: "KEYBRAKE_ADMIN_READS_PER_TENANT must be a whole number > 0") }
             config.adminReads.perTenant = n
         }
+        try readAdmission(env, into: &config.admission)
         if let rates = env["KEYBRAKE_FX_RATES"], !rates.isEmpty {
             do { config.proxy.fx = try FXTable(parsing: rates) } catch {
                 throw ConfigError(description: "KEYBRAKE_FX_RATES is invalid (expected eur=1.08,gbp=1.27: USD per unit): \(error)")

@@ -69,6 +69,7 @@ extension ProxyPipeline {
                 case .claimsPartial(let got):
                     claimed = got
                 case .denied(let code, let used, let cap):
+                    rememberQuotaSpent(code: code, used: used, quota: cap, f, periods: periods)
                     throw Denial(error: reserveDenial(code: code, used: used, cap: cap, f, periods: periods))
                 }
             } else {
