@@ -61,7 +61,7 @@ public struct DashboardController: Sendable {
         self.keyChanges = keyChanges
         self.keyCreations = keyCreations
         self.keyChangeLimit = keyChangeLimit
-        self.sessions = SessionStore(client: postgres)
+        self.sessions = SessionStore(client: postgres, maxPerTenant: tenantsConfiguration.maxSessionsPerTenant)
         self.authenticator = authenticator
         self.tenants = tenants
         self.tenantsConfiguration = tenantsConfiguration
@@ -96,6 +96,8 @@ public struct DashboardController: Sendable {
         group.post("/vendors/:vendor") { request, context in try await self.saveCredentials(request, context) }
         group.get("/vendors/:vendor/delete") { request, context in try await self.deleteCredentialsPage(request, context) }
         group.post("/vendors/:vendor/delete") { request, context in try await self.deleteCredentials(request, context) }
+        group.get("/admin-tokens") { request, context in try await self.adminTokensPage(request, context) }
+        group.post("/admin-tokens/revoke-others") { request, context in try await self.revokeOtherAdminTokens(request, context) }
         group.get("/assets/dashboard.css") { _, _ in Self.asset(Assets.css, type: "text/css; charset=utf-8") }
         group.get("/assets/dashboard.js") { _, _ in Self.asset(Assets.js, type: "text/javascript; charset=utf-8") }
     }

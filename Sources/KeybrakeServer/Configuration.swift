@@ -35,6 +35,8 @@ public struct AppConfiguration: Sendable {
     public var listenDatabaseURL: DatabaseURL?
     public var adminTokensPerMinutePerTenant: Int = 20
     public var maxAdminTokensPerTenant: Int = 100
+    public var maxKeysPerTenant: Int = 10_000
+    public var maxSessionsPerTenant: Int = 100
     /// Token verification: cache, hashing cores, failed-attempt limits per (id, client) and per client (DESIGN §4).
     public var tokens = TokenVerifier.Configuration()
     /// How often unverified attempts on a key are written as one summary audit row per key (DESIGN §4: a minute).
@@ -128,6 +130,12 @@ public struct AppConfiguration: Sendable {
             }
             config.trustedProxies = parsed
         }
+        if let raw = env["KEYBRAKE_CLIENT_ADDRESS_HEADER"], !raw.isEmpty {
+            guard let header = TrustedProxies.Header(rawValue: raw.lowercased()) else {
+                throw ConfigError(description: "KEYBRAKE_CLIENT_ADDRESS_HEADER must be forwarded or x-forwarded-for: the one header your proxy writes")
+            }
+            config.trustedProxies.header = header
+        }
         if let idle = env["KEYBRAKE_IDLE_TIMEOUT_MS"], !idle.isEmpty {
             guard let t = Int(idle), t > 0 else { throw ConfigError(description: "KEYBRAKE_IDLE_TIMEOUT_MS must be a whole number > 0") }
             config.connections.idleTimeout = .milliseconds(t)
@@ -169,6 +177,8 @@ public struct AppConfiguration: Sendable {
         if let l = try positiveInt(env, "KEYBRAKE_KEY_CREATIONS_PER_MINUTE") { config.keyCreationsPerMinutePerTenant = l }
         if let l = try positiveInt(env, "KEYBRAKE_KEY_CHANGES_PER_MINUTE") { config.keyChangesPerMinutePerTenant = l }
         if let l = try positiveInt(env, "KEYBRAKE_MAX_ADMIN_TOKENS_PER_TENANT") { config.maxAdminTokensPerTenant = l }
+        if let l = try positiveInt(env, "KEYBRAKE_MAX_KEYS_PER_TENANT") { config.maxKeysPerTenant = l }
+        if let l = try positiveInt(env, "KEYBRAKE_MAX_SESSIONS_PER_TENANT") { config.maxSessionsPerTenant = l }
         if let l = try positiveInt(env, "KEYBRAKE_ADMIN_TOKENS_PER_MINUTE") { config.adminTokensPerMinutePerTenant = l }
         if let l = try positiveInt(env, "KEYBRAKE_SIGNUPS_PER_MINUTE") { config.signupsPerMinutePerClient = l }
         for vendor in Vendor.allCases {

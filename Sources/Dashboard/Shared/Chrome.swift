@@ -12,11 +12,12 @@ extension DashboardController {
         case .keys: chrome.navKeys = true
         case .audit: chrome.navAudit = true
         case .vendors: chrome.navVendors = true
+        case .adminTokens: chrome.navAdminTokens = true
         }
         return chrome
     }
 
-    enum Tab { case overview, keys, audit, vendors }
+    enum Tab { case overview, keys, audit, vendors, adminTokens }
 
     func notice(_ request: Request) -> Flash? {
         request.uri.queryParameters["notice"].flatMap { Flash.notices[String($0)] }.map(Flash.notice)

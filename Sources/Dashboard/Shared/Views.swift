@@ -13,6 +13,7 @@ struct Chrome {
     var navKeys = false
     var navAudit = false
     var navVendors = false
+    var navAdminTokens = false
 }
 
 struct Flash {
@@ -32,6 +33,7 @@ struct Flash {
         "resolved": "Outcome recorded; the reservation is settled or released accordingly.",
         "credentials_saved": "Credentials saved. Proxied requests use them from now on.",
         "credentials_deleted": "Credentials deleted.",
+        "tokens_revoked": "Every other admin token is revoked; their dashboard sessions have ended.",
     ]
 }
 
