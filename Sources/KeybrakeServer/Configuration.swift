@@ -87,7 +87,10 @@ public struct AppConfiguration: Sendable {
             }
             a.seatsPerTenant = n
         }
-        if let n = try positiveInt(env, "KEYBRAKE_ADMISSION_QUEUE_PER_TENANT") { a.queuePerTenant = n }
+        if let raw = env["KEYBRAKE_ADMISSION_QUEUE_PER_TENANT"], !raw.isEmpty {
+            guard let n = Int(raw), n >= 0 else { throw ConfigError(description: "KEYBRAKE_ADMISSION_QUEUE_PER_TENANT must be a whole number ≥ 0 (0: refuse at once)") }
+            a.queuePerTenant = n
+        }
         if let n = try positiveInt(env, "KEYBRAKE_ADMISSION_WAIT_MS") { a.maxWait = .milliseconds(n) }
     }
 
@@ -236,6 +239,11 @@ public struct AppConfiguration: Sendable {
             guard let n = Int(value), n > 0 else { throw ConfigError(description: "KEYBRAKE_ADMIN_READS_PER_TENANT must be a whole number > 0") }
             config.adminReads.perTenant = n
         }
+        if let raw = env["KEYBRAKE_ADMIN_READS_QUEUE_PER_TENANT"], !raw.isEmpty {
+            guard let n = Int(raw), n >= 0 else { throw ConfigError(description: "KEYBRAKE_ADMIN_READS_QUEUE_PER_TENANT must be a whole number ≥ 0 (0: refuse at once)") }
+            config.adminReads.queuePerTenant = n
+        }
+        if let n = try positiveInt(env, "KEYBRAKE_ADMIN_READS_WAIT_MS") { config.adminReads.maxWait = .milliseconds(n) }
         try readAdmission(env, into: &config.admission)
         if let rates = env["KEYBRAKE_FX_RATES"], !rates.isEmpty {
             do { config.proxy.fx = try FXTable(parsing: rates) } catch {

@@ -1,4 +1,4 @@
-@testable import Proxy
+@testable import Storage
 import Synchronization
 import XCTest
 

@@ -1,29 +1,34 @@
 import KeybrakeCore
-import Storage
 import Synchronization
 
-/// Admission per tenant before any database work on the data plane (DESIGN §16; the model is Kubernetes API
-/// Priority and Fairness, with one priority level and a tenant as a flow). See `AdmissionState` for how a free
-/// seat is chosen.
+/// Fair admission per tenant (DESIGN §16; the model is Kubernetes API Priority and Fairness with one priority level
+/// and a tenant as a flow): `seats` in all, at most `seatsPerTenant` per tenant, the excess waiting in a bounded queue
+/// per tenant. See `AdmissionState` for how a free seat is chosen. Two gates use it: the data plane's, before any
+/// database work of a proxied request (`ProxyPipeline.admit`), and the admin reads' (`AdminReads`).
 ///
 /// Cost when nothing contends: `tryAdmit` is one lock acquire (no task, no suspension), `release` one more. Only a
 /// request that must wait suspends; its wait is bounded by the shared `DeadlineWatchdog` (no timer or task of its
-/// own). Past the wait, or with its tenant's queue full, it is refused 429 `tenant_busy` (audited like every denial).
-///
-/// A seat covers a request's work before the vendor (authentication already done from memory; route, pricing,
-/// claim and reserve statements) and a refusal's audit row; it is given back before the request goes upstream, so
-/// vendor latency (200 ms at Stripe) never holds one — the upstream connection budget bounds that phase.
+/// own). A waiting request costs the server nothing while it waits, and a client that loops on its connections is
+/// slowed to the rate its share is served at, instead of being refused as fast as it can ask.
 public final class TenantGate: Sendable {
+    /// The defaults are the data plane's: the proxy's work before the vendor (route, pricing, claim, reserve,
+    /// refusal rows) holds a seat; the request gives it back before it goes upstream.
     public struct Settings: Sendable, Equatable {
         /// Seats per replica (`KEYBRAKE_ADMISSION_SEATS`).
         public var seats = 16
         /// Most seats one tenant holds at once (`KEYBRAKE_ADMISSION_SEATS_PER_TENANT`).
         public var seatsPerTenant = 8
-        /// Requests of one tenant that may wait for a seat (`KEYBRAKE_ADMISSION_QUEUE_PER_TENANT`).
+        /// Requests of one tenant that may wait for a seat (`KEYBRAKE_ADMISSION_QUEUE_PER_TENANT`); 0: none wait.
         public var queuePerTenant = 512
         /// Longest wait for a seat (`KEYBRAKE_ADMISSION_WAIT_MS`).
         public var maxWait: Duration = .seconds(2)
         public init() {}
+        public init(seats: Int, seatsPerTenant: Int, queuePerTenant: Int, maxWait: Duration) {
+            self.seats = seats
+            self.seatsPerTenant = seatsPerTenant
+            self.queuePerTenant = queuePerTenant
+            self.maxWait = maxWait
+        }
     }
 
     struct Waiter {
