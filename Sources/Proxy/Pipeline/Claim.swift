@@ -112,7 +112,10 @@ extension ProxyPipeline {
                                 ? "An identical request (audit \(record.ownerId)) is still in flight; retry to receive its result."
                                 : "A request with this Idempotency-Key (audit \(record.ownerId)) is still in flight; retry to receive its result."))
                     }
+                    // Waiting for another request is not database work: the seat goes to someone else meanwhile.
+                    releaseSeat(&f)
                     try await Task.sleep(for: .milliseconds(15))
+                    guard await admit(&f) else { throw Denial(error: tenantBusy) }
                     continue attempts
                 }
             }

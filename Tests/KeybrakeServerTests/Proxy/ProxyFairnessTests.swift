@@ -102,4 +102,31 @@ final class ProxyFairnessTests: XCTestCase {
         }
         XCTAssertEqual(h.fake.requests(path: nil, method: "GET").count, 1, "nothing refused reached the vendor")
     }
+
+    /// Ten parallel identical tool calls (DESIGN §7): one goes upstream, the others wait for it and replay its answer.
+    /// Their wait is not database work: they give their seats back while they wait, so a share of 2 seats and a
+    /// 300 ms admission bound do not turn a slow vendor (1 s) into tenant_busy for the duplicates.
+    func testIdenticalParallelCallsWaitingForTheFirstHoldNoSeat() async throws {
+        let h = try await ProxyHarness.start()
+        defer { h.fake.stop() }
+        h.fake.latency.withLockedValue { $0 = .milliseconds(1_000) }
+        try await h.run({
+            $0.proxy.upstreamTimeout = .seconds(5)
+            $0.admission.seats = 4
+            $0.admission.seatsPerTenant = 2
+            $0.admission.maxWait = .milliseconds(300)
+        }) { client in
+            let t = try await client.tenantWithCredentials()
+            let (_, token) = try await client.vaultKey(t, ["daily_usd_cap": 100])
+            let form = [("amount", "700"), ("currency", "usd"), ("metadata[op]", "parallel-tool-call")]
+            let answers = try await withThrowingTaskGroup(of: HTTPResult.self) { group in
+                for _ in 0..<10 { group.addTask { try await client.proxy(.post, "/stripe/v1/charges", key: token, form: form) } }
+                var out: [HTTPResult] = []
+                for try await r in group { out.append(r) }
+                return out
+            }
+            for r in answers { XCTAssertEqual(r.status, .ok, r.text) }
+        }
+        XCTAssertEqual(h.fake.moved.map(\.amount), [700], "one charge, nine replays")
+    }
 }
