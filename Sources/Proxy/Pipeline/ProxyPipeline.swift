@@ -137,7 +137,6 @@ public struct ProxyPipeline: Sendable {
             return response
         case .authenticated(let f): flight = f
         }
-        guard await admit(&flight) else { return await deny(a, tenantBusy, &flight) }
         let response: Response
         do {
             response = try await run(a, &flight, rawPath: rawPath, request: request)
@@ -151,7 +150,9 @@ public struct ProxyPipeline: Sendable {
     }
 
     /// Admission (DESIGN §16): a seat of the request's tenant, at once when its share has one free (one lock, no
-    /// suspension), else after a bounded fair wait. False: refused (`tenant_busy`).
+    /// suspension), else after a bounded fair wait. False: refused (`tenant_busy`). A seat covers database work
+    /// only — pricing, claim, reserve, a refusal's row —, never a client's upload or a vendor's answer: it is taken
+    /// once the body is in and given back around a price lookup, an identical request's wait and the forward.
     @inline(__always)
     func admit(_ f: inout Flight) async -> Bool {
         guard let gate else { return true }
@@ -177,6 +178,8 @@ public struct ProxyPipeline: Sendable {
         let (path, creds) = try await route(a, &f, rawPath: rawPath, request: request)
         try rateLimit(f)
         let body = try await collectBody(request)
+        // Admission (DESIGN §16) once the client has sent its body: a seat never waits on a client's upload.
+        guard await admit(&f) else { throw Denial(error: tenantBusy) }
         let read = try readRequest(a, f, path: path, request: request, body: body.data)
         var decision = try priceFromBody(a, &f, path: path, read: read)
         let periods = KeyCalendar.periods(now: clock.now(), timezone: f.key.policy.timezone)
@@ -184,7 +187,10 @@ public struct ProxyPipeline: Sendable {
             return replay
         }
         if case .lookup(let lookup) = decision, case .open = f.money {
+            // The lookup waits on the vendor, not the database: no seat meanwhile.
+            releaseSeat(&f)
             decision = try await priceByLookup(a, lookup, &f, creds: creds)
+            guard await admit(&f) else { throw Denial(error: tenantBusy) }
         }
         try await reserve(&f, periods: periods)
         // Upstream time is not the database's: the seat goes to the next request now.
