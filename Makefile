@@ -13,12 +13,13 @@ DEV_DB_URL := postgres://postgres@127.0.0.1:$(DEV_PORT)/keybrake
 TEST_DB_URL := postgres://postgres@127.0.0.1:$(TEST_PORT)/keybrake_test
 MASTER_KEYS_FILE := $(STATE)/master.keys
 
-.PHONY: help deps build run bench bench-latency soak test test-swift test-contract test-e2e test-browser dev-db dev-key test-db stop clean ha ha-down
+.PHONY: help deps build run bench bench-latency bench-noisy soak test test-swift test-contract test-e2e test-browser dev-db dev-key test-db stop clean ha ha-down
 
 help:
 	@echo "make run    set up everything (packages, local Postgres under $(STATE)/, dev master key, migrations) and serve on 127.0.0.1:$(KEYBRAKE_PORT)"
 	@echo "make test   set up a throwaway Postgres and run the whole test suite"
 	@echo "make bench  benchmarks: proxy overhead and cap throughput vs direct and nginx, then the real-latency rows (results in Benchmarks/results/)"
+	@echo "make bench-noisy  tenant B alone and beside an admin-read flood and a past-quota flood (release build)"
 	@echo "make bench-latency  only the rows at real vendor latency (200 ms upstream over TLS+HTTP/2 and HTTP/1.1; 100-4,000 agents)"
 	@echo "make soak   the money invariant and reading-rules properties, 10 minutes each (SOAK_SECONDS=...)"
 	@echo "make ha     a local HA Postgres (etcd, two Patroni nodes with a sync standby, HAProxy, PgBouncer) on 127.0.0.1:54370-54379; make ha-down stops it"
@@ -81,6 +82,12 @@ soak: test-db
 bench: deps
 	Benchmarks/run.sh
 	Benchmarks/latency.sh
+	$(MAKE) bench-noisy
+
+# Tenant B alone and beside the two floods of test_14 (issue 26), on a release build: prints B's p50/p99 and share.
+bench-noisy: deps
+	nice swift build -c release --product keybrake --scratch-path $(or $(BENCH_SCRATCH_PATH),.build-release)
+	KEYBRAKE_BIN=$(or $(BENCH_SCRATCH_PATH),.build-release)/release/keybrake scripts/e2e.sh -k noisy -s
 
 # DESIGN §12 "At real vendor latency" alone (BENCH_QUICK=1 for 5 s rows).
 bench-latency: deps

@@ -198,10 +198,25 @@ public struct AuditController: Sendable {
         guard groupBy == "key" || groupBy == "label" else {
             throw KeybrakeError.invalidRequest("group_by must be key or label.", field: "group_by")
         }
-        let keys = try await db(context) { try await spend.day(tenantId: admin.tenantId, date: date, logger: context.logger) }
+        var limit = 100
+        if let raw = query["limit"] {
+            guard let n = Int(raw), (1...500).contains(n) else { throw KeybrakeError.invalidRequest("limit must be a whole number from 1 to 500.", field: "limit") }
+            limit = n
+        }
+        let cursorKind = groupBy == "key" ? "s1" : "s2"
+        var after: String?
+        if let raw = query["cursor"], !raw.isEmpty {
+            after = groupBy == "key" ? PageCursor.decode(raw, kind: cursorKind, idPrefix: "key_") : PageCursor.decodeText(raw, kind: cursorKind)
+            guard after != nil else { throw KeybrakeError.invalidRequest("cursor is not a cursor returned by this endpoint for this group_by.", field: "cursor") }
+        }
+        // One more key (or label) than the page tells whether another page exists.
+        let page: SpendRepository.Page = groupBy == "key" ? .keys(after: after, limit: limit + 1) : .labels(after: after, limit: limit + 1)
+        let keys = try await db(context) { try await spend.day(tenantId: admin.tenantId, date: date, page: page, logger: context.logger) }
         var rows: [SpendRow] = []
+        var nextCursor: String?
         if groupBy == "key" {
-            rows = keys.map { k in
+            if keys.count > limit { nextCursor = PageCursor.encode(keys[limit - 1].keyId, kind: cursorKind) }
+            rows = keys.prefix(limit).map { k in
                 let spent = k.settled + k.reserved + k.unknown
                 return SpendRow(keyId: k.keyId, label: k.label, vendor: k.vendor, timezone: k.timezone, keys: 1,
                                 settledUsd: USDAmount(k.settled), reservedUsd: USDAmount(k.reserved), outcomeUnknownUsd: USDAmount(k.unknown),
@@ -209,15 +224,17 @@ public struct AuditController: Sendable {
                                 remainingUsd: k.dailyCap.map { USDAmount(max(.zero, $0 - spent)) })
             }
         } else {
-            rows = LabelSpend.group(keys).map { l in
+            let labels = LabelSpend.group(keys)
+            if labels.count > limit { nextCursor = PageCursor.encode(labels[limit - 1].label, kind: cursorKind) }
+            rows = labels.prefix(limit).map { l in
                 SpendRow(keyId: nil, label: l.label, vendor: l.vendor, timezone: nil,
                          keys: l.keys.count, settledUsd: USDAmount(l.settled), reservedUsd: USDAmount(l.reserved),
                          outcomeUnknownUsd: USDAmount(l.unknown), spentUsd: USDAmount(l.spent), dailyUsdCap: USDAmount(l.dailyCap),
                          remainingUsd: l.dailyCap.map { USDAmount(max(.zero, $0 - l.spent)) })
             }
         }
-        struct Body: Encodable { let date: String; let groupBy: String; let data: [SpendRow] }
-        return try JSONResponse.make(.ok, Body(date: date, groupBy: groupBy, data: rows))
+        struct Body: Encodable { let date: String; let groupBy: String; let data: [SpendRow]; @NullEncoded var nextCursor: String? }
+        return try JSONResponse.make(.ok, Body(date: date, groupBy: groupBy, data: rows, nextCursor: nextCursor))
     }
 
     func usage(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {

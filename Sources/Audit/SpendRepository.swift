@@ -29,14 +29,42 @@ public struct SpendRepository: Sendable {
     /// Postgres sums the day's reservations in one pass (a LATERAL join ran the view once per key: 1.4 s for the
     /// benchmark's tenant with 180 child keys).
     public func day(tenantId: String, date: String, logger: Logger) async throws -> [KeyDay] {
-        let rows = try await reads.rows("""
+        try await day(tenantId: tenantId, date: date, page: nil, logger: logger)
+    }
+
+    /// Where a page of `GET /v1/spend` starts and how long it is.
+    public enum Page: Sendable {
+        /// Root keys in creation order, after the key `after` (nil: from the first).
+        case keys(after: String?, limit: Int)
+        /// Every root key of the next `limit` labels in label order, after the label `after`.
+        case labels(after: String?, limit: Int)
+    }
+
+    /// `day` for one page (nil: every root key, for the dashboard's overview — bounded by the tenant's key total).
+    public func day(tenantId: String, date: String, page: Page?, logger: Logger) async throws -> [KeyDay] {
+        var afterKey: String?, afterLabel: String?, keyLimit: Int?, labelLimit: Int?
+        switch page {
+        case nil: break
+        case .keys(let after, let limit): (afterKey, keyLimit) = (after, limit)
+        case .labels(let after, let limit): (afterLabel, labelLimit) = (after, limit)
+        }
+        // One statement for the three shapes; a NULL parameter switches its condition off (LIMIT NULL: no limit).
+        let query: PostgresQuery = """
             SELECT k.id, k.label, k.vendor, k.status, k.timezone, k.daily_cap_micros,
                    COALESCE(l.settled_micros, 0), COALESCE(l.reserved_micros, 0), COALESCE(l.unknown_micros, 0)
             FROM vault_keys k
             LEFT JOIN spend_ledger l ON l.key_id = k.id AND l.period = 'day' AND l.period_start = \(date)::date
             WHERE k.tenant_id = \(tenantId) AND k.parent_key_id IS NULL
-            ORDER BY k.created_at, k.id
-            """, tenantId: tenantId, logger: logger)
+              AND (\(afterKey)::text IS NULL OR (k.created_at, k.id) >
+                   (SELECT created_at, id FROM vault_keys WHERE id = \(afterKey) AND tenant_id = \(tenantId)))
+              AND (\(labelLimit)::int IS NULL OR k.label IN (
+                   SELECT DISTINCT label FROM vault_keys
+                   WHERE tenant_id = \(tenantId) AND parent_key_id IS NULL AND (\(afterLabel)::text IS NULL OR label > \(afterLabel))
+                   ORDER BY label LIMIT \(labelLimit)))
+            ORDER BY CASE WHEN \(labelLimit)::int IS NULL THEN '' ELSE k.label END, k.created_at, k.id
+            LIMIT \(keyLimit)
+            """
+        let rows = try await reads.rows(query, tenantId: tenantId, logger: logger)
         var out: [KeyDay] = []
         for r in try rows.decode((String, String, String, String, String, Int64?, Int64, Int64, Int64).self) {
             out.append(KeyDay(keyId: r.0, label: r.1, vendor: r.2, status: r.3, timezone: r.4, dailyCap: r.5.map(MicroUSD.init),

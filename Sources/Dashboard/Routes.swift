@@ -67,7 +67,7 @@ public struct DashboardController: Sendable {
         self.keyChanges = keyChanges
         self.keyCreations = keyCreations
         self.keyChangeLimit = keyChangeLimit
-        self.sessions = SessionStore(client: postgres)
+        self.sessions = SessionStore(client: postgres, maxPerTenant: tenantsConfiguration.maxSessionsPerTenant)
         self.authenticator = authenticator
         self.tenants = tenants
         self.tenantsConfiguration = tenantsConfiguration
@@ -107,6 +107,8 @@ public struct DashboardController: Sendable {
         group.get("/webhooks/:id") { request, context in try await self.webhookPage(request, context) }
         group.post("/webhooks/:id/test") { request, context in try await self.testWebhook(request, context) }
         group.post("/webhooks/:id/rotate") { request, context in try await self.rotateWebhook(request, context) }
+        group.get("/admin-tokens") { request, context in try await self.adminTokensPage(request, context) }
+        group.post("/admin-tokens/revoke-others") { request, context in try await self.revokeOtherAdminTokens(request, context) }
         group.get("/assets/dashboard.css") { _, _ in Self.asset(Assets.css, type: "text/css; charset=utf-8") }
         group.get("/assets/dashboard.js") { _, _ in Self.asset(Assets.js, type: "text/javascript; charset=utf-8") }
     }

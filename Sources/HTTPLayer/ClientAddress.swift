@@ -8,9 +8,17 @@ import NIOCore
 import KeybrakeCore
 
 /// Which address a per-client limit counts (signups): the peer, or — only when the peer is one of the deployment's
-/// own proxies — the client that proxy names in `X-Forwarded-For` / `Forwarded`. Headers from anyone else are
-/// ignored (a client could write any address there). IPv6 clients are grouped by /64: one host owns at least that.
+/// own proxies — the client that proxy names in the one header it writes (`KEYBRAKE_CLIENT_ADDRESS_HEADER`:
+/// `X-Forwarded-For` by default, or `Forwarded`). The other header is never read: a proxy that appends to one passes
+/// the other through as the client wrote it, so a fallback would count whatever address the client chose. Headers
+/// from anyone else are ignored. IPv6 clients are grouped by /64: one host owns at least that.
 public struct TrustedProxies: Sendable, Equatable {
+    /// The header the deployment's proxy writes.
+    public enum Header: String, Sendable, Equatable, CaseIterable {
+        case xForwardedFor = "x-forwarded-for"
+        case forwarded
+    }
+
     struct Network: Sendable, Equatable {
         var bytes: [UInt8]
         var prefix: Int
@@ -28,13 +36,15 @@ public struct TrustedProxies: Sendable, Equatable {
     }
 
     let networks: [Network]
+    public var header: Header = .xForwardedFor
 
     public static let none = TrustedProxies(networks: [])
 
     init(networks: [Network]) { self.networks = networks }
 
     /// `10.0.0.0/8, 127.0.0.1, ::1, fd00::/8`; nil if an entry is not an address or CIDR.
-    public init?(parsing list: String) {
+    public init?(parsing list: String, header: Header = .xForwardedFor) {
+        self.header = header
         var networks: [Network] = []
         for entry in list.split(separator: ",") {
             let text = entry.trimmingWhitespace()
@@ -56,7 +66,7 @@ public struct TrustedProxies: Sendable, Equatable {
         var client = peerBytes
         if isTrusted(peerBytes) {
             // Right to left: the nearest hop not run by the deployment is the client.
-            let hops = Self.forwardedFor(headers)
+            let hops = Self.forwardedFor(headers, header: header)
             for hop in hops.reversed() {
                 guard let bytes = Self.parse(hop) else { break }
                 client = bytes
@@ -66,25 +76,29 @@ public struct TrustedProxies: Sendable, Equatable {
         return Self.key(client)
     }
 
-    /// Addresses named by `Forwarded: for=…` (RFC 7239), else `X-Forwarded-For`, in order.
-    static func forwardedFor(_ headers: HTTPFields) -> [String] {
-        if let forwarded = headers[HTTPField.Name("Forwarded")!] {
+    /// Addresses named by `header`, in order: `Forwarded: for=…` (RFC 7239) or `X-Forwarded-For`. Every field line
+    /// of it counts, in order (a proxy may add a line rather than extend one).
+    static func forwardedFor(_ headers: HTTPFields, header: Header) -> [String] {
+        switch header {
+        case .forwarded:
             var out: [String] = []
-            for element in forwarded.split(separator: ",") {
-                for pair in element.split(separator: ";") {
-                    let kv = pair.split(separator: "=", maxSplits: 1)
-                    guard kv.count == 2, kv[0].trimmingWhitespace().lowercased() == "for" else { continue }
-                    var value = kv[1].trimmingWhitespace()
-                    value = value.trimmingCharacters(in: ["\""])
-                    if value.hasPrefix("[") { value = String(value.dropFirst().prefix { $0 != "]" }) }   // [v6]:port
-                    else if value.filter({ $0 == ":" }).count == 1 { value = String(value.prefix { $0 != ":" }) }   // v4:port
-                    out.append(value)
+            for line in headers[values: HTTPField.Name("Forwarded")!] {
+                for element in line.split(separator: ",") {
+                    for pair in element.split(separator: ";") {
+                        let kv = pair.split(separator: "=", maxSplits: 1)
+                        guard kv.count == 2, kv[0].trimmingWhitespace().lowercased() == "for" else { continue }
+                        var value = kv[1].trimmingWhitespace()
+                        value = value.trimmingCharacters(in: ["\""])
+                        if value.hasPrefix("[") { value = String(value.dropFirst().prefix { $0 != "]" }) }   // [v6]:port
+                        else if value.filter({ $0 == ":" }).count == 1 { value = String(value.prefix { $0 != ":" }) }   // v4:port
+                        out.append(value)
+                    }
                 }
             }
-            if !out.isEmpty { return out }
+            return out
+        case .xForwardedFor:
+            return headers[values: HTTPField.Name("X-Forwarded-For")!].flatMap { $0.split(separator: ",").map { $0.trimmingWhitespace() } }
         }
-        guard let xff = headers[HTTPField.Name("X-Forwarded-For")!] else { return [] }
-        return xff.split(separator: ",").map { $0.trimmingWhitespace() }
     }
 
     /// 4 or 16 bytes, or nil.

@@ -20,4 +20,15 @@ public enum PageCursor {
         let id = s.dropFirst(kind.count + 1)
         return Identifier.isBase62(id.dropFirst(idPrefix.count)) ? String(id) : nil
     }
+
+    /// The text inside a cursor of this kind (a cursor that positions by a name, not an id); nil if it is not one.
+    public static func decodeText(_ text: String, kind: String) -> String? {
+        guard text.count <= 800 else { return nil }
+        var b64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while b64.count % 4 != 0 { b64 += "=" }
+        guard let data = Data(base64Encoded: b64), let s = String(data: data, encoding: .utf8), s.hasPrefix(kind + ":") else {
+            return nil
+        }
+        return String(s.dropFirst(kind.count + 1))
+    }
 }

@@ -63,6 +63,7 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
                                                     signupsPerMinutePerClient: config.signupsPerMinutePerClient)
     tenantsConfiguration.adminTokensPerMinutePerTenant = config.adminTokensPerMinutePerTenant
     tenantsConfiguration.maxAdminTokensPerTenant = config.maxAdminTokensPerTenant
+    tenantsConfiguration.maxSessionsPerTenant = config.maxSessionsPerTenant
     tenantsConfiguration.trustedProxies = config.trustedProxies
     let tenants = TenantController(repository: tenantRepository, verifier: deps.verifier, configuration: tenantsConfiguration, clock: deps.clock)
     let credentialStore = CredentialStore(client: deps.postgres, sealer: CredentialSealer(ring: config.masterKeys))
@@ -78,13 +79,14 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
         authenticator: vaultKeys,
         credentials: credentialStore, ledger: SpendLedger(client: deps.postgres),
         idempotency: IdempotencyStore(client: deps.postgres), forwarder: deps.forwarder, clock: deps.clock,
-        tenants: tenantRepository, drain: deps.drain, trustedProxies: config.trustedProxies, unverifiedAttempts: unverified
+        tenants: tenantRepository, drain: deps.drain, trustedProxies: config.trustedProxies, unverifiedAttempts: unverified,
+        gate: config.admission.seats > 0 ? TenantGate(settings: config.admission) : nil
     ))
     // Audit, spend and usage reads may come from the standby (`KEYBRAKE_READ_DATABASE_URL`); key lists and
     // everything that decides a request, never.
     let spendRepository = SpendRepository(reads: deps.adminReads.preferringStandby())
     let auditRepository = AuditRepository(client: deps.postgres, reads: deps.adminReads.preferringStandby())
-    let keys = KeysController(repository: PostgresKeyRepository(client: deps.postgres, reads: deps.adminReads), verifier: deps.verifier, clock: deps.clock,
+    let keys = KeysController(repository: PostgresKeyRepository(client: deps.postgres, reads: deps.adminReads, maxRootKeys: config.maxKeysPerTenant), verifier: deps.verifier, clock: deps.clock,
                               spendReader: LedgerKeySpendReader(spend: spendRepository),
                               creations: keyCreations, changes: keyChangeLimit, acknowledgements: keyChanges)
     let childKeys = ChildKeysController(keys: keys, authenticator: vaultKeys, limits: config.childKeys,
@@ -92,10 +94,10 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
         unverified.record(UnverifiedAttempts.Attempt(tenantId: key.tenantId, keyId: key.id, keyLabel: key.policy.label,
                                                      vendor: key.policy.vendor.rawValue, method: "POST", path: "/v1/child-keys"))
     }
-    let tenantsConfig = TenantsConfiguration(freeMonthlyRequests: config.freeMonthlyRequests)
+    let quotas = tenantsConfiguration
     let audit = AuditController(audit: auditRepository, spend: spendRepository, clock: deps.clock) { tenantId, context in
         guard let tenant = try await tenantRepository.tenant(id: tenantId, logger: context.logger) else { throw KeybrakeError.adminTokenInvalid }
-        return (tenant.plan.rawValue, tenantsConfig.monthlyQuota(for: tenant.plan))
+        return (tenant.plan.rawValue, quotas.monthlyQuota(for: tenant.plan))
     }
 
     let webhookRepository = WebhookRepository(client: deps.postgres, sealer: CredentialSealer(ring: config.masterKeys))
@@ -118,7 +120,7 @@ public func buildRouter(_ deps: AppDependencies) -> Router<KeybrakeRequestContex
     childKeys.addRoutes(to: router)
     DashboardController(
         postgres: deps.postgres, authenticator: adminTokens,
-        tenants: tenantRepository, tenantsConfiguration: tenantsConfig, keys: PostgresKeyRepository(client: deps.postgres, reads: deps.adminReads),
+        tenants: tenantRepository, tenantsConfiguration: tenantsConfiguration, keys: PostgresKeyRepository(client: deps.postgres, reads: deps.adminReads, maxRootKeys: config.maxKeysPerTenant),
         verifier: deps.verifier, credentials: credentialStore, audit: auditRepository, spend: spendRepository,
         keySpend: LedgerKeySpendReader(spend: spendRepository), clock: deps.clock, keyChanges: keyChanges, keyCreations: keyCreations,
         keyChangeLimit: keyChangeLimit, webhooks: DashboardWebhooks(repository: webhookRepository, reads: webhookReads, urls: webhookURLs)

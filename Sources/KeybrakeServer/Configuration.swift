@@ -44,6 +44,8 @@ public struct AppConfiguration: Sendable {
     public var readDatabaseURL: DatabaseURL?
     public var adminTokensPerMinutePerTenant: Int = 20
     public var maxAdminTokensPerTenant: Int = 100
+    public var maxKeysPerTenant: Int = 10_000
+    public var maxSessionsPerTenant: Int = 100
     /// Token verification: cache, hashing cores, failed-attempt limits per (id, client) and per client (DESIGN §4).
     public var tokens = TokenVerifier.Configuration()
     /// How often unverified attempts on a key are written as one summary audit row per key (DESIGN §4: a minute).
@@ -63,6 +65,9 @@ public struct AppConfiguration: Sendable {
     /// Admin and dashboard reads: pool size, statement timeout, concurrent reads per tenant (DESIGN §16;
     /// `KEYBRAKE_ADMIN_DB_MAX_CONNECTIONS`, `KEYBRAKE_ADMIN_STATEMENT_TIMEOUT_MS`, `KEYBRAKE_ADMIN_READS_PER_TENANT`).
     public var adminReads = AdminReads.Settings()
+    /// Fair admission per tenant on the data plane (DESIGN §16; `KEYBRAKE_ADMISSION_SEATS` (0: off),
+    /// `KEYBRAKE_ADMISSION_SEATS_PER_TENANT`, `KEYBRAKE_ADMISSION_QUEUE_PER_TENANT`, `KEYBRAKE_ADMISSION_WAIT_MS`).
+    public var admission = TenantGate.Settings()
     /// How long SIGTERM's drain may take before the requests still in flight are cancelled (their reservations are
     /// left to their leases); nil: the upstream timeout plus 10 s, so a request that waits for its vendor gets its
     /// 504 and settles first (`KEYBRAKE_SHUTDOWN_TIMEOUT_MS`).
@@ -76,6 +81,26 @@ public struct AppConfiguration: Sendable {
 
     public struct ConfigError: Error, CustomStringConvertible {
         public let description: String
+    }
+
+    /// `KEYBRAKE_ADMISSION_*` (see `TenantGate.Settings`).
+    static func readAdmission(_ env: [String: String], into a: inout TenantGate.Settings) throws {
+        if let raw = env["KEYBRAKE_ADMISSION_SEATS"], !raw.isEmpty {
+            guard let n = Int(raw), n >= 0 else { throw ConfigError(description: "KEYBRAKE_ADMISSION_SEATS must be a whole number ≥ 0 (0: no admission gate)") }
+            a.seats = n
+            a.seatsPerTenant = min(a.seatsPerTenant, max(1, n))
+        }
+        if let n = try positiveInt(env, "KEYBRAKE_ADMISSION_SEATS_PER_TENANT") {
+            guard a.seats == 0 || n <= a.seats else {
+                throw ConfigError(description: "KEYBRAKE_ADMISSION_SEATS_PER_TENANT must be at most KEYBRAKE_ADMISSION_SEATS (\(a.seats))")
+            }
+            a.seatsPerTenant = n
+        }
+        if let raw = env["KEYBRAKE_ADMISSION_QUEUE_PER_TENANT"], !raw.isEmpty {
+            guard let n = Int(raw), n >= 0 else { throw ConfigError(description: "KEYBRAKE_ADMISSION_QUEUE_PER_TENANT must be a whole number ≥ 0 (0: refuse at once)") }
+            a.queuePerTenant = n
+        }
+        if let n = try positiveInt(env, "KEYBRAKE_ADMISSION_WAIT_MS") { a.maxWait = .milliseconds(n) }
     }
 
     /// A whole number > 0 from `name`, or nil when it is unset.
@@ -116,6 +141,12 @@ public struct AppConfiguration: Sendable {
                 throw ConfigError(description: "KEYBRAKE_TRUSTED_PROXIES must be a comma-separated list of IP addresses or CIDRs (10.0.0.0/8, ::1)")
             }
             config.trustedProxies = parsed
+        }
+        if let raw = env["KEYBRAKE_CLIENT_ADDRESS_HEADER"], !raw.isEmpty {
+            guard let header = TrustedProxies.Header(rawValue: raw.lowercased()) else {
+                throw ConfigError(description: "KEYBRAKE_CLIENT_ADDRESS_HEADER must be forwarded or x-forwarded-for: the one header your proxy writes")
+            }
+            config.trustedProxies.header = header
         }
         if let idle = env["KEYBRAKE_IDLE_TIMEOUT_MS"], !idle.isEmpty {
             guard let t = Int(idle), t > 0 else { throw ConfigError(description: "KEYBRAKE_IDLE_TIMEOUT_MS must be a whole number > 0") }
@@ -182,6 +213,8 @@ public struct AppConfiguration: Sendable {
         if let l = try positiveInt(env, "KEYBRAKE_KEY_CREATIONS_PER_MINUTE") { config.keyCreationsPerMinutePerTenant = l }
         if let l = try positiveInt(env, "KEYBRAKE_KEY_CHANGES_PER_MINUTE") { config.keyChangesPerMinutePerTenant = l }
         if let l = try positiveInt(env, "KEYBRAKE_MAX_ADMIN_TOKENS_PER_TENANT") { config.maxAdminTokensPerTenant = l }
+        if let l = try positiveInt(env, "KEYBRAKE_MAX_KEYS_PER_TENANT") { config.maxKeysPerTenant = l }
+        if let l = try positiveInt(env, "KEYBRAKE_MAX_SESSIONS_PER_TENANT") { config.maxSessionsPerTenant = l }
         if let l = try positiveInt(env, "KEYBRAKE_ADMIN_TOKENS_PER_MINUTE") { config.adminTokensPerMinutePerTenant = l }
         if let l = try positiveInt(env, "KEYBRAKE_SIGNUPS_PER_MINUTE") { config.signupsPerMinutePerClient = l }
         for vendor in Vendor.allCases {
@@ -239,6 +272,12 @@ public struct AppConfiguration: Sendable {
             guard let n = Int(value), n > 0 else { throw ConfigError(description: "KEYBRAKE_ADMIN_READS_PER_TENANT must be a whole number > 0") }
             config.adminReads.perTenant = n
         }
+        if let raw = env["KEYBRAKE_ADMIN_READS_QUEUE_PER_TENANT"], !raw.isEmpty {
+            guard let n = Int(raw), n >= 0 else { throw ConfigError(description: "KEYBRAKE_ADMIN_READS_QUEUE_PER_TENANT must be a whole number ≥ 0 (0: refuse at once)") }
+            config.adminReads.queuePerTenant = n
+        }
+        if let n = try positiveInt(env, "KEYBRAKE_ADMIN_READS_WAIT_MS") { config.adminReads.maxWait = .milliseconds(n) }
+        try readAdmission(env, into: &config.admission)
         if let rates = env["KEYBRAKE_FX_RATES"], !rates.isEmpty {
             do { config.proxy.fx = try FXTable(parsing: rates) } catch {
                 throw ConfigError(description: "KEYBRAKE_FX_RATES is invalid (expected eur=1.08,gbp=1.27: USD per unit): \(error)")

@@ -40,10 +40,18 @@ public struct PostgresKeyRepository: KeyRepository {
     let client: DatabasePool
     /// Key lists (`GET /v1/keys`, the dashboard's keys page) run here: the admin pool (DESIGN §16).
     let reads: AdminReads
+    /// Active root keys a tenant may hold (`KEYBRAKE_MAX_KEYS_PER_TENANT`; children are bounded per parent).
+    let maxRootKeys: Int
 
-    public init(client: DatabasePool, reads: AdminReads? = nil) {
+    public init(client: DatabasePool, reads: AdminReads? = nil, maxRootKeys: Int = 10_000) {
         self.client = client
         self.reads = reads ?? AdminReads(client: client)
+        self.maxRootKeys = maxRootKeys
+    }
+
+    static func tooManyKeys(_ limit: Int) -> KeybrakeError {
+        KeybrakeError(status: 422, code: "tenant_limit_reached",
+                      message: "This tenant holds \(limit) active vault keys, the most it may. Revoke keys it no longer uses (GET /v1/keys lists them) first.")
     }
 
     static let columns = """
@@ -93,13 +101,16 @@ public struct PostgresKeyRepository: KeyRepository {
             INSERT INTO vault_keys (id, tenant_id, vendor, label, token_hash, allowed_endpoints, daily_cap_micros,
                 monthly_cap_micros, max_request_micros, expires_at, rate_limit_per_minute, auto_idempotency,
                 duplicate_window_seconds, timezone, allowed_stripe_accounts, total_cap_micros, alert_thresholds)
-            VALUES (\(id), \(tenantId), \(p.vendor.rawValue), \(p.label), \(tokenHash), \(p.allowedEndpoints),
+            SELECT \(id), \(tenantId), \(p.vendor.rawValue), \(p.label), \(tokenHash), \(p.allowedEndpoints),
                 \(p.dailyCap?.micros), \(p.monthlyCap?.micros), \(p.maxRequest?.micros), \(p.expiresAt),
                 \(p.rateLimitPerMinute), \(p.autoIdempotency), \(p.duplicateWindowSeconds), \(p.timezone),
-                \(p.allowedStripeAccounts), \(p.totalCap?.micros), \(Self.thresholds(p)))
+                \(p.allowedStripeAccounts), \(p.totalCap?.micros), \(Self.thresholds(p))
+            WHERE (SELECT count(*) FROM vault_keys
+                   WHERE tenant_id = \(tenantId) AND parent_key_id IS NULL AND status = 'active') < \(maxRootKeys)
             RETURNING \(unescaped: Self.columns)
             """, logger: logger)
-        guard let key = try await Self.decode(rows).first else { throw KeybrakeError.internalError }
+        // No row: the tenant is at its total (the count and the insert are one statement).
+        guard let key = try await Self.decode(rows).first else { throw Self.tooManyKeys(maxRootKeys) }
         return key
     }
 

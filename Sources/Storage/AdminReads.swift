@@ -13,18 +13,27 @@ import Synchronization
 ///   transaction that starts with `SET LOCAL statement_timeout`, which holds through PgBouncer in transaction mode
 ///   (a session setting or a start-up parameter would not). Postgres cancels a read past it (SQLSTATE 57014):
 ///   503 `query_timeout`, telling the user to narrow the window (`DatabaseErrors`).
-/// - **Per-tenant concurrency** (`KEYBRAKE_ADMIN_READS_PER_TENANT`, default 2): a tenant's reads beyond it are
-///   refused at once with 429 `too_many_reads` and `Retry-After: 1` — not queued, so a flood costs the server
-///   nothing but the refusal, and a tenant can never hold the whole admin pool while another waits.
+/// - **Per-tenant concurrency** (`KEYBRAKE_ADMIN_READS_PER_TENANT`, default 2), fairly shared (`TenantGate`, with
+///   one seat per pooled connection): a tenant's reads beyond it wait in a queue of their own
+///   (`KEYBRAKE_ADMIN_READS_QUEUE_PER_TENANT`, default 64, for at most `KEYBRAKE_ADMIN_READS_WAIT_MS`, default 1 s),
+///   and a connection that comes free goes to the waiting tenant holding fewest. Past the queue or the wait: 429
+///   `too_many_reads` with `Retry-After: 1`. Waiting costs the server nothing, and a flood that loops on 64
+///   connections is slowed to the rate its two reads are answered at, instead of being refused as fast as it asks.
 public final class AdminReads: Sendable {
     public struct Settings: Sendable, Equatable {
         public var maxConnections = 4
         public var statementTimeout: Duration = .seconds(5)
         public var perTenant = 2
+        public var queuePerTenant = 64
+        public var maxWait: Duration = .seconds(1)
         public init() {}
 
         var statementTimeoutMilliseconds: Int64 {
             max(1, statementTimeout.components.seconds * 1000 + statementTimeout.components.attoseconds / 1_000_000_000_000_000)
+        }
+
+        var gate: TenantGate.Settings {
+            TenantGate.Settings(seats: maxConnections, seatsPerTenant: perTenant, queuePerTenant: queuePerTenant, maxWait: maxWait)
         }
     }
 
@@ -33,29 +42,25 @@ public final class AdminReads: Sendable {
     public let standby: DatabasePool?
     let useStandby: Bool
     public let settings: Settings
-    private let counter: Counter
-
-    final class Counter: Sendable {
-        let counts = Mutex<[String: Int]>([:])
-    }
+    let gate: TenantGate
 
     public convenience init(client: DatabasePool, standby: DatabasePool? = nil, settings: Settings = Settings()) {
-        self.init(client: client, standby: standby, useStandby: false, settings: settings, counter: Counter())
+        self.init(client: client, standby: standby, useStandby: false, settings: settings, gate: TenantGate(settings: settings.gate))
     }
 
-    init(client: DatabasePool, standby: DatabasePool?, useStandby: Bool, settings: Settings, counter: Counter) {
+    init(client: DatabasePool, standby: DatabasePool?, useStandby: Bool, settings: Settings, gate: TenantGate) {
         self.client = client
         self.standby = standby
         self.useStandby = useStandby
         self.settings = settings
-        self.counter = counter
+        self.gate = gate
     }
 
     /// The same reads (same pool, same per-tenant limit), from the standby when there is one: for the audit, spend
     /// and usage reads and the dashboard's, never for anything that decides a request. Each read says how stale it
     /// may be (`ReadLag`); while the standby fails, reads go to the primary.
     public func preferringStandby() -> AdminReads {
-        AdminReads(client: client, standby: standby, useStandby: standby != nil, settings: settings, counter: counter)
+        AdminReads(client: client, standby: standby, useStandby: standby != nil, settings: settings, gate: gate)
     }
 
     /// Whether these reads go to a standby first.
@@ -63,14 +68,14 @@ public final class AdminReads: Sendable {
 
     /// The same reads, always from the primary: to read back what the request itself has just written.
     public func onPrimary() -> AdminReads {
-        AdminReads(client: client, standby: standby, useStandby: false, settings: settings, counter: counter)
+        AdminReads(client: client, standby: standby, useStandby: false, settings: settings, gate: gate)
     }
 
     /// The rows of one read, fetched whole inside one transaction under the statement timeout, counted against
     /// `tenantId`'s concurrent reads.
     public func rows(_ query: PostgresQuery, tenantId: String, logger: Logger) async throws -> [PostgresRow] {
-        try acquire(tenantId)
-        defer { release(tenantId) }
+        try await acquire(tenantId)
+        defer { gate.release(tenantId) }
         let timeout = PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(settings.statementTimeoutMilliseconds)")
         if useStandby, let standby, !standby.isSuspect {
             // Bounded: a standby that does not answer (down behind HAProxy, a stranded query) is a read from the
@@ -115,29 +120,18 @@ public final class AdminReads: Sendable {
         }
     }
 
-    /// How many reads `tenantId` has in flight now (tests).
-    public func inFlight(tenantId: String) -> Int { counter.counts.withLock { $0[tenantId] ?? 0 } }
+    /// How many reads `tenantId` has in flight now, and how many wait (tests).
+    public func inFlight(tenantId: String) -> Int { gate.load(tenantId).held }
+    public func waiting(tenantId: String) -> Int { gate.load(tenantId).queued }
 
-    func acquire(_ tenantId: String) throws(KeybrakeError) {
-        let admitted = counter.counts.withLock { counts -> Bool in
-            let n = counts[tenantId] ?? 0
-            guard n < settings.perTenant else { return false }
-            counts[tenantId] = n + 1
-            return true
-        }
-        guard admitted else { throw Self.tooManyReads(settings.perTenant) }
-    }
-
-    func release(_ tenantId: String) {
-        counter.counts.withLock { counts in
-            let n = (counts[tenantId] ?? 1) - 1
-            counts[tenantId] = n > 0 ? n : nil
-        }
+    func acquire(_ tenantId: String) async throws(KeybrakeError) {
+        if gate.tryAdmit(tenantId) { return }
+        guard await gate.wait(tenantId) else { throw Self.tooManyReads(settings.perTenant) }
     }
 
     static func tooManyReads(_ limit: Int) -> KeybrakeError {
         KeybrakeError(status: 429, code: "too_many_reads",
-                      message: "This tenant already has \(limit) admin reads in progress (audit, spend, usage, keys, dashboard); retry when one has answered.",
+                      message: "This tenant already has \(limit) admin reads in progress (audit, spend, usage, keys, dashboard) and more waiting than can be served now; retry when one has answered.",
                       retryAfterSeconds: 1)
     }
 }

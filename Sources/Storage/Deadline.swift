@@ -69,7 +69,7 @@ public final class DeadlineWatchdog: Sendable {
     init(tick: TimeAmount) { self.tick = tick }
 
     /// Calls `fire` once `limit` has passed, unless cancelled first.
-    func register(after limit: Duration, _ fire: @escaping @Sendable () -> Void) -> UInt64 {
+    public func register(after limit: Duration, _ fire: @escaping @Sendable () -> Void) -> UInt64 {
         let nanos = Int64(limit.components.seconds) * 1_000_000_000 + limit.components.attoseconds / 1_000_000_000
         let deadline = NIODeadline.now() + .nanoseconds(nanos)
         let (ticket, start) = state.withLockedValue { s -> (UInt64, Bool) in
@@ -81,7 +81,7 @@ public final class DeadlineWatchdog: Sendable {
         return ticket
     }
 
-    func cancel(_ ticket: UInt64) {
+    public func cancel(_ ticket: UInt64) {
         _ = state.withLockedValue { $0.pending.removeValue(forKey: ticket) }
     }
 

@@ -15,6 +15,8 @@ public struct TenantsConfiguration: Sendable {
     public var adminTokensPerMinutePerTenant: Int = 20
     /// Active admin tokens a tenant may hold at once (each is a door into the tenant).
     public var maxAdminTokensPerTenant: Int = 100
+    /// Live dashboard sessions a tenant may hold (`KEYBRAKE_MAX_SESSIONS_PER_TENANT`).
+    public var maxSessionsPerTenant: Int = 100
     /// The deployment's own proxies: only their `X-Forwarded-For` / `Forwarded` name the client a signup counts for.
     public var trustedProxies: TrustedProxies = .none
 

@@ -11,13 +11,13 @@ import Storage
 /// when the lease runs out. Each delivery is posted on its own task: a slow or dead receiver holds only its own.
 /// The clock is injected: tests move time through the whole retry schedule.
 public struct WebhookDispatcher: Sendable {
-    let client: PostgresClient
+    let client: DatabasePool
     let repository: WebhookRepository
     let transport: any WebhookTransport
     let settings: WebhookSettings
     let clock: any KeybrakeCore.Clock
 
-    public init(client: PostgresClient, repository: WebhookRepository, transport: any WebhookTransport, settings: WebhookSettings,
+    public init(client: DatabasePool, repository: WebhookRepository, transport: any WebhookTransport, settings: WebhookSettings,
                 clock: any KeybrakeCore.Clock) {
         self.client = client
         self.repository = repository

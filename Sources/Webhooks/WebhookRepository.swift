@@ -8,13 +8,13 @@ import Vault
 /// Webhook endpoints, events and deliveries in Postgres. Every query is scoped by tenant: another tenant's id is
 /// simply not found. Secrets are sealed with the vault's master key (AAD: tenant + endpoint id).
 public struct WebhookRepository: Sendable {
-    let client: PostgresClient
+    let client: DatabasePool
     let sealer: CredentialSealer
     public static let maxEndpointsPerTenant = 20
     /// How long a rotated-out secret keeps signing beside the new one.
     public static let rotationOverlap: TimeInterval = 86_400
 
-    public init(client: PostgresClient, sealer: CredentialSealer) {
+    public init(client: DatabasePool, sealer: CredentialSealer) {
         self.client = client
         self.sealer = sealer
     }

@@ -254,6 +254,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.headers.get("Authorization") != f"Bearer {self.options.api_key}":
             return self._send(401 if not self.headers.get("Authorization") else 403,
                               {"statusCode": 403, "name": "invalid_api_key", "message": "API key is invalid"})
+        if method == "GET" and path.startswith("/emails/") and path.count("/") == 2:
+            # Retrieve an email (GET /emails/{id}): a read that moves no money (test_14's tenant B).
+            return self._send(200, {"object": "email", "id": path.rsplit("/", 1)[1], "last_event": "delivered"})
         if method != "POST" or path not in ("/emails", "/emails/batch"):
             return self._send(404, {"statusCode": 404, "name": "not_found", "message": "The requested endpoint does not exist."})
         try:

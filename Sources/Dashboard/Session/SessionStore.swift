@@ -23,10 +23,13 @@ public struct SessionStore: Sendable {
     let client: DatabasePool
     /// Absolute lifetime of a session (no sliding renewal: sign in again after it).
     public let lifetime: Duration
+    /// Live sessions a tenant may hold; signing in past it is refused (422 `tenant_limit_reached`).
+    public let maxPerTenant: Int
 
-    public init(client: DatabasePool, lifetime: Duration = .seconds(12 * 3600)) {
+    public init(client: DatabasePool, lifetime: Duration = .seconds(12 * 3600), maxPerTenant: Int = 100) {
         self.client = client
         self.lifetime = lifetime
+        self.maxPerTenant = maxPerTenant
     }
 
     /// 32 random bytes, base64url without padding (43 characters): a cookie-safe secret.
@@ -55,11 +58,17 @@ public struct SessionStore: Sendable {
         let seconds = Int(lifetime.components.seconds)
         // Expired rows are removed as sessions are created: the table stays small without a janitor.
         try await client.query("DELETE FROM dashboard_sessions WHERE expires_at < now() - interval '1 day'", logger: logger)
-        try await client.query("""
+        // The count and the insert in one statement: no row inserted means the tenant is at its total.
+        let rows = try await client.query("""
             INSERT INTO dashboard_sessions (id_hash, tenant_id, admin_token_id, csrf_token, expires_at)
-            VALUES (\(Self.hash(id)), \(tenantId), \(adminTokenId), \(csrf), now() + \(seconds) * interval '1 second')
+            SELECT \(Self.hash(id)), \(tenantId), \(adminTokenId), \(csrf), now() + \(seconds) * interval '1 second'
+            WHERE (SELECT count(*) FROM dashboard_sessions s JOIN admin_tokens t ON t.id = s.admin_token_id
+                   WHERE s.tenant_id = \(tenantId) AND s.expires_at > now() AND t.revoked_at IS NULL) < \(maxPerTenant)
+            RETURNING 1
             """, logger: logger)
-        return id
+        for try await _ in rows { return id }
+        throw KeybrakeError(status: 422, code: "tenant_limit_reached",
+            message: "This tenant has \(maxPerTenant) dashboard sessions open, the most it may. Sign out of one, revoke the admin tokens you no longer use (their sessions end with them), or wait for sessions to expire.")
     }
 
     /// The live session for a cookie value: not expired, and its admin token not revoked. One statement (it runs

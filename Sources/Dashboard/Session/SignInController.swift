@@ -40,8 +40,13 @@ extension DashboardController {
         case .failure(let error):
             throw error
         }
-        let sessionId = try await db(context) {
-            try await sessions.create(tenantId: identity.tenantId, adminTokenId: identity.tokenId, logger: context.logger)
+        let sessionId: String
+        do {
+            sessionId = try await db(context) {
+                try await sessions.create(tenantId: identity.tenantId, adminTokenId: identity.tokenId, logger: context.logger)
+            }
+        } catch let error as KeybrakeError where error.code == "tenant_limit_reached" {
+            return renderLogin(request, flash: .error(error.message), status: .unprocessableContent)
         }
         var response = Page.redirect("/dashboard")
         response.setCookie(Self.cookie(Self.sessionCookie, sessionId, path: "/dashboard", maxAge: Int(sessions.lifetime.components.seconds), request: request))

@@ -13,11 +13,12 @@ extension DashboardController {
         case .audit: chrome.navAudit = true
         case .vendors: chrome.navVendors = true
         case .webhooks: chrome.navWebhooks = true
+        case .adminTokens: chrome.navAdminTokens = true
         }
         return chrome
     }
 
-    enum Tab { case overview, keys, audit, vendors, webhooks }
+    enum Tab { case overview, keys, audit, vendors, webhooks, adminTokens }
 
     func notice(_ request: Request) -> Flash? {
         request.uri.queryParameters["notice"].flatMap { Flash.notices[String($0)] }.map(Flash.notice)

@@ -8,6 +8,7 @@ enum Templates {
         "layout": layout, "bar": bar, "chart": chart, "webhooks": webhooks, "webhook": webhook, "webhook_secret": webhookSecret, "error": error, "login": login, "overview": overview,
         "keys": keys, "key_new": keyNew, "key_created": keyCreated, "key": key, "key_revoke": keyRevoke,
         "audit": audit, "audit_event": auditEvent, "vendors": vendors, "vendor_delete": vendorDelete,
+        "admin_tokens": adminTokens,
     ]
 
     static func library() throws -> MustacheLibrary {
@@ -36,6 +37,7 @@ enum Templates {
         <a href="/dashboard/audit"{{#navAudit}} aria-current="page"{{/navAudit}}>Audit</a>
         <a href="/dashboard/vendors"{{#navVendors}} aria-current="page"{{/navVendors}}>Vendor credentials</a>
         <a href="/dashboard/webhooks"{{#navWebhooks}} aria-current="page"{{/navWebhooks}}>Webhooks</a>
+        <a href="/dashboard/admin-tokens"{{#navAdminTokens}} aria-current="page"{{/navAdminTokens}}>Admin tokens</a>
         </nav>
         <div class="account"><span class="tenant">{{tenantName}}</span>
         <form method="post" action="/dashboard/logout"><input type="hidden" name="csrf" value="{{csrf}}"><button type="submit" class="linklike" id="sign-out">Sign out</button></form>

@@ -14,6 +14,7 @@ struct Chrome {
     var navAudit = false
     var navVendors = false
     var navWebhooks = false
+    var navAdminTokens = false
 }
 
 struct Flash {
@@ -34,6 +35,7 @@ struct Flash {
         "credentials_saved": "Credentials saved. Proxied requests use them from now on.",
         "credentials_deleted": "Credentials deleted.",
         "ping_queued": "Test event queued: it is delivered within a few seconds and listed below.",
+        "tokens_revoked": "Every other admin token is revoked; their dashboard sessions have ended.",
     ]
 }
 

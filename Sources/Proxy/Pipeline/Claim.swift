@@ -69,6 +69,7 @@ extension ProxyPipeline {
                 case .claimsPartial(let got):
                     claimed = got
                 case .denied(let code, let used, let cap):
+                    rememberQuotaSpent(code: code, used: used, quota: cap, f, periods: periods)
                     throw Denial(error: reserveDenial(code: code, used: used, cap: cap, f, periods: periods))
                 }
             } else {
@@ -112,7 +113,10 @@ extension ProxyPipeline {
                                 ? "An identical request (audit \(record.ownerId)) is still in flight; retry to receive its result."
                                 : "A request with this Idempotency-Key (audit \(record.ownerId)) is still in flight; retry to receive its result."))
                     }
+                    // Waiting for another request is not database work: the seat goes to someone else meanwhile.
+                    releaseSeat(&f)
                     try await Task.sleep(for: .milliseconds(15))
+                    guard await admit(&f) else { throw Denial(error: tenantBusy) }
                     continue attempts
                 }
             }

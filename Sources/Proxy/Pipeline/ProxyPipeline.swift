@@ -38,11 +38,17 @@ public struct ProxyPipeline: Sendable {
     let trustedProxies: TrustedProxies
     /// Where attempts with a key's id but an unproven token are summed up (DESIGN §4); nil: not recorded.
     let unverifiedAttempts: UnverifiedAttempts?
+    /// Fair admission per tenant (DESIGN §16); nil: every request admitted at once.
+    let gate: TenantGate?
+    /// Tenants whose free-plan quota this month is known to be used up (UTC month, used, quota), for about two
+    /// seconds: their refusals are decided here instead of by a reserve statement each (DESIGN §16).
+    let quotaSpent = ExpiringCache<String, QuotaSpent>(ttl: .seconds(2))
 
     public init(config: ProxyConfiguration, authenticator: VaultKeyAuthenticator, credentials: CredentialStore,
                 ledger: SpendLedger, idempotency: IdempotencyStore, forwarder: Forwarder, clock: any KeybrakeCore.Clock,
                 tenants: (any TenantRepository)? = nil, drain: Drain? = nil, trustedProxies: TrustedProxies = .none,
-                unverifiedAttempts: UnverifiedAttempts? = nil) {
+                unverifiedAttempts: UnverifiedAttempts? = nil, gate: TenantGate? = nil) {
+        self.gate = gate
         self.trustedProxies = trustedProxies
         self.unverifiedAttempts = unverifiedAttempts
         self.tenants = tenants
@@ -84,6 +90,14 @@ public struct ProxyPipeline: Sendable {
         /// A PaymentIntent or charge whose counted amount this request adds to, once it settles.
         var countedObject: CountedObject?
         var countUsageMonth: String?
+        /// Holds one of its tenant's admission seats (`TenantGate`), given back before it goes upstream.
+        var holdsSeat = false
+    }
+
+    struct QuotaSpent: Sendable {
+        var month: String
+        var used: Int64
+        var quota: Int64
     }
 
     enum CountedObject: Sendable, Equatable {
@@ -115,22 +129,57 @@ public struct ProxyPipeline: Sendable {
         let client = RequestClient(request, context, proxies: trustedProxies)
         switch await authenticate(a, rawPath: rawPath, request: request, client: client, logger: context.logger, started: started) {
         case .answered(let response): return response
-        case .denied(let error, var f): return await deny(a, error, &f)
+        case .denied(let error, var f):
+            // A refused key's row is database work too: admitted like any request of its tenant.
+            guard await admit(&f) else { return await deny(a, tenantBusy, &f) }
+            let response = await deny(a, error, &f)
+            releaseSeat(&f)
+            return response
         case .authenticated(let f): flight = f
         }
+        let response: Response
         do {
-            return try await run(a, &flight, rawPath: rawPath, request: request)
+            response = try await run(a, &flight, rawPath: rawPath, request: request)
         } catch let denial as Denial {
-            return await deny(a, denial.error, &flight)
+            response = await deny(a, denial.error, &flight)
         } catch {
-            return await deny(a, DatabaseErrors.map(error, logger: flight.logger), &flight)
+            response = await deny(a, DatabaseErrors.map(error, logger: flight.logger), &flight)
         }
+        releaseSeat(&flight)
+        return response
+    }
+
+    /// Admission (DESIGN §16): a seat of the request's tenant, at once when its share has one free (one lock, no
+    /// suspension), else after a bounded fair wait. False: refused (`tenant_busy`). A seat covers database work
+    /// only — pricing, claim, reserve, a refusal's row —, never a client's upload or a vendor's answer: it is taken
+    /// once the body is in and given back around a price lookup, an identical request's wait and the forward.
+    @inline(__always)
+    func admit(_ f: inout Flight) async -> Bool {
+        guard let gate else { return true }
+        let tenant = f.key.tenantId
+        if gate.tryAdmit(tenant) {
+            f.holdsSeat = true
+            return true
+        }
+        f.holdsSeat = await gate.wait(tenant)
+        return f.holdsSeat
+    }
+
+    var tenantBusy: KeybrakeError { TenantGate.busy(gate?.settings ?? TenantGate.Settings()) }
+
+    @inline(__always)
+    func releaseSeat(_ f: inout Flight) {
+        guard f.holdsSeat else { return }
+        f.holdsSeat = false
+        gate?.release(f.key.tenantId)
     }
 
     func run<A: VendorAdapter>(_ a: A, _ f: inout Flight, rawPath: String, request: Request) async throws -> Response {
         let (path, creds) = try await route(a, &f, rawPath: rawPath, request: request)
         try rateLimit(f)
         let body = try await collectBody(request)
+        // Admission (DESIGN §16) once the client has sent its body: a seat never waits on a client's upload.
+        guard await admit(&f) else { throw Denial(error: tenantBusy) }
         let read = try readRequest(a, f, path: path, request: request, body: body.data)
         var decision = try priceFromBody(a, &f, path: path, read: read)
         let periods = KeyCalendar.periods(now: clock.now(), timezone: f.key.policy.timezone)
@@ -138,9 +187,14 @@ public struct ProxyPipeline: Sendable {
             return replay
         }
         if case .lookup(let lookup) = decision, case .open = f.money {
+            // The lookup waits on the vendor, not the database: no seat meanwhile.
+            releaseSeat(&f)
             decision = try await priceByLookup(a, lookup, &f, creds: creds)
+            guard await admit(&f) else { throw Denial(error: tenantBusy) }
         }
         try await reserve(&f, periods: periods)
+        // Upstream time is not the database's: the seat goes to the next request now.
+        releaseSeat(&f)
         return await forwardAndSettle(a, &f, path: path, query: read.upstreamQuery, request: request, body: body.buffer, creds: creds)
     }
 }

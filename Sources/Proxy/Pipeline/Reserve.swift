@@ -14,6 +14,10 @@ extension ProxyPipeline {
             f.countUsageMonth = periods.utcMonth
             return
         }
+        if let spent = quotaSpent.get(f.key.tenantId), spent.month == periods.utcMonth, spent.quota == Int64(config.freeMonthlyRequests) {
+            // Known used up a moment ago (and a month's count only grows): refused without a statement.
+            throw Denial(error: reserveDenial(code: "monthly_quota_exceeded", used: spent.used, cap: spent.quota, f, periods: periods))
+        }
         let reserveId = f.audit.id, tenantId = f.key.tenantId, logger = f.logger
         let ledger = self.ledger, keyId = f.key.id, freeQuota = config.freeMonthlyRequests
         let giveBack = LateUndo(f, ledger: ledger), owned = f.owned, pending = Self.pendingAudit(f)
@@ -27,12 +31,19 @@ extension ProxyPipeline {
             await giveBack(reservationId: amount > .zero ? reserveId : nil, scopes: owned)
         })
         if case .denied(let code, let used, let cap) = result {
+            rememberQuotaSpent(code: code, used: used, quota: cap, f, periods: periods)
             throw Denial(error: reserveDenial(code: code, used: used, cap: cap, f, periods: periods))
         }
         if amount > .zero {
             f.money = .reserved(reservationId: reserveId, amount: amount)
             ProxyMetrics.reservationsHeld(delta: 1)
         }
+    }
+
+    /// Remembers a tenant's used-up quota for `quotaSpent`'s few seconds (an upgrade to pro takes that long here).
+    func rememberQuotaSpent(code: String, used: Int64, quota: Int64, _ f: Flight, periods: KeyPeriods) {
+        guard code == "monthly_quota_exceeded" else { return }
+        quotaSpent.set(f.key.tenantId, QuotaSpent(month: periods.utcMonth, used: used, quota: quota))
     }
 
     func plan(of f: Flight) async throws -> Plan? {

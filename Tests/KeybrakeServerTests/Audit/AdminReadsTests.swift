@@ -68,10 +68,41 @@ final class AdminReadsTests: XCTestCase {
         }
     }
 
+    /// A tenant's reads past its limit wait their turn (a flood is slowed, not answered as fast as it asks), and one
+    /// that waits longer than the bound is refused.
+    func testReadsPastTheTenantLimitWaitThenAnswerOrAre429AfterTheWait() async throws {
+        try await TestApp.run({ $0.adminReads.perTenant = 1; $0.adminReads.maxWait = .milliseconds(1_500) }) { client in
+            let (_, a) = try await client.signup(name: "A")
+            let (slow, waiting) = try await Self.holdingLock(on: "audit_events") {
+                let slow = Task { try await client.call(.get, "/v1/audit", token: a) }
+                try await Task.sleep(for: .milliseconds(300))
+                let waiting = Task { try await client.call(.get, "/v1/keys", token: a) }
+                try await Task.sleep(for: .milliseconds(300))
+                return (slow, waiting)
+            }
+            expectStatus(try await slow.value, .ok)
+            expectStatus(try await waiting.value, .ok, "the second read waited for the first and was then served")
+            // Held past the wait: refused.
+            let started = ContinuousClock.now
+            let (held, refused) = try await Self.holdingLock(on: "audit_events") {
+                let held = Task { try await client.call(.get, "/v1/audit", token: a) }
+                try await Task.sleep(for: .milliseconds(300))
+                return (held, try await client.call(.get, "/v1/keys", token: a))
+            }
+            expectStatus(try await held.value, .ok)
+            XCTAssertEqual(refused.status, .tooManyRequests, refused.text)
+            XCTAssertEqual(refused.errorCode, "too_many_reads")
+            XCTAssertGreaterThanOrEqual(ContinuousClock.now - started, .milliseconds(1_500), "refused after its wait, not at once")
+        }
+    }
+
     func testProxiedRequestIsServedWhileTheAdminPoolIsHeld() async throws {
         let harness = try await ProxyHarness.start()
         defer { harness.fake.stop() }
-        try await harness.run({ $0.adminReads.maxConnections = 1; $0.adminReads.perTenant = 4; $0.adminReads.statementTimeout = .seconds(20) }) { client in
+        try await harness.run({
+            $0.adminReads.maxConnections = 1; $0.adminReads.perTenant = 4; $0.adminReads.statementTimeout = .seconds(20)
+            $0.adminReads.maxWait = .seconds(20)
+        }) { client in
             let a = try await client.tenantWithCredentials()
             let b = try await client.tenantWithCredentials()
             let (_, token) = try await client.vaultKey(b, ["allowed_endpoints": ["GET /v1/customers/*"]])

@@ -180,8 +180,10 @@ final class ProxyPolicyTests: XCTestCase {
             XCTAssertNotNil(over.headers[.retryAfter])
             let usage = try await client.call(.get, "/v1/tenant", token: t.admin)
             XCTAssertEqual((usage.json["usage"] as? [String: Any])?["requests"] as? Int, 1000)
-            // The operator moves the tenant to pro: the quota is lifted on the next request.
+            // The operator moves the tenant to pro: the quota is lifted once this replica's memory of it (a used-up
+            // quota, a plan: 2 s each) has run out.
             expectStatus(try await client.call(.post, "/v1/operator/tenants/\(t.id)/plan", token: "operator-secret-for-tests", json: ["plan": "pro"]), .ok)
+            try await Task.sleep(for: .milliseconds(2_100))
             expectStatus(try await client.proxy(.get, "/stripe/v1/customers/cus_4", key: token), .notFound)
         }
         XCTAssertEqual(h.fake.requests(path: nil, method: "GET").count, 3)

@@ -22,10 +22,25 @@ final class ClientAddressTests: XCTestCase {
         XCTAssertEqual(proxies.clientKey(peer: "10.0.0.5", headers: headers(["X-Forwarded-For": "1.1.1.1, 198.51.100.9"])), "198.51.100.9")
         // Two trusted hops: the nearest untrusted one is the client.
         XCTAssertEqual(proxies.clientKey(peer: "127.0.0.1", headers: headers(["X-Forwarded-For": "198.51.100.9, 10.0.0.5"])), "198.51.100.9")
-        XCTAssertEqual(proxies.clientKey(peer: "10.0.0.5", headers: headers(["Forwarded": "for=192.0.2.60;proto=https, for=\"[2001:db8:cafe::17]:4711\""])),
+        var forwarded = proxies
+        forwarded.header = .forwarded
+        XCTAssertEqual(forwarded.clientKey(peer: "10.0.0.5", headers: headers(["Forwarded": "for=192.0.2.60;proto=https, for=\"[2001:db8:cafe::17]:4711\""])),
                        "2001:db8:cafe:0::/64")
         // A trusted peer without the header is itself the client.
         XCTAssertEqual(proxies.clientKey(peer: "10.0.0.5", headers: headers([:])), "10.0.0.5")
+    }
+
+    /// A proxy that appends to `X-Forwarded-For` passes a client's own `Forwarded` through (and the other way round):
+    /// only the header the deployment names is read, with no fallback to the other.
+    func testOnlyTheConfiguredHeaderIsRead() {
+        let spoof = headers(["Forwarded": "for=1.1.1.1", "X-Forwarded-For": "198.51.100.9"])
+        XCTAssertEqual(proxies.clientKey(peer: "10.0.0.5", headers: spoof), "198.51.100.9", "x-forwarded-for by default")
+        XCTAssertEqual(proxies.clientKey(peer: "10.0.0.5", headers: headers(["Forwarded": "for=1.1.1.1"])), "10.0.0.5",
+                       "a Forwarded the proxy did not write is not read: the peer is the client")
+        var forwarded = proxies
+        forwarded.header = .forwarded
+        XCTAssertEqual(forwarded.clientKey(peer: "10.0.0.5", headers: spoof), "1.1.1.1")
+        XCTAssertEqual(forwarded.clientKey(peer: "10.0.0.5", headers: headers(["X-Forwarded-For": "198.51.100.9"])), "10.0.0.5")
     }
 
     func testIPv6ClientsAreGroupedBySlash64() {

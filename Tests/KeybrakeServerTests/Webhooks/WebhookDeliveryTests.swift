@@ -6,6 +6,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import PostgresNIO
+import Storage
 import Vault
 import Webhooks
 import XCTest
@@ -60,7 +61,7 @@ final class WebhookDeliveryTests: XCTestCase {
                                   _ body: @escaping @Sendable (WebhookDispatcher) async throws -> T) async throws -> T {
         try await TestDatabase.withClient { db in
             let sealer = CredentialSealer(ring: try MasterKeyRing(parsing: TestApp.masterKeys))
-            let dispatcher = WebhookDispatcher(client: db, repository: WebhookRepository(client: db, sealer: sealer), transport: receiver,
+            let dispatcher = WebhookDispatcher(client: DatabasePool(fixed: db), repository: WebhookRepository(client: DatabasePool(fixed: db), sealer: sealer), transport: receiver,
                                                settings: WebhookSettings(), clock: clock)
             return try await body(dispatcher)
         }
@@ -231,19 +232,19 @@ final class WebhookDeliveryTests: XCTestCase {
         let newLine = MasterKeyRing.generateConfigLine(id: "rot\(Int.random(in: 1000...9999))")
         let both = try MasterKeyRing(parsing: newLine + "," + TestApp.masterKeys)
         let moved = try await TestDatabase.withClient { db in
-            try await WebhookRepository(client: db, sealer: CredentialSealer(ring: both)).resealAll(logger: Logger(label: "test"))
+            try await WebhookRepository(client: DatabasePool(fixed: db), sealer: CredentialSealer(ring: both)).resealAll(logger: Logger(label: "test"))
         }
         XCTAssertGreaterThanOrEqual(moved, 1)
         let onlyNew = try MasterKeyRing(parsing: newLine)
         let secrets = try await TestDatabase.withClient { db in
-            try await WebhookRepository(client: db, sealer: CredentialSealer(ring: onlyNew))
+            try await WebhookRepository(client: DatabasePool(fixed: db), sealer: CredentialSealer(ring: onlyNew))
                 .secrets(endpointId: s.endpoint, tenantId: s.tenant, now: Date(), logger: Logger(label: "test"))
         }
         XCTAssertEqual(secrets, [s.secret])
         // Back under the test key, for the other tests sharing this database.
         let back = try MasterKeyRing(parsing: TestApp.masterKeys + "," + newLine)
         _ = try await TestDatabase.withClient { db in
-            try await WebhookRepository(client: db, sealer: CredentialSealer(ring: back)).resealAll(logger: Logger(label: "test"))
+            try await WebhookRepository(client: DatabasePool(fixed: db), sealer: CredentialSealer(ring: back)).resealAll(logger: Logger(label: "test"))
         }
     }
 }
