@@ -86,7 +86,8 @@ final class DatabasePoolTests: XCTestCase {
 
     /// PostgresNIO alone backs off up to a minute between connection attempts; after 15 s of outage with queries
     /// arriving it waits seconds after Postgres is back. The pool replaces its client instead: a query finds a
-    /// working connection within about a second. (Mutation: with the probe never calling `replace`, this test fails on `replacements` and, measured, on the recovery time: 3.1 s against 0.53 s.)
+    /// working connection within about a second. (Mutation: with the probe never calling `replace`, recovery took 3.1 s against 0.53 s; it is shorter by chance when
+    /// PostgresNIO's next attempt falls just after Postgres is back, so the mutation fails this test most runs, not all.)
     func testPoolAnswersWithinASecondOfPostgresComingBackAfterAnOutage() async throws {
         let cluster = try PrivateCluster(name: "pool")
         try? cluster.stop()  // one left running by an interrupted run listens on another port
@@ -115,8 +116,9 @@ final class DatabasePoolTests: XCTestCase {
             try await Self.waitUntil(seconds: 30) { await query() }
             let recovery = ContinuousClock.now - back
             print("pool recovery after a 15 s outage: \(recovery), replacements \(pool.replacements)")
+            // No assertion on `replacements`: when PostgresNIO's own next attempt happens to fall just after Postgres
+            // is back, the pool answers before the probe replaces it (seen: 0.24 s, 0 replacements), which is fine.
             XCTAssertLessThan(recovery, .milliseconds(1500))
-            XCTAssertGreaterThanOrEqual(pool.replacements, 1)
         }
     }
 
