@@ -64,13 +64,12 @@ struct AdmissionState<Waiter> {
 
     /// Gives back one of `tenant`'s seats; returns the waiters now admitted (each already holds its seat).
     mutating func release(_ tenant: String) -> [Waiter] {
-        guard var t = tenants[tenant], t.held > 0 else {
+        guard let held = tenants[tenant]?.held, held > 0 else {
             assertionFailure("released a seat \(tenant) does not hold")
             return []
         }
-        t.held -= 1
         free += 1
-        if t.held == 0 && t.queue.isEmpty { tenants[tenant] = nil } else { tenants[tenant] = t }
+        if held == 1 && tenants[tenant]!.queue.isEmpty { tenants[tenant] = nil } else { tenants[tenant]!.held -= 1 }
         var admitted: [Waiter] = []
         while free > 0, let next = nextTenant() {
             admitted.append(admitHead(of: next))
@@ -81,10 +80,12 @@ struct AdmissionState<Waiter> {
     /// Takes a waiter out of its queue (its wait ran out, or its request was cancelled); nil if it was admitted
     /// meanwhile (or is gone).
     mutating func remove(_ tenant: String, id: UInt64) -> Waiter? {
-        guard var t = tenants[tenant], let index = t.queue.firstIndex(where: { $0.id == id }) else { return nil }
-        let removed = t.queue.remove(at: index)
+        guard let index = tenants[tenant]?.queue.firstIndex(where: { $0.id == id }) else { return nil }
+        // In place (through the dictionary's storage): a copy of the tenant would copy its whole queue.
+        let removed = tenants[tenant]!.queue.remove(at: index)
+        let t = tenants[tenant]!
         if t.queue.isEmpty { waiting.remove(tenant) }
-        if t.held == 0 && t.queue.isEmpty { tenants[tenant] = nil } else { tenants[tenant] = t }
+        if t.held == 0 && t.queue.isEmpty { tenants[tenant] = nil }
         return removed.waiter
     }
 
@@ -107,12 +108,10 @@ struct AdmissionState<Waiter> {
     }
 
     private mutating func admitHead(of tenant: String) -> Waiter {
-        var t = tenants[tenant]!
-        let head = t.queue.removeFirst()
-        t.held += 1
+        let head = tenants[tenant]!.queue.removeFirst()
+        tenants[tenant]!.held += 1
         free -= 1
-        if t.queue.isEmpty { waiting.remove(tenant) }
-        tenants[tenant] = t
+        if tenants[tenant]!.queue.isEmpty { waiting.remove(tenant) }
         return head.waiter
     }
 
