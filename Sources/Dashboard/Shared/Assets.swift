@@ -39,6 +39,7 @@ enum Assets {
         svg.chart .tick { font-size: 11px; fill: var(--muted); }
         svg.chart .cap { stroke: var(--danger); stroke-width: 1.5; stroke-dasharray: 6 4; }
         svg.chart .caplabel { font-size: 11px; fill: var(--danger); }
+        svg.chart .settled { fill: var(--settled); } svg.chart .reserved { fill: var(--reserved); } svg.chart .unknown { fill: var(--unknown); }
         figure.chart figcaption { font-size: .85em; color: var(--muted); }
         .legend-item { white-space: nowrap; margin-right: .6rem; }
         svg.chart .s0, .sw.s0 { fill: #2563eb; background: #2563eb; } svg.chart .s1, .sw.s1 { fill: #d97706; background: #d97706; }

@@ -5,10 +5,10 @@ import KeybrakeCore
 /// stack, cap lines across. Coordinates are SVG units of a 720 × 220 view box; every text reaches the page through
 /// `{{ }}` (the `chart` partial), so labels a tenant chose are escaped like everywhere else.
 struct Chart {
-    struct Rect { let x: Int; let y: Int; let w: Int; let h: Int; let series: Int; let usd: String; let title: String }
+    struct Rect { let x: Int; let y: Int; let w: Int; let h: Int; let series: String; let usd: String; let title: String }
     struct Tick { let x: Int; let y: Int; let text: String }
     struct Line { let y: Int; let labelY: Int; let text: String }
-    struct Legend { let name: String; let series: Int }
+    struct Legend { let name: String; let series: String }
 
     let id: String
     let label: String
@@ -24,12 +24,16 @@ struct Chart {
     static let maxStacks = 6
 
     /// `buckets`: (key as the series rows name it, label under the axis or nil); `stacks`: name → amount per bucket key.
+    /// `states`: the stacks are settled / reserved / outcome unknown, drawn in that order in the spend bars' colours;
+    /// otherwise (labels) the biggest come first, each in a colour of its own.
     init(id: String, title: String, buckets: [(key: String, tick: String?)], stacks: [(name: String, amounts: [String: MicroUSD])],
-         caps: [(name: String, amount: MicroUSD)] = []) {
+         caps: [(name: String, amount: MicroUSD)] = [], states: Bool = false) {
         self.id = id
         // The biggest stacks keep their colour; the rest become "other".
-        var ordered = stacks.sorted { $0.amounts.values.reduce(.zero, +) > $1.amounts.values.reduce(.zero, +) }
+        var ordered = (states ? stacks : stacks.sorted { $0.amounts.values.reduce(.zero, +) > $1.amounts.values.reduce(.zero, +) })
             .filter { $0.amounts.values.contains { $0.micros > 0 } }
+        let stateClass = ["settled": "settled", "reserved": "reserved", "outcome unknown": "unknown"]
+        func cls(_ index: Int, _ name: String) -> String { states ? (stateClass[name] ?? "s\(index)") : "s\(index)" }
         if ordered.count > Self.maxStacks {
             var other: [String: MicroUSD] = [:]
             for s in ordered[(Self.maxStacks - 1)...] { for (k, v) in s.amounts { other[k, default: .zero] = other[k, default: .zero] + v } }
@@ -53,7 +57,7 @@ struct Chart {
                 let m = stack.amounts[b.key] ?? .zero
                 guard m.micros > 0 else { continue }
                 let top = y(base + m.micros), bottom = y(base)
-                rects.append(Rect(x: x, y: top, w: barW, h: max(1, bottom - top), series: s, usd: m.dollarString,
+                rects.append(Rect(x: x, y: top, w: barW, h: max(1, bottom - top), series: cls(s, stack.name), usd: m.dollarString,
                                   title: "\(b.key) · \(stack.name): \(Format.usd(m))"))
                 base += m.micros
             }
@@ -66,7 +70,7 @@ struct Chart {
             return Tick(x: Self.left - 6, y: y(m), text: Format.usd(MicroUSD(m)))
         }
         self.lines = caps.map { Line(y: y($0.amount.micros), labelY: max(Self.top + 10, y($0.amount.micros) - 4), text: "\($0.name) \(Format.usd($0.amount))") }
-        self.legend = ordered.enumerated().map { Legend(name: $0.element.name, series: $0.offset) }
+        self.legend = ordered.enumerated().map { Legend(name: $0.element.name, series: cls($0.offset, $0.element.name)) }
         self.empty = rects.isEmpty
         let total = totals.reduce(MicroUSD.zero, +)
         self.label = "\(title): \(Format.usd(total)) in \(buckets.count) \(buckets.count == 24 ? "hours" : "days")"
@@ -105,11 +109,11 @@ extension Templates {
         <figure class="chart">
         <svg id="{{chart.id}}" class="chart" viewBox="0 0 720 220" role="img" aria-label="{{chart.label}}"><title>{{chart.label}}</title>
         {{#chart.yTicks}}<line class="grid" x1="64" x2="712" y1="{{y}}" y2="{{y}}"/><text class="tick" x="{{x}}" y="{{y}}" text-anchor="end" dominant-baseline="middle">{{text}}</text>{{/chart.yTicks}}
-        {{#chart.rects}}<rect class="s{{series}}" x="{{x}}" y="{{y}}" width="{{w}}" height="{{h}}" data-usd="{{usd}}"><title>{{title}}</title></rect>{{/chart.rects}}
+        {{#chart.rects}}<rect class="{{series}}" x="{{x}}" y="{{y}}" width="{{w}}" height="{{h}}" data-usd="{{usd}}"><title>{{title}}</title></rect>{{/chart.rects}}
         {{#chart.lines}}<line class="cap" x1="64" x2="712" y1="{{y}}" y2="{{y}}"/><text class="caplabel" x="710" y="{{labelY}}" text-anchor="end">{{text}}</text>{{/chart.lines}}
         {{#chart.xTicks}}<text class="tick" x="{{x}}" y="{{y}}" text-anchor="middle">{{text}}</text>{{/chart.xTicks}}
         </svg>
-        <figcaption>{{#chart.legend}}<span class="legend-item"><i class="sw s{{series}}"></i>{{name}}</span> {{/chart.legend}}{{#chart.empty}}<span class="muted">No spend in this period.</span>{{/chart.empty}}</figcaption>
+        <figcaption>{{#chart.legend}}<span class="legend-item"><i class="sw {{series}}"></i>{{name}}</span> {{/chart.legend}}{{#chart.empty}}<span class="muted">No spend in this period.</span>{{/chart.empty}}</figcaption>
         </figure>
         """
 }

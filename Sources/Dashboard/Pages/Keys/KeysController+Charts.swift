@@ -32,8 +32,8 @@ extension DashboardController {
         }
         let caps = key.policy.dailyCap.map { [(name: "daily cap", amount: $0)] } ?? []
         return (ChartBox(chart: Chart(id: "key-hours-chart", title: "Spend per hour today (\(tz))", buckets: Chart.hours(of: now, calendar: calendar),
-                                      stacks: stacks(hourRows))),
+                                      stacks: stacks(hourRows), states: true)),
                 ChartBox(chart: Chart(id: "key-days-chart", title: "Spend per day, last 30 days (\(tz))", buckets: days,
-                                      stacks: stacks(dayRows), caps: caps)))
+                                      stacks: stacks(dayRows), caps: caps, states: true)))
     }
 }
