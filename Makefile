@@ -13,13 +13,14 @@ DEV_DB_URL := postgres://postgres@127.0.0.1:$(DEV_PORT)/keybrake
 TEST_DB_URL := postgres://postgres@127.0.0.1:$(TEST_PORT)/keybrake_test
 MASTER_KEYS_FILE := $(STATE)/master.keys
 
-.PHONY: help deps build run bench bench-latency bench-noisy soak test test-swift test-contract test-e2e test-browser dev-db dev-key test-db stop clean ha ha-down
+.PHONY: help deps build run bench bench-latency bench-noisy soak test test-swift test-contract test-e2e test-browser dev-db dev-key test-db stop clean ha ha-down bench-ha
 
 help:
 	@echo "make run    set up everything (packages, local Postgres under $(STATE)/, dev master key, migrations) and serve on 127.0.0.1:$(KEYBRAKE_PORT)"
 	@echo "make test   set up a throwaway Postgres and run the whole test suite"
 	@echo "make bench  benchmarks: proxy overhead and cap throughput vs direct and nginx, then the real-latency rows (results in Benchmarks/results/)"
 	@echo "make bench-noisy  tenant B alone and beside an admin-read flood and a past-quota flood (release build)"
+	@echo "make bench-ha  the HA rows: metered and GET direct / to the leader / via HAProxy / via PgBouncer, and the failover time"
 	@echo "make bench-latency  only the rows at real vendor latency (200 ms upstream over TLS+HTTP/2 and HTTP/1.1; 100-4,000 agents)"
 	@echo "make soak   the money invariant and reading-rules properties, 10 minutes each (SOAK_SECONDS=...)"
 	@echo "make ha     a local HA Postgres (etcd, two Patroni nodes with a sync standby, HAProxy, PgBouncer) on 127.0.0.1:54370-54379; make ha-down stops it"
@@ -88,6 +89,11 @@ bench: deps
 bench-noisy: deps
 	nice swift build -c release --product keybrake --scratch-path $(or $(BENCH_SCRATCH_PATH),.build-release)
 	KEYBRAKE_BIN=$(or $(BENCH_SCRATCH_PATH),.build-release)/release/keybrake scripts/e2e.sh -k noisy -s
+
+# README "High availability": the metered and GET rows direct, to the leader, through HAProxy and through PgBouncer,
+# then SIGKILL of the leader → first 2xx (median of 5).
+bench-ha: deps
+	Benchmarks/ha.sh
 
 # DESIGN §12 "At real vendor latency" alone (BENCH_QUICK=1 for 5 s rows).
 bench-latency: deps

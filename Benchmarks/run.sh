@@ -12,7 +12,7 @@
 # BENCH_SAT_CONNECTIONS (default 32), BENCH_PROFILE=0 (skip the Postgres/perf profile), BENCH_QUICK=1
 # (3 s runs, no profile: a smoke test), BENCH_*_PORT, BENCH_SCRATCH_PATH (default .build-release),
 # BENCH_BIN (benchmark this keybrake binary instead of building one; BENCH_MIGRATIONS_DIR: its migrations), BENCH_ONLY=<regex on row names>
-# (e.g. 'seq-' or 'keybrake-charge'), BENCH_HOLD=1 (set up, warm up, then keep everything running for manual
+# (e.g. 'seq-' or 'keybrake-charge'), BENCH_DATABASE_URL (an external Postgres path, see Benchmarks/ha.sh), BENCH_HOLD=1 (set up, warm up, then keep everything running for manual
 # profiling until .keybrake/bench/hold is deleted), BENCH_PG_SETTINGS="name=value …" (per-database Postgres
 # settings for experiments). Variables such as KEYBRAKE_* pass through to `keybrake serve`.
 set -euo pipefail
@@ -90,9 +90,15 @@ ulimit -n 65536 2>/dev/null || true
 rm -rf "$STATE" && mkdir -p "$STATE/tmp"
 
 # 2. Postgres: the dev script's throwaway cluster, with pg_stat_statements preloaded (tracking off until the profile).
+# Or someone else's (Benchmarks/ha.sh): BENCH_DATABASE_URL is what keybrake connects to (HAProxy, PgBouncer),
+# BENCH_PG_PORT the Postgres that psql reads the results from and the database is created on.
+psql_admin() { psql -qtAX -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -c "$1"; }
+if [ -n "${BENCH_DATABASE_URL:-}" ]; then
+  export BENCH_PROFILE=0
+  scripts/postgres.sh createdb "$PG_PORT" "$PG_DB" --fresh
+else
 scripts/postgres.sh start "$PG_DIR" "$PG_PORT"
 PG_STARTED=1
-psql_admin() { psql -qtAX -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -c "$1"; }
 if [ -f "$("$PG_BIN/pg_config" --pkglibdir 2>/dev/null)/pg_stat_statements.so" ] \
    && ! psql_admin "SHOW shared_preload_libraries" | grep -q pg_stat_statements; then
   psql_admin "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" >/dev/null
@@ -108,6 +114,7 @@ scripts/postgres.sh createdb "$PG_PORT" "$PG_DB" --fresh
 for setting in ${BENCH_PG_SETTINGS:-}; do
   psql_admin "ALTER DATABASE \"$PG_DB\" SET ${setting%%=*} = '${setting#*=}'" >/dev/null
 done
+fi
 
 # 3. nginx twice, each under its own prefix in $STATE: the fake upstream and the reverse-proxy baseline.
 render() { sed -e "s#@PREFIX@#$STATE#g" -e "s#@UPSTREAM_PORT@#$UPSTREAM_PORT#g" -e "s#@PROXY_PORT@#$PROXY_PORT#g" "$1" > "$2"; }
@@ -121,7 +128,7 @@ wait_port "$UPSTREAM_PORT" "$UPSTREAM_PID" "fake upstream (nginx)" "$STATE/upstr
 wait_port "$PROXY_PORT" "$PROXY_PID" "nginx reverse proxy" "$STATE/proxy.error.log"
 
 # 4. keybrake serve (release), pointed at the fake upstream.
-export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/$PG_DB"
+export DATABASE_URL="${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:$PG_PORT/$PG_DB}"
 KEYBRAKE_MASTER_KEYS="$("$BIN" generate-master-key --id b1)"
 export KEYBRAKE_MASTER_KEYS
 export KEYBRAKE_MIGRATIONS_DIR="${BENCH_MIGRATIONS_DIR:-$ROOT/Migrations}"
@@ -130,14 +137,20 @@ export KEYBRAKE_SIGNUPS_PER_MINUTE=1000 KEYBRAKE_KEY_CREATIONS_PER_MINUTE=100000
 KEYBRAKE_OPERATOR_TOKEN="bench-operator-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 export KEYBRAKE_OPERATOR_TOKEN
 export LOG_LEVEL="${BENCH_LOG_LEVEL:-warning}"
-"$BIN" serve --port "$KEYBRAKE_PORT" > "$STATE/keybrake.log" 2>&1 &
+SERVE_FLAGS=()
+if [ -n "${BENCH_DATABASE_URL:-}" ]; then
+  # Migrations straight to Postgres (a session-level advisory lock does not hold through PgBouncer).
+  DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/$PG_DB" "$BIN" migrate --wait 60 > "$STATE/migrate.log" 2>&1
+  SERVE_FLAGS=(--no-migrate)
+fi
+"$BIN" serve --port "$KEYBRAKE_PORT" "${SERVE_FLAGS[@]}" > "$STATE/keybrake.log" 2>&1 &
 KEYBRAKE_PID=$!
 wait_port "$KEYBRAKE_PORT" "$KEYBRAKE_PID" "keybrake serve" "$STATE/keybrake.log"
 
 # 5. the runs
 log "upstream :$UPSTREAM_PORT (pid $UPSTREAM_PID), nginx proxy :$PROXY_PORT (pid $PROXY_PID), keybrake :$KEYBRAKE_PORT (pid $KEYBRAKE_PID), postgres :$PG_PORT"
 BENCH_ROOT="$ROOT" BENCH_STATE="$STATE" BENCH_UPSTREAM_PORT="$UPSTREAM_PORT" BENCH_PROXY_PORT="$PROXY_PORT" \
-BENCH_KEYBRAKE_PORT="$KEYBRAKE_PORT" BENCH_PG_PORT="$PG_PORT" BENCH_PG_DB="$PG_DB" BENCH_PG_DATA="$ROOT/$PG_DIR/data" \
+BENCH_KEYBRAKE_PORT="$KEYBRAKE_PORT" BENCH_PG_PORT="$PG_PORT" BENCH_PG_DB="$PG_DB" BENCH_PG_DATA="${BENCH_PG_DATA:-$ROOT/$PG_DIR/data}" \
 BENCH_KEYBRAKE_PID="$KEYBRAKE_PID" BENCH_UPSTREAM_PID="$UPSTREAM_PID" BENCH_PROXY_PID="$PROXY_PID" \
 BENCH_NGINX="$NGINX" BENCH_WRK="$WRK" \
   python3 Benchmarks/drive.py

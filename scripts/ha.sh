@@ -257,7 +257,7 @@ cmd_up() {
   start_pgbouncer
   wait_for 60 "the write port ($WRITE_PORT)" writable || { show_logs; return 1; }; step writable
   if [ "${HA_SYNCHRONOUS_MODE:-true}" = true ]; then
-    wait_for 90 "a streaming synchronous standby" sync_standby_streaming
+    wait_for 90 "a streaming synchronous standby" sync_standby_streaming || { show_logs; return 1; }
   else
     wait_for 90 "a streaming standby" streaming_standby
   fi

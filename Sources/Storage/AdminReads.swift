@@ -83,7 +83,8 @@ public final class AdminReads: Sendable {
             let limit = settings.statementTimeout + .seconds(1)
             do {
                 let (rows, lag) = try await Deadline.run(limit) { try await Self.read(standby, query, timeout, lag: true, logger: logger) }
-                ReadLag.current?.record(.standby(seconds: lag))
+                // nil: the read port reached a primary (a standby just promoted, before HAProxy's check moved on).
+                ReadLag.current?.record(lag.map { .standby(seconds: $0) } ?? .primary)
                 return rows
             } catch where DatabaseErrors.map(error, logger: logger).code == "unavailable" {
                 logger.warning("standby read failed; reading from the primary")
@@ -95,20 +96,21 @@ public final class AdminReads: Sendable {
     }
 
     /// How far behind the primary a standby's answer may be: 0 when it has replayed all it received, else the age of
-    /// the last transaction it replayed.
+    /// the last transaction it replayed; NULL on a primary.
     static let lagQuery: PostgresQuery = """
-        SELECT (CASE WHEN NOT pg_is_in_recovery() OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+        SELECT (CASE WHEN NOT pg_is_in_recovery() THEN NULL
+                     WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
                      ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0) END)::float8
         """
 
     static func read(_ pool: DatabasePool, _ query: PostgresQuery, _ timeout: PostgresQuery, lag: Bool,
-                     logger: Logger) async throws -> ([PostgresRow], Double) {
+                     logger: Logger) async throws -> ([PostgresRow], Double?) {
         do {
             return try await pool.withTransaction(logger: logger) { connection in
                 try await connection.query(timeout, logger: logger)
-                var seconds = 0.0
+                var seconds: Double?
                 if lag {
-                    for try await value in try await connection.query(lagQuery, logger: logger).decode(Double.self) { seconds = value }
+                    for try await value in try await connection.query(lagQuery, logger: logger).decode(Double?.self) { seconds = value }
                 }
                 var out: [PostgresRow] = []
                 for try await row in try await connection.query(query, logger: logger) { out.append(row) }

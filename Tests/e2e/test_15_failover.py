@@ -123,7 +123,7 @@ def ha_stack():
         yield s
     finally:
         s.stop_all()
-        ha("down", "--clean", check=False)
+        ha("down", check=False)  # its logs stay in .keybrake/ha-e2e/ until the next run
 
 
 def card(s: HAStack) -> str:
@@ -266,6 +266,9 @@ def test_leader_killed_then_switched_over_loses_nothing_acknowledged(ha_stack, t
             lag = s.admin("GET", "/v1/audit?limit=5").headers.get("Keybrake-Read-Lag")
             print(f"failover: audit read from the standby, Keybrake-Read-Lag: {lag}")
             assert lag is not None and float(lag) >= 0
+            for path in ("/v1/spend", "/v1/usage"):
+                assert s.admin("GET", path).headers.get("Keybrake-Read-From") == "standby", path
+            assert s.admin("GET", "/v1/keys").headers.get("Keybrake-Read-From") == "primary", "key lists never read the standby"
         time.sleep(2)
     finally:
         traffic.stop.set()
