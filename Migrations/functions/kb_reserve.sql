@@ -24,6 +24,9 @@ DECLARE
     v_day BIGINT[];
     v_month BIGINT[];
     v_total BIGINT[];
+    -- Per key of the chain: the periods whose cap already announced `key.cap.reached` ('day,month', …).
+    v_reached TEXT[];
+    v_hit TEXT;
     v_rows INTEGER;
     d BIGINT;
     m BIGINT;
@@ -92,13 +95,15 @@ BEGIN
         v_day := array_fill(0::BIGINT, ARRAY[v_n]);
         v_month := v_day;
         v_total := v_day;
+        v_reached := array_fill(NULL::TEXT, ARRAY[v_n]);
         FOR i IN 1..v_n LOOP
             FOR attempt IN 1..2 LOOP
                 SELECT count(*), COALESCE(max(counted_micros) FILTER (WHERE period = 'day'), 0),
                        COALESCE(max(counted_micros) FILTER (WHERE period = 'month'), 0),
-                       COALESCE(max(counted_micros) FILTER (WHERE period = 'total'), 0)
-                INTO v_rows, d, m, t
-                FROM (SELECT period, counted_micros FROM spend_counters
+                       COALESCE(max(counted_micros) FILTER (WHERE period = 'total'), 0),
+                       string_agg(period, ',') FILTER (WHERE cap_reached)
+                INTO v_rows, d, m, t, v_hit
+                FROM (SELECT period, counted_micros, cap_reached FROM spend_counters
                       WHERE key_id = v_chain[i] AND ((period = 'day' AND period_start = p_day)
                          OR (period = 'month' AND period_start = p_month) OR (period = 'total' AND period_start = DATE '1970-01-01'))
                       ORDER BY period FOR UPDATE) locked;
@@ -107,7 +112,7 @@ BEGIN
                 VALUES (v_chain[i], 'day', p_day), (v_chain[i], 'month', p_month), (v_chain[i], 'total', DATE '1970-01-01')
                 ON CONFLICT DO NOTHING;
             END LOOP;
-            v_day[i] := d; v_month[i] := m; v_total[i] := t;
+            v_day[i] := d; v_month[i] := m; v_total[i] := t; v_reached[i] := v_hit;
         END LOOP;
         -- The first cap the amount would cross: the key's own before its ancestors', day before month before total.
         FOR i IN REVERSE v_n..1 LOOP
@@ -140,7 +145,9 @@ BEGIN
     END IF;
 
     IF v_denial IS NOT NULL THEN
-        IF v_denied_at IS NOT NULL THEN
+        -- Only the first refusal at a cap in its period announces it; the mark was read with the locked counters, so
+        -- the refusals after it pay nothing more.
+        IF v_denied_at IS NOT NULL AND position(v_period IN COALESCE(v_reached[v_denied_at], '')) = 0 THEN
             PERFORM kb_alert_cap(p_tenant_id, v_chain[v_denied_at], v_period,
                 CASE v_period WHEN 'day' THEN p_day WHEN 'month' THEN p_month ELSE DATE '1970-01-01' END, v_used, v_cap, p_amount);
         END IF;
