@@ -213,4 +213,15 @@ public struct AuditRepository: Sendable {
     public func ensurePartitions(monthsAhead: Int = 2, logger: Logger) async throws {
         try await client.query("SELECT kb_ensure_audit_partitions((now() AT TIME ZONE 'UTC')::date, \(monthsAhead)::int)", logger: logger)
     }
+
+    /// Rolls up the closed UTC days of the last `days` not rolled up yet into per-day usage counters (0016,
+    /// `kb_roll_up_usage`), which `GET /v1/usage` reads instead of a month of audit rows; returns the days rolled up.
+    @discardableResult
+    public func rollUpUsage(days: Int = 35, logger: Logger) async throws -> Int {
+        var rolled = 0
+        for try await n in try await client.query("SELECT kb_roll_up_usage(\(days)::int)", logger: logger).decode(Int32.self) {
+            rolled = Int(n)
+        }
+        return rolled
+    }
 }

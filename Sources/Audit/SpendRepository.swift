@@ -111,12 +111,30 @@ public struct SpendRepository: Sendable {
             tenantId: tenantId, logger: logger
         ) { total = try row.decode(Int64.self) }
         var days: [(String, Int64)] = []
+        // Closed days from their counters (0016, rolled up in the background); audit rows are counted only for the
+        // days not rolled up yet (today, and yesterday just after midnight) — never a month of them.
         let rows = try await reads.rows("""
-            SELECT to_char((created_at AT TIME ZONE 'UTC')::date, 'YYYY-MM-DD') AS day, count(*)
-            FROM audit_events
-            WHERE tenant_id = \(tenantId) AND created_at >= \(monthStart) AND created_at < \(monthEnd)
-              AND decision IN ('allowed', 'replayed')
-            GROUP BY day ORDER BY day
+            WITH bounds AS (
+                SELECT (\(monthStart)::timestamptz AT TIME ZONE 'UTC')::date AS first,
+                       (\(monthEnd)::timestamptz AT TIME ZONE 'UTC')::date AS past),
+            rolled AS (
+                SELECT COALESCE(array_agg(r.day), '{}') AS days FROM usage_days_rolled r, bounds b
+                WHERE r.day >= b.first AND r.day < b.past),
+            open_from AS (
+                SELECT min(d)::date AS day FROM bounds b, rolled, generate_series(b.first, b.past - 1, interval '1 day') AS d
+                WHERE d::date <> ALL (rolled.days))
+            SELECT to_char(u.day, 'YYYY-MM-DD') AS day, u.requests
+            FROM tenant_daily_usage u, rolled
+            WHERE u.tenant_id = \(tenantId) AND u.day = ANY (rolled.days)
+            UNION ALL
+            SELECT to_char((a.created_at AT TIME ZONE 'UTC')::date, 'YYYY-MM-DD') AS day, count(*)
+            FROM audit_events a, open_from o, rolled
+            WHERE a.tenant_id = \(tenantId) AND o.day IS NOT NULL
+              AND a.created_at >= (o.day::timestamp AT TIME ZONE 'UTC') AND a.created_at < \(monthEnd)
+              AND a.decision IN ('allowed', 'replayed')
+              AND (a.created_at AT TIME ZONE 'UTC')::date <> ALL (rolled.days)
+            GROUP BY 1
+            ORDER BY 1
             """, tenantId: tenantId, logger: logger)
         for (day, n) in try rows.decode((String, Int64).self) { days.append((day, n)) }
         return (total, days)

@@ -356,14 +356,19 @@ struct AuditPartitionService: Service {
     let logger: Logger
 
     func run() async throws {
-        // Once the replica has started (the tables exist), then once a day.
+        // Once the replica has started (the tables exist), then once an hour: partitions ahead, and the usage of the
+        // days that closed since (each day is rolled up once, by whichever replica comes first).
         guard await cancelWhenGracefulShutdown({ await drain.waitUntilStarted() }) else { return }
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            var pause = Duration.seconds(86_400)
+            var pause = Duration.seconds(3_600)
             // Cancelled by graceful shutdown, for the reason given in LeaseSweepService.
             let repository = self.repository, logger = self.logger
             do { try await cancelWhenGracefulShutdown { try await repository.ensurePartitions(logger: logger) } } catch {
                 logger.warning("could not create audit partitions", metadata: ["error": "\(DatabaseErrors.map(error, logger: logger).code)"])
+                pause = .seconds(60)
+            }
+            do { try await cancelWhenGracefulShutdown { try await repository.rollUpUsage(logger: logger) } } catch {
+                logger.warning("could not roll up usage by day", metadata: ["error": "\(DatabaseErrors.map(error, logger: logger).code)"])
                 pause = .seconds(60)
             }
             let wait = pause

@@ -236,6 +236,64 @@ final class AuditAPITests: XCTestCase {
         }
     }
 
+    /// The per-day series reads counters for closed days (0016's roll-up), not the audit rows: after a day is rolled
+    /// up, deleting that day's audit rows changes nothing in the answer (mutation: with the series read from audit
+    /// rows again, the second answer loses the day).
+    func testUsageSeriesReadsClosedDaysFromCounters() async throws {
+        var utc = Calendar(identifier: .gregorian)
+        utc.timeZone = TimeZone(identifier: "UTC")!
+        let now = Date()
+        guard utc.component(.day, from: now) > 1, utc.component(.hour, from: now) > 0 else {
+            throw XCTSkip("needs a closed day earlier in this UTC month")
+        }
+        let first = utc.date(from: utc.dateComponents([.year, .month], from: now))!
+        let firstDay = String(ISO8601DateFormatter().string(from: first).prefix(10))
+        let today = String(ISO8601DateFormatter().string(from: now).prefix(10))
+        let h = try await ProxyHarness.start()
+        defer { h.fake.stop() }
+        try await h.run { client in
+            let t = try await client.tenantWithCredentials()
+            let (_, token) = try await client.vaultKey(t, ["allowed_endpoints": ["POST /v1/customers"]])
+            for i in 0..<3 { _ = try await client.proxy(.post, "/stripe/v1/customers", key: token, form: [("email", "u\(i)@x.co")]) }
+            let tenantId = t.id
+            // Two of them happened on the 1st (noon UTC); that day is not rolled up yet.
+            try await TestDatabase.withClient { db in
+                let noon = first.addingTimeInterval(12 * 3600)
+                try await db.query("""
+                    UPDATE audit_events SET created_at = \(noon) WHERE id IN (
+                        SELECT id FROM audit_events WHERE tenant_id = \(tenantId) AND decision = 'allowed' ORDER BY id LIMIT 2)
+                    """)
+                try await db.query("DELETE FROM usage_days_rolled WHERE day = \(firstDay)::date")
+                try await db.query("DELETE FROM tenant_daily_usage WHERE day = \(firstDay)::date")
+            }
+            func series() async throws -> [String: Int] {
+                let usage = try await client.call(.get, "/v1/usage", token: t.admin)
+                expectStatus(usage, .ok)
+                var out: [String: Int] = [:]
+                for day in usage.json["days"] as? [[String: Any]] ?? [] {
+                    out[day["date"] as? String ?? "?"] = day["requests"] as? Int
+                }
+                return out
+            }
+            let before = try await series()
+            XCTAssertEqual(before, [firstDay: 2, today: 1], "from the audit rows, before the roll-up")
+            let rolled = try await TestDatabase.withClient { db -> Int in
+                var n = 0
+                for try await v in try await db.query("SELECT kb_roll_up_usage(35)").decode(Int32.self) { n = Int(v) }
+                return n
+            }
+            XCTAssertGreaterThanOrEqual(rolled, 1)
+            try await TestDatabase.withClient { db in
+                try await db.query("DELETE FROM audit_events WHERE tenant_id = \(tenantId) AND created_at < \(first.addingTimeInterval(86_400))")
+                var again = -1
+                for try await v in try await db.query("SELECT kb_roll_up_usage(35)").decode(Int32.self) { again = Int(v) }
+                XCTAssertEqual(again, 0, "each day is rolled up once")
+            }
+            let after = try await series()
+            XCTAssertEqual(after, [firstDay: 2, today: 1], "the 1st from its counter, its audit rows gone")
+        }
+    }
+
     func testListQueryUsesTheTenantIndex() async throws {
         let tenantId = try await TestApp.run { client in try await client.signup().tenantId }
         try await Self.seed(tenant: tenantId, keyId: "key_plan", count: 50_000)
