@@ -88,7 +88,7 @@ bench: deps
 # Tenant B alone and beside the two floods of test_14 (issue 26), on a release build: prints B's p50/p99 and share.
 bench-noisy: deps
 	nice swift build -c release --product keybrake --scratch-path $(or $(BENCH_SCRATCH_PATH),.build-release)
-	KEYBRAKE_BIN=$(or $(BENCH_SCRATCH_PATH),.build-release)/release/keybrake scripts/e2e.sh -k noisy -s
+	KEYBRAKE_BIN=$(abspath $(or $(BENCH_SCRATCH_PATH),.build-release))/release/keybrake scripts/e2e.sh -k noisy -s
 
 # README "High availability": the metered and GET rows direct, to the leader, through HAProxy and through PgBouncer,
 # then SIGKILL of the leader → first 2xx (median of 5).

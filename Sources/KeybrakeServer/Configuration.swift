@@ -88,7 +88,7 @@ public struct AppConfiguration: Sendable {
         if let raw = env["KEYBRAKE_ADMISSION_SEATS"], !raw.isEmpty {
             guard let n = Int(raw), n >= 0 else { throw ConfigError(description: "KEYBRAKE_ADMISSION_SEATS must be a whole number ≥ 0 (0: no admission gate)") }
             a.seats = n
-            a.seatsPerTenant = max(1, n)  // every seat unless KEYBRAKE_ADMISSION_SEATS_PER_TENANT says fewer
+            a.seatsPerTenant = max(1, n * 3 / 4)  // three quarters, unless KEYBRAKE_ADMISSION_SEATS_PER_TENANT says
         }
         if let n = try positiveInt(env, "KEYBRAKE_ADMISSION_SEATS_PER_TENANT") {
             guard a.seats == 0 || n <= a.seats else {

@@ -14,7 +14,7 @@ final class IsolationConfigurationTests: XCTestCase {
 
     func testDefaultsAndSettings() throws {
         let plain = try AppConfiguration.fromEnvironment(env([:]))
-        XCTAssertEqual(plain.admission, TenantGate.Settings(seats: 16, seatsPerTenant: 16, queuePerTenant: 512, maxWait: .seconds(2)))
+        XCTAssertEqual(plain.admission, TenantGate.Settings(seats: 16, seatsPerTenant: 12, queuePerTenant: 512, maxWait: .seconds(2)))
         XCTAssertEqual(plain.adminReads.queuePerTenant, 64)
         XCTAssertEqual(plain.adminReads.maxWait, .seconds(1))
         XCTAssertEqual(plain.trustedProxies.header, .xForwardedFor)
