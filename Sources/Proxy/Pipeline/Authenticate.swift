@@ -9,9 +9,9 @@ import Storage
 
 extension ProxyPipeline {
     enum Authenticated {
-        case authenticated(Flight)
+        case authenticated(ProxiedRequest)
         /// The key is known but refused (revoked, expired): audited like every denial.
-        case denied(KeybrakeError, Flight)
+        case denied(KeybrakeError, ProxiedRequest)
         /// No key, not a key, or a token not proven for its key: no audit row of its own.
         case answered(Response)
     }
@@ -25,15 +25,15 @@ extension ProxyPipeline {
             ProxyMetrics.request(vendor: vendor.rawValue, decision: "denied", code: "vault_key_invalid")
             return .answered(a.errorResponse(VaultKeyAuthenticator.invalidError))
         }
-        func flight(_ key: VaultKey) -> Flight {
-            Flight(vendor: vendor, method: method, started: started, logger: logger, key: key,
+        func proxied(_ key: VaultKey) -> ProxiedRequest {
+            ProxiedRequest(vendor: vendor, method: method, started: started, logger: logger, key: key,
                    audit: Self.audit(for: key, vendor: vendor, method: method, path: rawPath, request: request))
         }
         do {
             let authenticator = self.authenticator, now = clock.now()
             switch try await Deadline.run(config.databaseDeadline, { try await authenticator.authenticate(token: token, client: client, now: now, logger: logger) }) {
             case .success(let key):
-                return .authenticated(flight(key))
+                return .authenticated(proxied(key))
             case .failure(.invalid):
                 ProxyMetrics.request(vendor: vendor.rawValue, decision: "denied", code: "vault_key_invalid")
                 logger.info("proxy request with an invalid vault key", metadata: ["vendor": "\(vendor.rawValue)"])
@@ -45,7 +45,7 @@ extension ProxyPipeline {
                 ProxyMetrics.request(vendor: vendor.rawValue, decision: "denied", code: error.code)
                 return .answered(a.errorResponse(error))
             case .failure(.denied(let key, let error)):
-                return .denied(error, flight(key))
+                return .denied(error, proxied(key))
             }
         } catch {
             // The key could not be read (the database deadline under overload): 503, nothing sent, no tenant to audit.

@@ -1,5 +1,4 @@
 import Audit
-import Foundation
 import HTTPLayer
 import Hummingbird
 import KeybrakeCore
@@ -13,12 +12,15 @@ import Vault
 /// The data plane: one code path for every vendor and route (DESIGN §7), in its order:
 ///
 /// authenticate → route (vendor, credentials, normalized path, credential endpoints, allowlist, accounts) → rate limit →
-/// body, read as the vendor reads it → price from the parameters → claim (idempotency key and duplicate fingerprint: may replay, may wait; a request whose
-/// amount is known reserves in the same statement) → price by lookup → reserve → forward → settle + audit.
+/// body, read as the vendor reads it → price from the parameters → claim (idempotency key and duplicate fingerprint:
+/// may replay, may wait) → price by lookup → reserve → forward → settle + audit.
 ///
-/// Each phase lives in its own file of this folder; the request's money state is one `MoneyState` value
-/// (MoneyState.swift holds its transition table). Any phase may throw a `Denial`: `deny` audits it and answers in
-/// the vendor's envelope, whatever state the request's money was in.
+/// Each phase lives in its own file of this folder (Authenticate, Route, RateLimit, Price, Claim, Replay, Reserve,
+/// Forward, Settle, Deny; Admission gives and takes the tenant's seats). One `ProxiedRequest` value goes through
+/// them all; its money state is one `MoneyState` (MoneyState.swift holds the transition table). Reserve.swift owns
+/// every reservation, including the one a claim makes in the same statement. Everything vendor-specific is the
+/// adapter's (Vendors/). Any phase may throw a `Denial`: `deny` audits it and answers in the vendor's envelope,
+/// whatever state the request's money was in.
 public struct ProxyPipeline: Sendable {
     let config: ProxyConfiguration
     let authenticator: VaultKeyAuthenticator
@@ -69,41 +71,10 @@ public struct ProxyPipeline: Sendable {
         var error: KeybrakeError
     }
 
-    /// Per-request working state.
-    struct Flight {
-        let vendor: Vendor
-        let method: String
-        let started: ContinuousClock.Instant
-        let logger: Logger
-        var key: VaultKey
-        var audit: AuditEvent
-        /// The request's money: see MoneyState's transition table.
-        var money: MoneyState = .open
-        /// The records this request claims (Idempotency-Key, duplicate fingerprint), and those it holds.
-        var claims: [IdempotencyStore.Claim] = []
-        var owned: [String] = []
-        var amount: MicroUSD = .zero
-        /// The Idempotency-Key sent upstream (the agent's, the automatic one, or one made for an unknown outcome's retry).
-        var upstreamKey: String?
-        var autoKey = false
-        var endpoint: RegisteredEndpoint?
-        /// A PaymentIntent or charge whose counted amount this request adds to, once it settles.
-        var countedObject: CountedObject?
-        var countUsageMonth: String?
-        /// Holds one of its tenant's admission seats (`TenantGate`), given back before it goes upstream.
-        var holdsSeat = false
-    }
-
     struct QuotaSpent: Sendable {
         var month: String
         var used: Int64
         var quota: Int64
-    }
-
-    enum CountedObject: Sendable, Equatable {
-        case existing(String)
-        /// The object this request creates: its id comes with the answer.
-        case createdByThisRequest
     }
 
     // MARK: - The spine
@@ -125,76 +96,65 @@ public struct ProxyPipeline: Sendable {
             return a.errorResponse(refusal)
         }
         let started = ContinuousClock.now
-        var flight: Flight
+        var proxied: ProxiedRequest
         let client = RequestClient(request, context, proxies: trustedProxies)
         switch await authenticate(a, rawPath: rawPath, request: request, client: client, logger: context.logger, started: started) {
         case .answered(let response): return response
-        case .denied(let error, var f):
+        case .denied(let error, var refused):
             // A refused key's row is database work too: admitted like any request of its tenant.
-            guard await admit(&f) else { return await deny(a, tenantBusy, &f) }
-            let response = await deny(a, error, &f)
-            releaseSeat(&f)
+            guard await admit(&refused) else { return await deny(a, tenantBusy, &refused) }
+            let response = await deny(a, error, &refused)
+            releaseSeat(&refused)
             return response
-        case .authenticated(let f): flight = f
+        case .authenticated(let r): proxied = r
         }
         let response: Response
         do {
-            response = try await run(a, &flight, rawPath: rawPath, request: request)
+            response = try await run(a, &proxied, rawPath: rawPath, request: request)
         } catch let denial as Denial {
-            response = await deny(a, denial.error, &flight)
+            response = await deny(a, denial.error, &proxied)
         } catch {
-            response = await deny(a, DatabaseErrors.map(error, logger: flight.logger), &flight)
+            response = await deny(a, DatabaseErrors.map(error, logger: proxied.logger), &proxied)
         }
-        releaseSeat(&flight)
+        releaseSeat(&proxied)
         return response
     }
 
-    /// Admission (DESIGN §16): a seat of the request's tenant, at once when its share has one free (one lock, no
-    /// suspension), else after a bounded fair wait. False: refused (`tenant_busy`). A seat covers database work
-    /// only — pricing, claim, reserve, a refusal's row —, never a client's upload or a vendor's answer: it is taken
-    /// once the body is in and given back around a price lookup, an identical request's wait and the forward.
-    @inline(__always)
-    func admit(_ f: inout Flight) async -> Bool {
-        guard let gate else { return true }
-        let tenant = f.key.tenantId
-        if gate.tryAdmit(tenant) {
-            f.holdsSeat = true
-            return true
-        }
-        f.holdsSeat = await gate.wait(tenant)
-        return f.holdsSeat
-    }
-
-    var tenantBusy: KeybrakeError { TenantGate.busy(gate?.settings ?? TenantGate.Settings()) }
-
-    @inline(__always)
-    func releaseSeat(_ f: inout Flight) {
-        guard f.holdsSeat else { return }
-        f.holdsSeat = false
-        gate?.release(f.key.tenantId)
-    }
-
-    func run<A: VendorAdapter>(_ a: A, _ f: inout Flight, rawPath: String, request: Request) async throws -> Response {
-        let (path, creds) = try await route(a, &f, rawPath: rawPath, request: request)
-        try rateLimit(f)
+    /// The phases in order; each is a function of its own file in this folder.
+    func run<A: VendorAdapter>(_ a: A, _ r: inout ProxiedRequest, rawPath: String, request: Request) async throws -> Response {
+        let (path, creds) = try await route(a, &r, rawPath: rawPath, request: request)
+        try rateLimit(r)
         let body = try await collectBody(request)
         // Admission (DESIGN §16) once the client has sent its body: a seat never waits on a client's upload.
-        guard await admit(&f) else { throw Denial(error: tenantBusy) }
-        let read = try readRequest(a, f, path: path, request: request, body: body.data)
-        var decision = try priceFromBody(a, &f, path: path, read: read)
-        let periods = KeyCalendar.periods(now: clock.now(), timezone: f.key.policy.timezone)
-        if f.method == "POST", let replay = try await claim(a, &f, path: path, request: request, body: body.data, decision: decision, periods: periods) {
+        guard await admit(&r) else { throw Denial(error: tenantBusy) }
+        let read = try readRequest(a, r, path: path, request: request, body: body.data)
+        let decision = try priceFromBody(a, &r, path: path, read: read)
+        let periods = KeyCalendar.periods(now: clock.now(), timezone: r.key.policy.timezone)
+        if r.method == "POST",
+           let replay = try await claim(a, &r, path: path, request: request, body: body.data, decision: decision, periods: periods) {
             return replay
         }
-        if case .lookup(let lookup) = decision, case .open = f.money {
+        if case .lookup(let lookup) = decision, case .open = r.money {
             // The lookup waits on the vendor, not the database: no seat meanwhile.
-            releaseSeat(&f)
-            decision = try await priceByLookup(a, lookup, &f, creds: creds)
-            guard await admit(&f) else { throw Denial(error: tenantBusy) }
+            releaseSeat(&r)
+            try await priceByLookup(a, lookup, &r, creds: creds)
+            guard await admit(&r) else { throw Denial(error: tenantBusy) }
         }
-        try await reserve(&f, periods: periods)
+        try await reserve(&r, periods: periods)
         // Upstream time is not the database's: the seat goes to the next request now.
-        releaseSeat(&f)
-        return await forwardAndSettle(a, &f, path: path, query: read.upstreamQuery, request: request, body: body.buffer, creds: creds)
+        releaseSeat(&r)
+        let answer = await forward(a, &r, path: path, query: read.upstreamQuery, request: request, body: body.buffer, creds: creds)
+        return await settle(a, &r, answer)
+    }
+
+    /// A database call before the request goes upstream, under the database deadline (fail closed: 503 and nothing
+    /// forwarded). A query sent on a connection Postgres has just closed can be stranded in PostgresNIO and never
+    /// answer (postgres-nio #487, reverted by #501), so no call on this side of forwarding may wait unbounded.
+    /// `Deadline.run` costs a task per call: the common path's calls (claim and reserve, reserve) each have one
+    /// already; this is for the others, which run only on colder paths (replays, waits, unknown outcomes, plan and
+    /// lookup-pricing reads), so the hot path gains no task.
+    func bounded<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T,
+                              onLateSuccess: @escaping @Sendable (T) async -> Void = { _ in }) async throws -> T {
+        try await Deadline.run(config.databaseDeadline, operation, onLateSuccess: onLateSuccess)
     }
 }

@@ -8,19 +8,19 @@ import Vault
 
 extension ProxyPipeline {
     /// Phase 2: the key's vendor, the tenant's credentials, the normalized path (never a credential endpoint) against
-    /// the allowlist, the endpoint's money class against the key's caps, and the accounts the headers name.
-    func route<A: VendorAdapter>(_ a: A, _ f: inout Flight, rawPath: String, request: Request) async throws -> (path: String, creds: VendorCredentials) {
-        let policy = f.key.policy
-        guard policy.vendor == f.vendor else {
+    /// the allowlist, the endpoint's money class against the key's caps, and the accounts the headers name (the adapter's check).
+    func route<A: VendorAdapter>(_ a: A, _ r: inout ProxiedRequest, rawPath: String, request: Request) async throws -> (path: String, creds: VendorCredentials) {
+        let policy = r.key.policy
+        guard policy.vendor == r.vendor else {
             throw Denial(error: KeybrakeError(status: 403, code: "vendor_not_allowed",
-                message: "This vault key (\(f.key.id)) is for \(policy.vendor.rawValue); it cannot call \(f.vendor.rawValue)."))
+                message: "This vault key (\(r.key.id)) is for \(policy.vendor.rawValue); it cannot call \(r.vendor.rawValue)."))
         }
         // A run id labels audit rows people read: no control or bidi-control characters (DESIGN §16).
         if let run = request.headers[.keybrakeRunId], let refusal = DisplayText.refusal(run, field: "X-Keybrake-Run-Id") {
             throw Denial(error: refusal)
         }
         // Credentials are needed to route Twilio paths, and to forward.
-        let credentials = self.credentials, vendor = f.vendor, tenantId = f.key.tenantId, logger = f.logger
+        let credentials = self.credentials, vendor = r.vendor, tenantId = r.key.tenantId, logger = r.logger
         // A cache hit costs no round trip, so it needs no deadline (and none of its timer and task hops).
         let found: VendorCredentials?
         if let cached = credentials.cachedOnly(vendor: vendor, tenantId: tenantId) {
@@ -32,7 +32,7 @@ extension ProxyPipeline {
         }
         guard let creds = found else {
             throw Denial(error: KeybrakeError(status: 403, code: "vendor_credentials_missing",
-                message: "No \(f.vendor.rawValue) credentials are stored for this tenant. Store them with PUT /v1/vendors/\(f.vendor.rawValue)/credentials."))
+                message: "No \(r.vendor.rawValue) credentials are stored for this tenant. Store them with PUT /v1/vendors/\(r.vendor.rawValue)/credentials."))
         }
         let path: String
         switch PathNormalizer.normalize(rawPath) {
@@ -41,60 +41,49 @@ extension ProxyPipeline {
             throw Denial(error: KeybrakeError(status: 403, code: "endpoint_not_allowed",
                 message: "Request refused: \(rejection.reason). Send a plain path without encoded slashes or dot segments."))
         }
-        f.audit.path = path
-        f.audit.operation = a.operationName(method: f.method, path: path)
-        let what = f.audit.operation.map { "\($0) (\(f.method) \(path))" } ?? "\(f.method) \(path)"
+        r.audit.path = path
+        r.audit.operation = a.operationName(method: r.method, path: path)
+        let what = r.audit.operation.map { "\($0) (\(r.method) \(path))" } ?? "\(r.method) \(path)"
         let registry = a.registry
-        f.endpoint = registry.lookup(method: f.method, normalizedPath: path)
+        r.endpoint = registry.lookup(method: r.method, normalizedPath: path)
         // An endpoint that reveals or creates a vendor credential: never forwarded for a vault key, whatever it allows.
-        if let endpoint = f.endpoint, endpoint.money == .credential {
+        if let endpoint = r.endpoint, endpoint.money == .credential {
             throw Denial(error: KeybrakeError(status: 403, code: "endpoint_not_allowed",
-                message: "\(what) is never forwarded for a vault key: \(endpoint.reason ?? "it reveals a vendor credential"). Use the \(f.vendor.displayName) dashboard with the account's own login for it."))
+                message: "\(what) is never forwarded for a vault key: \(endpoint.reason ?? "it reveals a vendor credential"). Use the \(r.vendor.displayName) dashboard with the account's own login for it."))
         }
         // A child key's request must be allowed by every ancestor too (a parent narrowed after its child was minted).
-        for key in f.key.chain where !key.patterns.allows(method: f.method, normalizedPath: path) {
-            let whose = key.id == f.key.id ? "key" : "the parent key"
+        for key in r.key.chain where !key.patterns.allows(method: r.method, normalizedPath: path) {
+            let whose = key.id == r.key.id ? "key" : "the parent key"
             throw Denial(error: KeybrakeError(status: 403, code: "endpoint_not_allowed",
                 message: "\(what) is not allowed for \(whose) '\(key.policy.label)' (\(key.id)); it allows: \(key.policy.allowedEndpoints.joined(separator: ", "))."))
         }
         // No allowlist entry opens a route around the cap: on a capped key, an endpoint that moves money Keybrake
         // cannot price, or a POST the registry does not know, is refused before anything is claimed or sent.
-        if f.key.chainIsCapped, registry.moneyClass(method: f.method, normalizedPath: path) == .unpriced {
-            let why = f.endpoint?.reason.map { "it moves money Keybrake cannot price before it moves (\($0))" }
+        if r.key.chainIsCapped, registry.moneyClass(method: r.method, normalizedPath: path) == .unpriced {
+            let why = r.endpoint?.reason.map { "it moves money Keybrake cannot price before it moves (\($0))" }
                 ?? "Keybrake does not know this endpoint, so it cannot tell whether or how much money it moves"
             throw Denial(error: KeybrakeError(status: 403, code: "endpoint_not_priced",
-                message: "\(what) is refused on capped key '\(policy.label)' (\(f.key.id)): \(why). Use a key without caps for it."))
+                message: "\(what) is refused on capped key '\(policy.label)' (\(r.key.id)): \(why). Use a key without caps for it."))
         }
         do {
             try a.readHeaders(request.headers)
         } catch {
             throw Denial(error: error)
         }
-        f.audit.vendorAccount = AuditEvent.sanitize(a.auditedAccount(request.headers))
-        // Stripe-Account and every account of a Stripe-Context: each must be allowed by the key and its ancestors.
-        for account in a.accountsNamed(request.headers) where f.key.chain.contains(where: { !$0.policy.allowedStripeAccounts.contains(account) }) {
-            throw Denial(error: KeybrakeError(status: 403, code: "stripe_account_not_allowed",
-                message: "The account \(account.prefix(64)) (named by Stripe-Account or Stripe-Context) is not in this key's allowed_stripe_accounts."))
+        // Audited before the check, so a refused account's row names it.
+        r.audit.vendorAccount = AuditEvent.sanitize(a.auditedAccount(request.headers))
+        do {
+            try a.checkAccounts(request.headers, chain: r.key.chain)
+        } catch {
+            throw Denial(error: error)
         }
         return (path, creds)
     }
 
-    /// Phase 3: the key's own requests-per-minute limit, and each ancestor's, which its children share (per replica;
-    /// safe to lose).
-    func rateLimit(_ f: Flight) throws {
-        let now = clock.now()
-        for key in f.key.chain {
-            let policy = key.policy
-            if let limit = policy.rateLimitPerMinute, let retry = rateLimiter.hit(key.id, limit: limit, now: now) {
-                throw Denial(error: .rateLimited("Key '\(policy.label)' (\(key.id)) is limited to \(limit) requests a minute; retry in \(retry) s.", retryAfter: retry))
-            }
-        }
-    }
-
     /// The request as the vendor will read it (the adapter's rules), or a 400 naming what is not forwarded.
-    func readRequest<A: VendorAdapter>(_ a: A, _ f: Flight, path: String, request: Request, body: Data) throws -> VendorRequest {
+    func readRequest<A: VendorAdapter>(_ a: A, _ r: ProxiedRequest, path: String, request: Request, body: Data) throws -> VendorRequest {
         do {
-            return try a.read(method: f.method, path: path, query: request.uri.query, headers: request.headers, body: body)
+            return try a.read(method: r.method, path: path, query: request.uri.query, headers: request.headers, body: body)
         } catch {
             throw Denial(error: error)
         }

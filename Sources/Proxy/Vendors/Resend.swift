@@ -41,4 +41,10 @@ struct ResendAdapter: VendorAdapter {
     }
 
     func upstreamRequestId(_ response: Forwarder.UpstreamResponse) -> String? { response.header("x-request-id") }
+    var replayedResponseHeaders: Set<String> { ["content-type", "x-request-id"] }
+
+    /// Resend's `{statusCode, name, message}`.
+    func errorEnvelope(_ error: KeybrakeError) -> [String: Any] {
+        ["statusCode": error.status, "name": error.code, "message": error.message]
+    }
 }

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import KeybrakeCore
+import Keys
 import NIOCore
 import Vault
 
@@ -76,11 +77,26 @@ struct StripeAdapter: VendorAdapter {
         try pricer.price(rule: rule, normalizedPath: path, form: request.parameters)
     }
 
+    func priceLookup(_ lookup: StripeLookup, objectJSON: Data) throws(KeybrakeError) -> PriceQuote {
+        try pricer.priceLookup(lookup, objectJSON: objectJSON)
+    }
+
+    /// A charge (maybe uncaptured) or a confirmed PaymentIntent: its later capture or confirm is priced above it.
+    func createsCountedObject(path: String) -> Bool { path == "/v1/charges" || path == "/v1/payment_intents" }
+
     /// `Stripe-Account` and `Stripe-Context` decide whose money a request moves.
     func behaviourHeaders(_ headers: HTTPFields) -> String {
         let account = headers[.stripeAccount], context = headers[.stripeContext]
         if account == nil, context == nil { return "" }
         return "acct=\(account ?? "");ctx=\(context ?? "")"
+    }
+
+    /// `Stripe-Account` and every account of a `Stripe-Context`: each must be allowed by the key and its ancestors.
+    func checkAccounts(_ headers: HTTPFields, chain: [VaultKey]) throws(KeybrakeError) {
+        for account in accountsNamed(headers) where chain.contains(where: { !$0.policy.allowedStripeAccounts.contains(account) }) {
+            throw KeybrakeError(status: 403, code: "stripe_account_not_allowed",
+                message: "The account \(account.prefix(64)) (named by Stripe-Account or Stripe-Context) is not in this key's allowed_stripe_accounts.")
+        }
     }
 
     /// The accounts a request acts on: `Stripe-Account`, and each account of a `Stripe-Context` path
@@ -101,4 +117,21 @@ struct StripeAdapter: VendorAdapter {
     }
 
     func upstreamRequestId(_ response: Forwarder.UpstreamResponse) -> String? { response.header("request-id") }
+    var replayedResponseHeaders: Set<String> { ["content-type", "request-id", "stripe-version"] }
+
+    /// Stripe's `{"error": {type, code, message}}`; the type picks the SDK's exception class.
+    func errorEnvelope(_ error: KeybrakeError) -> [String: Any] {
+        let type = switch error.code {
+        case "idempotency_key_reused": "idempotency_error"
+        case _ where error.status == 429: "rate_limit_error"
+        case _ where error.status >= 500: "api_error"
+        default: "invalid_request_error"
+        }
+        return ["error": ["type": type, "code": error.code, "message": error.message]]
+    }
+}
+
+extension HTTPField.Name {
+    static let stripeAccount = HTTPField.Name("Stripe-Account")!
+    static let stripeContext = HTTPField.Name("Stripe-Context")!
 }

@@ -9,7 +9,7 @@ struct TwilioAdapter: VendorAdapter {
     var vendor: Vendor { .twilio }
     var registry: EndpointRegistry { .twilio }
     /// Twilio has no idempotency of its own: a retry of an unknown outcome could send the SMS twice.
-    var deduplicatesIdempotencyKeys: Bool { false }
+    var idempotencyKeyHeader: String? { nil }
 
     /// What twilio-python sends (besides Authorization).
     static let requestHeaders: Set<String> = [
@@ -75,4 +75,21 @@ struct TwilioAdapter: VendorAdapter {
     }
 
     func upstreamRequestId(_ response: Forwarder.UpstreamResponse) -> String? { response.header("twilio-request-id") }
+    var replayedResponseHeaders: Set<String> { ["content-type", "twilio-request-id"] }
+
+    /// Twilio's `{code, message, status, more_info}`: its codes are integers, so ours rides in the message and
+    /// `more_info` (and the Keybrake-Error-Code header).
+    func errorEnvelope(_ error: KeybrakeError) -> [String: Any] {
+        let code = switch error.status {
+        case 401: 20003
+        case 403: 20403
+        case 404: 20404
+        case 429: 20429
+        case 413: 21617
+        case 409: 20409
+        case _ where error.status >= 500: 20500
+        default: 21400
+        }
+        return ["code": code, "message": "\(error.message) [\(error.code)]", "status": error.status, "more_info": "keybrake:\(error.code)"]
+    }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import KeybrakeCore
+import Keys
 import NIOCore
 import Vault
 
@@ -11,8 +12,9 @@ protocol VendorAdapter: Sendable {
     var vendor: Vendor { get }
     /// Every endpoint the adapter forwards, with its money class and pricing rule.
     var registry: EndpointRegistry { get }
-    /// The vendor honours `Idempotency-Key`, so a retry with the first attempt's key cannot act twice.
-    var deduplicatesIdempotencyKeys: Bool { get }
+    /// The header the vendor deduplicates requests by, so a retry with the first attempt's key cannot act twice
+    /// (nil: the vendor has none).
+    var idempotencyKeyHeader: String? { get }
 
     /// The path sent upstream for the tenant (Twilio: the tenant's own account SID in place of the agent's).
     func upstreamPath(_ normalized: String, credentials: VendorCredentials) -> String
@@ -34,30 +36,42 @@ protocol VendorAdapter: Sendable {
     func read(method: String, path: String, query: String?, headers: HTTPFields, body: Data) throws(KeybrakeError) -> VendorRequest
     /// The amount the request names, by the endpoint's registry rule.
     func priceFromBody(rule: PricingRule, path: String, request: VendorRequest) throws(KeybrakeError) -> PricingDecision
+    /// The amount of a `.lookup` decision, from the object the vendor returned for `lookup.path`.
+    func priceLookup(_ lookup: StripeLookup, objectJSON: Data) throws(KeybrakeError) -> PriceQuote
+    /// A priced request to `path` creates an object whose later capture or confirm is priced above what this
+    /// request moved (a charge, maybe uncaptured; a confirmed PaymentIntent): its id is counted once it settles.
+    func createsCountedObject(path: String) -> Bool
     /// Headers that change what the vendor does: part of a request's identity (fingerprint, automatic key).
     func behaviourHeaders(_ headers: HTTPFields) -> String
-    /// The vendor accounts a request acts on by its headers, each checked against the key's allowed accounts.
-    func accountsNamed(_ headers: HTTPFields) -> [String]
+    /// Refuses a request whose headers name a vendor account the key or one of its ancestors (`chain`) does not allow.
+    func checkAccounts(_ headers: HTTPFields, chain: [VaultKey]) throws(KeybrakeError)
     /// The account the request is audited under, as its headers name it (nil: the tenant's own).
     func auditedAccount(_ headers: HTTPFields) -> String?
     /// What moved, from the vendor's 2xx answer, when the vendor says (Twilio's `price`); nil: what was reserved.
     func settledAmount(responseBody: ByteBuffer) -> MicroUSD?
     /// The vendor's id of the request, for the audit row.
     func upstreamRequestId(_ response: Forwarder.UpstreamResponse) -> String?
-    /// An error in the vendor's own envelope, so its SDK raises its usual exception with our message.
-    func errorResponse(_ error: KeybrakeError) -> Response
+    /// Response headers (lower-case) an idempotency record keeps and a replay sends again.
+    var replayedResponseHeaders: Set<String> { get }
+    /// The JSON body of an error in the vendor's own envelope, so its SDK raises its usual exception with our message.
+    func errorEnvelope(_ error: KeybrakeError) -> [String: Any]
 }
 
 extension VendorAdapter {
-    var deduplicatesIdempotencyKeys: Bool { true }
+    var idempotencyKeyHeader: String? { "Idempotency-Key" }
+    /// The vendor honours an idempotency key: a retry of an unknown outcome may be sent again with the same key.
+    var deduplicatesIdempotencyKeys: Bool { idempotencyKeyHeader != nil }
     func upstreamPath(_ normalized: String, credentials: VendorCredentials) -> String { normalized }
     func operationName(method: String, path: String) -> String? { nil }
     func behaviourHeaders(_ headers: HTTPFields) -> String { "" }
-    func accountsNamed(_ headers: HTTPFields) -> [String] { [] }
+    func checkAccounts(_ headers: HTTPFields, chain: [VaultKey]) throws(KeybrakeError) {}
     func auditedAccount(_ headers: HTTPFields) -> String? { nil }
     func readHeaders(_ headers: HTTPFields) throws(KeybrakeError) { try RequestReading.checkHeaders(headers, single: []) }
     func settledAmount(responseBody: ByteBuffer) -> MicroUSD? { nil }
-    func errorResponse(_ error: KeybrakeError) -> Response { VendorErrorRenderer.response(error, vendor: vendor) }
+    func priceLookup(_ lookup: StripeLookup, objectJSON: Data) throws(KeybrakeError) -> PriceQuote { throw .internalError }
+    func createsCountedObject(path: String) -> Bool { false }
+    /// An error in the vendor's own envelope (DESIGN §8).
+    func errorResponse(_ error: KeybrakeError) -> Response { VendorErrorRenderer.response(error, envelope: errorEnvelope(error)) }
 
     func bearer(_ secret: String) -> [(String, String)] { [("Authorization", "Bearer \(secret)")] }
 }

@@ -1,5 +1,20 @@
 import Foundation
+import KeybrakeCore
 import NIOConcurrencyHelpers
+
+extension ProxyPipeline {
+    /// Phase 3: the key's own requests-per-minute limit, and each ancestor's, which its children share (per replica;
+    /// safe to lose).
+    func rateLimit(_ r: ProxiedRequest) throws {
+        let now = clock.now()
+        for key in r.key.chain {
+            let policy = key.policy
+            if let limit = policy.rateLimitPerMinute, let retry = rateLimiter.hit(key.id, limit: limit, now: now) {
+                throw Denial(error: .rateLimited("Key '\(policy.label)' (\(key.id)) is limited to \(limit) requests a minute; retry in \(retry) s.", retryAfter: retry))
+            }
+        }
+    }
+}
 
 /// Per-key requests-per-minute limit, in process memory (DESIGN §13: safe to lose; each replica
 /// enforces the limit on its own share of traffic). Sliding window over two fixed minutes.
