@@ -90,7 +90,7 @@ bench-noisy: deps
 	nice swift build -c release --product keybrake --scratch-path $(or $(BENCH_SCRATCH_PATH),.build-release)
 	KEYBRAKE_BIN=$(abspath $(or $(BENCH_SCRATCH_PATH),.build-release))/release/keybrake scripts/e2e.sh -k noisy -s
 
-# README "High availability": the metered and GET rows direct, to the leader, through HAProxy and through PgBouncer,
+# docs/operations.md "What the HA path costs": the metered and GET rows direct, to the leader, through HAProxy and through PgBouncer,
 # then SIGKILL of the leader → first 2xx (median of 5).
 bench-ha: deps
 	Benchmarks/ha.sh
@@ -99,7 +99,7 @@ bench-ha: deps
 bench-latency: deps
 	Benchmarks/latency.sh
 
-# README "High availability": scripts/ha.sh up|down|status|kill-primary|failover.
+# docs/operations.md "High availability": scripts/ha.sh up|down|status|kill-primary|failover.
 ha:
 	@scripts/ha.sh up
 

@@ -175,5 +175,24 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
+        .testTarget(name: "KeysTests", dependencies: ["Keys", "KeybrakeCore", "HTTPLayer"]),
+        .testTarget(name: "AuditTests", dependencies: ["Audit", "KeybrakeCore", "HTTPLayer"]),
+        .testTarget(name: "VaultTests", dependencies: ["Vault", "KeybrakeCore", "HTTPLayer"]),
+        .testTarget(name: "TenantsTests", dependencies: [
+            "Tenants", "KeybrakeCore", "HTTPLayer", "TokenAuth",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
+        .testTarget(name: "HTTPLayerTests", dependencies: [
+            "HTTPLayer", "KeybrakeCore",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
     ]
 )

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A local high-availability Postgres, built from Debian's own packages — README "Reference production topology".
+# A local high-availability Postgres, built from Debian's own packages — docs/operations.md "High availability".
 #
 #   etcd ◀── Patroni node1 (Postgres 15) ──stream, synchronous──▶ Patroni node2 (Postgres 15) ──▶ etcd
 #                 ▲  REST /primary, /replica                              ▲

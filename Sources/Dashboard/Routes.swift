@@ -21,9 +21,11 @@ import Webhooks
 /// CSRF token; the sign-in form carries a double-submit token bound to a short-lived cookie.
 ///
 /// Layout: this file is the route table and the dependencies. `Session/` holds the session store, sign-in and
-/// sign-out, and the session/CSRF checks; `Pages/<Page>/` one folder per page: `<Page>Controller.swift` (its
-/// handlers, an extension of this type), `<Page>+Model.swift` (view models) and `<Page>+Template.swift`;
-/// `Shared/` the layout and its templates, rendering, middleware, formatting and HTTP helpers.
+/// sign-out, and the session/CSRF checks; `Pages/<Page>/` one folder per page: `<Page>Page.swift` (its handlers, an
+/// extension of this type; the feature modules' own `…Controller`s serve the admin API), `<Page>+Model.swift` (view
+/// models) and `<Page>+Template.swift`; `Shared/` what several pages use: the layout and partials (`Templates.swift`:
+/// the spend row's cells, the confirm form), view models (`Views.swift`: chrome, flash, bars, meters), paging,
+/// rendering, middleware, formatting and HTTP helpers.
 public struct DashboardController: Sendable {
     let sessions: SessionStore
     let authenticator: any AdminAuthenticator

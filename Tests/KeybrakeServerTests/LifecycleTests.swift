@@ -9,7 +9,7 @@ import Logging
 import Storage
 import XCTest
 
-/// Operable while the database is down (README "Operations"): the connect probe names the address and the cause,
+/// Operable while the database is down (docs/operations.md): the connect probe names the address and the cause,
 /// and a replica whose database is not there yet is live, not ready, and fails closed. The process-level cases
 /// (signals, exit codes, timings) are in Tests/e2e/test_11_lifecycle.py.
 final class LifecycleTests: XCTestCase {

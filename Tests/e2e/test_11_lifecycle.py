@@ -1,4 +1,4 @@
-"""Scenario 11: operable while the database is down (README "Operations").
+"""Scenario 11: operable while the database is down (docs/operations.md).
 
 Each case runs a fresh `keybrake serve` (or `keybrake migrate`) against a Postgres of its own that the test stops and
 starts (.keybrake/lifecycle-pg, port 54351 unless KEYBRAKE_LIFECYCLE_PG_PORT says otherwise), so nothing here

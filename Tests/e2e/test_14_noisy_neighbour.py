@@ -11,7 +11,7 @@ Load comes from `load.py` processes (aiohttp, closed loop), one per tenant, so t
 interpreter with each other. The history is seeded with one SQL statement (generate_series);
 KEYBRAKE_E2E_NOISY_ROWS sets its size (default 2,000,000). KEYBRAKE_E2E_NOISY_ENV adds settings to the replica
 (`NAME=value,NAME=value`), e.g. `KEYBRAKE_ADMISSION_SEATS=0,KEYBRAKE_ADMIN_READS_QUEUE_PER_TENANT=0` to see the test
-fail without admission and with admin reads refused at once (the mutation check in README "Tests").
+fail without admission and with admin reads refused at once (the mutation check in docs/testing.md).
 """
 from __future__ import annotations
 
@@ -145,7 +145,7 @@ def run(stack, url: str):
     # Each flood phase follows a run of B alone, so the ratio compares moments of the same machine load. This
     # machine is shared (other builds come and go), so a phase that misses its bound is measured once more; the
     # failures this test exists for are far outside it (no admission and admin reads refused at once: B's p99
-    # 207 ms under A, 0.15x under C — README "Tests").
+    # 207 ms under A, 0.15x under C — docs/testing.md).
     b_runs, a_runs, c_runs, figures = [], [], [], {"seeded_rows": ROWS, "seed_s": round(seeded_in, 1), "phases": []}
     for attempt in range(2):
         alone = b_load()

@@ -12,7 +12,7 @@ reservation acknowledged to an agent (2xx) is on the new primary; the ledger equ
 are resolved; both replicas serve within 10 s of the new leader. Prints kill → first 200 and the requests failed
 closed meanwhile, and the same for the switchover.
 
-Mutation check (README "High availability"): `KEYBRAKE_E2E_HA_MUTATION=1` bootstraps the stack with
+Mutation check (docs/operations.md "High availability"): `KEYBRAKE_E2E_HA_MUTATION=1` bootstraps the stack with
 `synchronous_mode: false`, holds the standby's WAL receiver (SIGSTOP) 4 s before the kill and SIGKILLs it just after
 (which discards the WAL in its socket buffer): this test then fails on acknowledged reservations missing from the new
 primary.

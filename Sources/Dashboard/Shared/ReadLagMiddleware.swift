@@ -5,7 +5,7 @@ import Storage
 
 extension HTTPField.Name {
     /// Seconds a read answer may be behind the primary: 0 from the primary or a standby that has replayed all it
-    /// received; more while it catches up (README "High availability").
+    /// received; more while it catches up (docs/operations.md "High availability").
     public static let keybrakeReadLag = HTTPField.Name("Keybrake-Read-Lag")!
     /// `standby` or `primary`: where the answer's reads ran.
     public static let keybrakeReadFrom = HTTPField.Name("Keybrake-Read-From")!

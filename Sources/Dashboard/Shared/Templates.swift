@@ -5,7 +5,7 @@ import Mustache
 /// these templates never use `{{{ }}}`.
 enum Templates {
     static let all: [String: String] = [
-        "layout": layout, "bar": bar, "chart": chart, "webhooks": webhooks, "webhook": webhook, "webhook_secret": webhookSecret, "error": error, "login": login, "overview": overview,
+        "layout": layout, "bar": bar, "spend_cells": spendCells, "confirm_form": confirmForm, "chart": chart, "webhooks": webhooks, "webhook": webhook, "webhook_secret": webhookSecret, "error": error, "login": login, "overview": overview,
         "keys": keys, "key_new": keyNew, "key_created": keyCreated, "key": key, "key_revoke": keyRevoke,
         "audit": audit, "audit_event": auditEvent, "vendors": vendors, "vendor_delete": vendorDelete,
         "admin_tokens": adminTokens,
@@ -57,6 +57,29 @@ enum Templates {
     /// with no cap draws no bar, only its text: a bar filled to its own spend read as "cap reached".
     static let bar = """
         {{#bar.capped}}<svg class="bar" viewBox="0 0 1000 14" preserveAspectRatio="none" role="img" aria-label="{{bar.text}}"><title>{{bar.text}}</title><rect class="track" width="1000" height="14"/><rect class="settled" width="{{bar.settledW}}" height="14"/><rect class="reserved" x="{{bar.reservedX}}" width="{{bar.reservedW}}" height="14"/><rect class="unknown" x="{{bar.unknownX}}" width="{{bar.unknownW}}" height="14"/></svg>{{/bar.capped}}{{^bar.capped}}<span class="nocap muted">{{bar.text}}</span>{{/bar.capped}}
+        """
+
+    /// The cells a spend table's row ends with (overview by key and by label, a key's periods), read from a
+    /// `SpendRow`: the bar, the spend, the cap with the percent used, and the settled / reserved / unknown split.
+    /// Ends with a newline: a standalone `{{>spend_cells}}` line is replaced by these lines as they are.
+    static let spendCells = """
+        <td class="barcol">{{>bar}}</td>
+        <td class="num spent">{{spent}}</td>
+        <td class="num">{{capText}}{{#percent}}<br><small class="muted">{{percent}}</small>{{/percent}}</td>
+        <td class="num">{{settled}}</td>
+        <td class="num">{{reserved}}</td>
+        <td class="num">{{unknown}}</td>
+
+        """
+
+    /// The last step before something that cannot be undone (revoking a key, deleting credentials): a `ConfirmForm`.
+    static let confirmForm = """
+        <form method="post" action="{{action}}" class="inline-actions">
+        <input type="hidden" name="csrf" value="{{chrome.csrf}}">
+        <button type="submit" class="danger" id="{{buttonId}}">{{buttonText}}</button>
+        <a href="{{cancelHref}}">Cancel</a>
+        </form>
+
         """
 
     static let error = """

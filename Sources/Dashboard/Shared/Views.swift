@@ -77,6 +77,29 @@ struct Bar {
     }
 }
 
+/// How full something is against its limit (a key's cap, the plan's quota), as every spend and usage row shows it.
+struct Meter {
+    /// "Near" from 80 % of the limit; "reached" at 100 %.
+    static let nearThreshold = 0.8
+
+    let ratio: Double
+
+    /// Percent used, rounded down: "79%" until the row is really at 80.
+    var percent: String { String(format: "%.0f%%", (ratio * 100).rounded(.down)) }
+    var reached: Bool { ratio >= 1 }
+    var near: Bool { !reached && ratio >= Self.nearThreshold }
+    /// The row's CSS class: `over` at the limit, `near` close to it.
+    var rowClass: String { reached ? "over" : (near ? "near" : "") }
+}
+
+/// The `confirm_form` partial: posts to `action` (with the session's CSRF token) or goes back to `cancelHref`.
+struct ConfirmForm {
+    let action: String
+    let buttonId: String
+    let buttonText: String
+    let cancelHref: String
+}
+
 struct ErrorView {
     let chrome: Chrome?
     let flash: Flash? = nil

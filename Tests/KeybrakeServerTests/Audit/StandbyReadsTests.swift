@@ -4,7 +4,7 @@ import HummingbirdTesting
 import Storage
 import XCTest
 
-/// `KEYBRAKE_READ_DATABASE_URL` (README "High availability"): answers say where they were read; a standby that is
+/// `KEYBRAKE_READ_DATABASE_URL` (docs/operations.md "High availability"): answers say where they were read; a standby that is
 /// down is a read from the primary. Reads from a real standby, with their lag, and key lists staying on the primary:
 /// Tests/e2e/test_15_failover.py.
 final class StandbyReadsTests: XCTestCase {

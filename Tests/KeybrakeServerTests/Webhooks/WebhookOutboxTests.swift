@@ -40,7 +40,7 @@ final class WebhookOutboxTests: XCTestCase {
     /// each daily threshold fires once, the monthly 25 % and 50 % once, 80 % never, the cap-reached event once — and
     /// each was written by the request that crossed it (the spend it reports is the first at or past the threshold).
     ///
-    /// Mutation check (README "Budget alerts"): computing the crossing in a second statement after the reserve, from
+    /// Mutation check (docs/operations.md "Webhook delivery"): computing the crossing in a second statement after the reserve, from
     /// the counter read then, makes this test fail — concurrent requests read a counter already past their own step,
     /// so the 25, 50 and 80 % crossings are never written.
     func testEachThresholdFiresExactlyOnceUnder200ConcurrentReservationsOnTwoInstances() async throws {

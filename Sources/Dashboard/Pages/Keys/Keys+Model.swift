@@ -140,6 +140,5 @@ struct KeyRevokeView {
     let id: String
     let label: String
     let vendor: String
-    let action: String
-    let cancelHref: String
+    let confirm: ConfirmForm
 }

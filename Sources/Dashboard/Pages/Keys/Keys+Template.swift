@@ -101,12 +101,7 @@ extension Templates {
         {{#periods}}
         <tr class="{{rowClass}}">
         <td>{{name}} <small class="muted">from {{start}}</small></td>
-        <td class="barcol">{{>bar}}</td>
-        <td class="num spent">{{spent}}</td>
-        <td class="num">{{capText}}{{#percent}}<br><small class="muted">{{percent}}</small>{{/percent}}</td>
-        <td class="num">{{settled}}</td>
-        <td class="num">{{reserved}}</td>
-        <td class="num">{{unknown}}</td>
+        {{>spend_cells}}
         </tr>
         {{/periods}}
         </tbody>
@@ -161,11 +156,9 @@ extension Templates {
         <h1>Revoke {{label}}?</h1>
         <p>Key <span class="mono">{{id}}</span> ({{vendor}}). Agents using it get <code>401 vault_key_revoked</code> from their next request on.
         This cannot be undone: to restore access, issue a new key.</p>
-        <form method="post" action="{{action}}" class="inline-actions">
-        <input type="hidden" name="csrf" value="{{chrome.csrf}}">
-        <button type="submit" class="danger" id="confirm-revoke">Revoke key</button>
-        <a href="{{cancelHref}}">Cancel</a>
-        </form>
+        {{#confirm}}
+        {{>confirm_form}}
+        {{/confirm}}
         {{/body}}{{/layout}}
         """
 }

@@ -27,9 +27,6 @@ struct SpendRow {
     let ratio: Double
     let spentMicros: Int64
 
-    /// "Near" is 80% of the cap; "at cap" is 100% (nothing more can be reserved).
-    static let nearThreshold = 0.8
-
     init(settled: MicroUSD, reserved: MicroUSD, unknown: MicroUSD, cap: MicroUSD?, uncappedScale: MicroUSD) {
         let total = settled + reserved + unknown
         spentMicros = total.micros
@@ -38,20 +35,21 @@ struct SpendRow {
         self.reserved = Format.usd(reserved)
         self.unknown = Format.usd(unknown)
         capText = cap.map(Format.usd) ?? "no cap"
-        if let cap, cap.micros > 0 {
-            let r = Double(total.micros) / Double(cap.micros)
-            ratio = r
-            percent = String(format: "%.0f%%", (r * 100).rounded(.down))
-            atCap = r >= 1
-            nearCap = !atCap && r >= Self.nearThreshold
-        } else {
-            ratio = -1
-            percent = nil
-            atCap = false
-            nearCap = false
-        }
-        rowClass = atCap ? "over" : (nearCap ? "near" : "")
+        // "At cap" is 100% (nothing more can be reserved); an uncapped row has no fill and sorts last.
+        let meter = cap.flatMap { $0.micros > 0 ? Meter(ratio: Double(total.micros) / Double($0.micros)) : nil }
+        ratio = meter?.ratio ?? -1
+        percent = meter?.percent
+        atCap = meter?.reached ?? false
+        nearCap = meter?.near ?? false
+        rowClass = meter?.rowClass ?? ""
         bar = Bar(settled: settled, reserved: reserved, unknown: unknown, cap: cap, uncappedScale: uncappedScale)
+    }
+
+    /// The order of the spend tables: fullest against its cap first, then most spent, then by label.
+    static func fullestFirst(_ a: SpendRow, _ b: SpendRow) -> Bool {
+        if a.ratio != b.ratio { return a.ratio > b.ratio }
+        if a.spentMicros != b.spentMicros { return a.spentMicros > b.spentMicros }
+        return a.label < b.label
     }
 }
 

@@ -27,12 +27,7 @@ extension Templates {
         <tr class="{{rowClass}}" data-key-id="{{keyId}}">
         <td><a href="{{href}}">{{label}}</a>{{#nearCap}} <span class="badge warn">near cap</span>{{/nearCap}}{{#atCap}} <span class="badge danger">cap reached</span>{{/atCap}}{{#inactive}} <span class="badge">{{status}}</span>{{/inactive}}<br><small class="mono">{{keyId}}</small></td>
         <td>{{vendor}}</td>
-        <td class="barcol">{{>bar}}</td>
-        <td class="num spent">{{spent}}</td>
-        <td class="num">{{capText}}{{#percent}}<br><small class="muted">{{percent}}</small>{{/percent}}</td>
-        <td class="num">{{settled}}</td>
-        <td class="num">{{reserved}}</td>
-        <td class="num">{{unknown}}</td>
+        {{>spend_cells}}
         </tr>
         {{/keyRows}}
         </tbody>
@@ -50,12 +45,7 @@ extension Templates {
         <tr class="{{rowClass}}">
         <td>{{label}}{{#nearCap}} <span class="badge warn">near cap</span>{{/nearCap}}{{#atCap}} <span class="badge danger">cap reached</span>{{/atCap}}</td>
         <td class="num">{{keyCount}}</td>
-        <td class="barcol">{{>bar}}</td>
-        <td class="num spent">{{spent}}</td>
-        <td class="num">{{capText}}{{#percent}}<br><small class="muted">{{percent}}</small>{{/percent}}</td>
-        <td class="num">{{settled}}</td>
-        <td class="num">{{reserved}}</td>
-        <td class="num">{{unknown}}</td>
+        {{>spend_cells}}
         </tr>
         {{/labelRows}}
         </tbody>

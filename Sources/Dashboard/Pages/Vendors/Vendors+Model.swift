@@ -35,5 +35,5 @@ struct VendorDeleteView {
     let flash: Flash? = nil
     let title: String
     let fingerprint: String
-    let action: String
+    let confirm: ConfirmForm
 }

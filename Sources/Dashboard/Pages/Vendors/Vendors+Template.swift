@@ -26,11 +26,9 @@ extension Templates {
         <h1>Delete the {{title}} credentials?</h1>
         <p>Stored: <span class="mono">{{fingerprint}}</span>. After deleting, every proxied {{title}} request answers
         <code>403 vendor_credentials_missing</code> until new credentials are saved.</p>
-        <form method="post" action="{{action}}" class="inline-actions">
-        <input type="hidden" name="csrf" value="{{chrome.csrf}}">
-        <button type="submit" class="danger" id="confirm-delete">Delete credentials</button>
-        <a href="/dashboard/vendors">Cancel</a>
-        </form>
+        {{#confirm}}
+        {{>confirm_form}}
+        {{/confirm}}
         {{/body}}{{/layout}}
         """
 }

@@ -9,25 +9,20 @@ extension DashboardController {
     func keysPage(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
         let session = try await session(request, context)
         let chrome = chrome(session, .keys)
-        var after: String?
-        if let raw = request.uri.queryParameters["cursor"], !raw.isEmpty {
-            guard let id = PageCursor.decode(String(raw), kind: "k1", idPrefix: "key_") else { throw Self.badCursor }
-            after = id
-        }
+        let paging = try Paging(cursor: request.uri.queryParameters["cursor"].map(String.init), kind: "k1", idPrefix: "key_")
         guard let list = try await db(context, {
-            try await keys.list(tenantId: session.tenantId, after: after, limit: Self.keysPageSize + 1, logger: context.logger)
+            try await keys.list(tenantId: session.tenantId, after: paging.after, limit: Self.keysPageSize + 1, logger: context.logger)
         }) else { throw Self.badCursor }
-        let page = Array(list.prefix(Self.keysPageSize))
+        let page = paging.page(list, size: Self.keysPageSize, path: "/dashboard/keys", id: \.id)
         let now = clock.now()
-        let rows = page.map { key in
+        let rows = page.rows.map { key in
             KeyRowView(id: key.id, href: "/dashboard/keys/" + pathSegment(key.id), label: key.policy.label,
                        status: key.effectiveStatus(now: now), vendor: key.policy.vendor.rawValue, policy: Self.policySummary(key.policy),
                        uncapped: key.policy.isUncapped, expires: key.policy.expiresAt.map(Format.time) ?? "never",
                        created: Format.time(key.createdAt))
         }
-        let next = list.count > Self.keysPageSize ? page.last.map { "/dashboard/keys" + queryString([("cursor", PageCursor.encode($0.id, kind: "k1"))]) } : nil
         return renderer.render("keys", KeysView(chrome: chrome, flash: notice(request), keys: rows,
-                                                firstHref: after == nil ? nil : "/dashboard/keys", nextHref: next))
+                                                firstHref: page.firstHref, nextHref: page.nextHref))
     }
 
     /// Runs listed on a key's page (the API pages through all of them).
@@ -257,7 +252,7 @@ extension DashboardController {
         guard key.status == .active else { return Page.redirect(href) }
         return renderer.render("key_revoke", KeyRevokeView(
             chrome: chrome, id: key.id, label: key.policy.label, vendor: key.policy.vendor.rawValue,
-            action: href + "/revoke", cancelHref: href
+            confirm: ConfirmForm(action: href + "/revoke", buttonId: "confirm-revoke", buttonText: "Revoke key", cancelHref: href)
         ))
     }
 

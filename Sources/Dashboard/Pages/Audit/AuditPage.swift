@@ -17,21 +17,18 @@ extension DashboardController {
         var asked: [String: String] = [:]
         for name in Self.auditFilterParameters { asked[name] = param(name) }
         let filter = try AuditFilter.parse(asked, defaultWindowUntil: Date())
-        var after: String?
-        if let raw = param("cursor") {
-            guard let id = PageCursor.decode(raw, kind: "a1", idPrefix: "aud_") else { throw Self.badCursor }
-            after = id
-        }
+        let paging = try Paging(cursor: param("cursor"), kind: "a1", idPrefix: "aud_")
         let tenantId = session.tenantId
         async let filterKeys = db(context) {
             try await keys.list(tenantId: tenantId, after: nil, limit: Self.filterMaxKeys, logger: context.logger) ?? []
         }
         let listed = try await db(context) {
-            try await audit.list(tenantId: tenantId, filter: filter, after: after, limit: Self.auditPageSize + 1, logger: context.logger)
+            try await audit.list(tenantId: tenantId, filter: filter, after: paging.after, limit: Self.auditPageSize + 1, logger: context.logger)
         }
         let keyList = try await filterKeys
         guard let records = listed else { throw Self.badCursor }
-        let page = Array(records.prefix(Self.auditPageSize))
+        let base: [(String, String?)] = [("key_id", filter.keyId), ("parent_key_id", filter.parentKeyId), ("vendor", filter.vendor), ("decision", filter.decision), ("outcome", filter.outcome)]
+        let page = paging.page(records, size: Self.auditPageSize, path: "/dashboard/audit", query: base, id: \.id)
         var keyOptions = [Option(value: "", text: "All keys", selected: filter.keyId == nil)]
         keyOptions += keyList.map { Option(value: $0.id, text: "\($0.policy.label) (\($0.id))", selected: $0.id == filter.keyId) }
         if let k = filter.keyId, !keyList.contains(where: { $0.id == k }) { keyOptions.append(Option(value: k, text: k, selected: true)) }
@@ -44,7 +41,7 @@ extension DashboardController {
             outcomeOptions: [Option(value: "", text: "Any outcome", selected: filter.outcome == nil)]
                 + AuditFilter.outcomes.map { Option(value: $0, text: $0, selected: $0 == filter.outcome) }
         )
-        let events = page.map { r in
+        let events = page.rows.map { r in
             AuditRowView(
                 id: r.id, href: "/dashboard/audit/" + pathSegment(r.id), time: Format.time(r.createdAt), keyId: r.keyId ?? "",
                 keyLabel: r.keyLabel ?? "", vendor: r.vendor, method: r.method, path: r.path, operation: r.operation,
@@ -53,11 +50,9 @@ extension DashboardController {
                 outcome: r.outcome, rowClass: r.outcome == "outcome_unknown" ? "unknown" : (r.decision == "denied" ? "denied" : "")
             )
         }
-        let base: [(String, String?)] = [("key_id", filter.keyId), ("parent_key_id", filter.parentKeyId), ("vendor", filter.vendor), ("decision", filter.decision), ("outcome", filter.outcome)]
-        let next = records.count > Self.auditPageSize ? page.last.map { "/dashboard/audit" + queryString(base + [("cursor", PageCursor.encode($0.id, kind: "a1"))]) } : nil
         return renderer.render("audit", AuditView(
             chrome: chrome, flash: notice(request), filters: filters, events: events,
-            firstHref: after == nil ? nil : "/dashboard/audit" + queryString(base), nextHref: next
+            firstHref: page.firstHref, nextHref: page.nextHref
         ))
     }
 

@@ -77,7 +77,8 @@ extension DashboardController {
         }
         return renderer.render("vendor_delete", VendorDeleteView(
             chrome: chrome, title: Self.title(vendor), fingerprint: summary.fingerprint,
-            action: "/dashboard/vendors/" + vendor.rawValue + "/delete"
+            confirm: ConfirmForm(action: "/dashboard/vendors/" + vendor.rawValue + "/delete", buttonId: "confirm-delete",
+                                 buttonText: "Delete credentials", cancelHref: "/dashboard/vendors")
         ))
     }
 

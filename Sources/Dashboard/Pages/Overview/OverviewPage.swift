@@ -36,11 +36,7 @@ extension DashboardController {
             keyRows.append(row)
         }
         // Nearest to the cap first, then the biggest spenders.
-        keyRows.sort { a, b in
-            if a.ratio != b.ratio { return a.ratio > b.ratio }
-            if a.spentMicros != b.spentMicros { return a.spentMicros > b.spentMicros }
-            return a.label < b.label
-        }
+        keyRows.sort(by: SpendRow.fullestFirst)
         let near = keyRows.filter { $0.nearCap || $0.atCap }.count
         let hidden = max(0, keyRows.count - Self.overviewMaxRows)
         keyRows = Array(keyRows.prefix(Self.overviewMaxRows))
@@ -54,20 +50,18 @@ extension DashboardController {
             row.keyCount = l.keys.count
             return row
         }
-        labelRows.sort { a, b in a.ratio != b.ratio ? a.ratio > b.ratio : (a.spentMicros != b.spentMicros ? a.spentMicros > b.spentMicros : a.label < b.label) }
+        labelRows.sort(by: SpendRow.fullestFirst)
         labelRows = Array(labelRows.prefix(Self.overviewMaxRows))
 
         // This UTC month's proxied requests against the plan's quota.
         let used = try await usedRequests
         let plan = Plan(rawValue: session.tenantPlan) ?? .free
         let quota = tenantsConfiguration.monthlyQuota(for: plan).map(Int64.init)
-        let quotaRatio = quota.map { $0 > 0 ? Double(used) / Double($0) : 1 } ?? 0
+        let meter = Meter(ratio: quota.map { $0 > 0 ? Double(used) / Double($0) : 1 } ?? 0)
         let usage = UsageView(
             month: month, plan: plan.rawValue, requests: Format.count(used), quota: quota.map(Format.count),
-            hasQuota: quota != nil, percent: String(format: "%.0f%%", (quotaRatio * 100).rounded(.down)),
-            nearQuota: quota != nil && quotaRatio >= SpendRow.nearThreshold,
-            rowClass: quotaRatio >= 1 ? "over" : (quotaRatio >= SpendRow.nearThreshold ? "near" : ""),
-            bar: quota.map { Bar(used: used, of: $0) }
+            hasQuota: quota != nil, percent: meter.percent, nearQuota: quota != nil && (meter.near || meter.reached),
+            rowClass: meter.rowClass, bar: quota.map { Bar(used: used, of: $0) }
         )
         return renderer.render("overview", OverviewView(
             chrome: chrome, flash: notice(request), usage: usage, date: utcToday, chart: chart,
