@@ -42,7 +42,7 @@ let package = Package(
         .target(
             name: "HTTPLayer",
             dependencies: [
-                "KeybrakeCore",
+                "KeybrakeCore", "Storage",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -77,7 +77,8 @@ let package = Package(
         .target(
             name: "Keys",
             dependencies: [
-                "KeybrakeCore", "Storage", "TokenAuth", "HTTPLayer",
+                "KeybrakeCore", "Storage", "TokenAuth", "HTTPLayer", "Audit",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
