@@ -64,6 +64,7 @@ test-e2e: deps
 	scripts/e2e.sh
 
 test-swift: test-db
+	scripts/check-imports.sh
 	swift build --build-tests
 	KEYBRAKE_TEST_DATABASE_URL=$(TEST_DB_URL) timeout 900 swift test --skip-build
 

@@ -24,6 +24,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
     ],
+    // Every module a target's sources import is declared here, none reached only through another package
+    // (scripts/check-imports.sh checks it; `make test-swift` runs it).
     targets: [
         // Domain types only: no I/O, no frameworks.
         .target(name: "KeybrakeCore"),
@@ -34,6 +36,7 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -42,11 +45,13 @@ let package = Package(
         .target(
             name: "HTTPLayer",
             dependencies: [
-                "KeybrakeCore",
+                "KeybrakeCore", "Storage",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .systemLibrary(
@@ -65,19 +70,31 @@ let package = Package(
         ),
         .target(
             name: "Tenants",
-            dependencies: ["KeybrakeCore", "Storage", "TokenAuth", "HTTPLayer"]
+            dependencies: [
+                "KeybrakeCore", "Storage", "TokenAuth", "HTTPLayer",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ]
         ),
         .target(
             name: "Vault",
             dependencies: [
                 "KeybrakeCore", "Storage", "HTTPLayer",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ]
         ),
         .target(
             name: "Keys",
             dependencies: [
-                "KeybrakeCore", "Storage", "TokenAuth", "HTTPLayer",
+                "KeybrakeCore", "Storage", "TokenAuth", "HTTPLayer", "Audit",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
@@ -88,6 +105,8 @@ let package = Package(
                 "KeybrakeCore", "Storage", "HTTPLayer",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         .target(
@@ -104,6 +123,8 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // Budget alerts: webhook endpoints, the event outbox's API, signing and delivery (DESIGN §14).
@@ -115,7 +136,9 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -129,7 +152,10 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         // Composition root: config, buildApplication, commands. A library so tests can build the app.
@@ -144,6 +170,7 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ]
         ),
@@ -152,8 +179,12 @@ let package = Package(
             dependencies: ["KeybrakeServer", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "KeybrakeCoreTests", dependencies: ["KeybrakeCore"], exclude: ["Fixtures"]),
-        .testTarget(name: "TokenAuthTests", dependencies: ["TokenAuth", "KeybrakeCore"]),
-        .testTarget(name: "StorageTests", dependencies: ["Storage", "KeybrakeCore"]),
+        .testTarget(name: "TokenAuthTests", dependencies: [
+            "TokenAuth", "KeybrakeCore", .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ]),
+        .testTarget(name: "StorageTests", dependencies: [
+            "Storage", "KeybrakeCore", .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ]),
         .testTarget(name: "ProxyTests", dependencies: [
             "Proxy", "KeybrakeCore",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -162,17 +193,24 @@ let package = Package(
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(
             name: "KeybrakeServerTests",
             dependencies: [
-                "KeybrakeServer", "Storage", "Vault", "TokenAuth", "HTTPLayer", "Proxy", "KeybrakeCore", "Audit", "Webhooks",
+                "KeybrakeServer", "Storage", "Vault", "TokenAuth", "HTTPLayer", "Proxy", "KeybrakeCore", "Audit", "Webhooks", "Keys",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .testTarget(name: "KeysTests", dependencies: ["Keys", "KeybrakeCore", "HTTPLayer"]),

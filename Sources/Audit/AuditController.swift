@@ -156,10 +156,10 @@ public struct AuditController: Sendable {
         case .refused("amount_too_large", let reserved):
             throw KeybrakeError.invalidRequest("amount_usd cannot exceed the \(MicroUSD(reserved)) that was reserved for this request.", field: "amount_usd")
         case .refused(let code, _) where code.hasPrefix("already_"):
-            throw KeybrakeError(status: 409, code: "outcome_already_resolved",
+            throw KeybrakeError(status: 409, code: .outcomeAlreadyResolved,
                                 message: "This request's outcome is already \(code.dropFirst("already_".count)); it can be resolved only once.")
         case .refused:
-            throw KeybrakeError(status: 409, code: "outcome_not_unknown", message: "Only a request whose outcome is unknown (outcome_unknown) can be resolved.")
+            throw KeybrakeError(status: 409, code: .outcomeNotUnknown, message: "Only a request whose outcome is unknown (outcome_unknown) can be resolved.")
         }
         guard let created = try await db(context, { try await audit.record(tenantId: admin.tenantId, id: eventId, fromPrimary: true, logger: context.logger) }) else {
             throw KeybrakeError.internalError
@@ -285,10 +285,6 @@ public struct AuditController: Sendable {
     }
 
     static func utcDate(_ date: Date) -> String { KeyCalendar.utcDateString(date) }
-
-    func db<T>(_ context: KeybrakeRequestContext, _ body: () async throws -> T) async throws(KeybrakeError) -> T {
-        do { return try await body() } catch { throw DatabaseErrors.map(error, logger: context.logger) }
-    }
 }
 
 /// Audit rows as CSV, one line per event, cells guarded against spreadsheet formula injection.

@@ -57,12 +57,13 @@ public final class Drain: Sendable {
     /// drains, `unavailable` (fail closed: nothing read, reserved or sent) while it waits for its database.
     public var refusal: KeybrakeError? {
         guard let (reason, message) = notReady else { return nil }
-        if reason == .draining {
-            return KeybrakeError(status: 503, code: "shutting_down",
-                                 message: "This Keybrake replica is shutting down; nothing was sent. Retry (another replica will take it).",
-                                 retryAfterSeconds: 1)
-        }
-        return KeybrakeError(status: 503, code: "unavailable",
+        return Self.refusal(reason, message)
+    }
+
+    /// The refusal for a replica that is not ready for `reason` (`/ready` sends its code as `Keybrake-Error-Code`).
+    public static func refusal(_ reason: Reason, _ message: String) -> KeybrakeError {
+        if reason == .draining { return .shuttingDown }
+        return KeybrakeError(status: 503, code: .unavailable,
                              message: "This Keybrake replica cannot serve yet (\(reason.rawValue): \(message)); nothing was sent. Retry.",
                              retryAfterSeconds: 1)
     }

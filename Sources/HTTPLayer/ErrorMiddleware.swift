@@ -33,7 +33,7 @@ public struct RequestEnvelopeMiddleware: RouterMiddleware {
             "method": "\(request.method.rawValue)",
             "path": "\(request.uri.path)",
             "status": "\(response.status.code)",
-            "duration_us": "\(elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000)",
+            "duration_us": "\(elapsed.microseconds)",
         ])
         return response
     }
@@ -46,15 +46,15 @@ public struct RequestEnvelopeMiddleware: RouterMiddleware {
         case let http as HTTPError:
             switch http.status {
             case .notFound:
-                return KeybrakeError(status: 404, code: "not_found", message: "No such route. See openapi.yaml for the admin API.")
+                return KeybrakeError(status: 404, code: .notFound, message: "No such route. See openapi.yaml for the admin API.")
             case .contentTooLarge:
-                return KeybrakeError(status: 413, code: "body_too_large", message: "The request body is too large.")
+                return KeybrakeError(status: 413, code: .bodyTooLarge, message: "The request body is too large.")
             case .methodNotAllowed:
-                return KeybrakeError(status: 405, code: "method_not_allowed", message: "This method is not allowed on this route.")
+                return KeybrakeError(status: 405, code: .methodNotAllowed, message: "This method is not allowed on this route.")
             case .badRequest:
                 return .invalidRequest(http.body ?? "The request is malformed.")
             default:
-                return KeybrakeError(status: Int(http.status.code), code: "http_error", message: http.body ?? http.status.reasonPhrase)
+                return KeybrakeError(status: Int(http.status.code), code: .httpError, message: http.body ?? http.status.reasonPhrase)
             }
         default:
             logger.error("unhandled error", metadata: ["type": "\(String(describing: type(of: error)))"])

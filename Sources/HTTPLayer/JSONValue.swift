@@ -61,7 +61,7 @@ public struct JSONObjectReader: Sendable {
         do {
             buffer = try await request.body.collect(upTo: context.maxUploadSize)
         } catch {
-            throw KeybrakeError(status: 413, code: "body_too_large", message: "The request body exceeds \(context.maxUploadSize / 1024) KiB.")
+            throw KeybrakeError(status: 413, code: .bodyTooLarge, message: "The request body exceeds \(context.maxUploadSize / 1024) KiB.")
         }
         guard buffer.readableBytes > 0 else { throw KeybrakeError.invalidRequest("The request body must be a JSON object.") }
         let value: JSONValue

@@ -51,20 +51,6 @@ public enum PathNormalizer {
         normalized == "/" ? [] : normalized.dropFirst().split(separator: "/", omittingEmptySubsequences: false)
     }
 
-    private static func isUnreserved(_ b: UInt8) -> Bool {
-        (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39)
-            || b == 0x2D || b == 0x2E || b == 0x5F || b == 0x7E
-    }
-
-    private static func hexValue(_ b: UInt8) -> UInt8? {
-        switch b {
-        case 0x30...0x39: b - 0x30
-        case 0x41...0x46: b - 0x41 + 10
-        case 0x61...0x66: b - 0x61 + 10
-        default: nil
-        }
-    }
-
     private static func decodeSegment(_ segment: Substring) -> Result<String, Rejection> {
         let bytes = Array(segment.utf8)
         var out: [UInt8] = []
@@ -74,16 +60,16 @@ public enum PathNormalizer {
             let b = bytes[i]
             if b < 0x20 || b == 0x7F || b == 0x5C { return .failure(.forbiddenCharacter) }
             if b == 0x25 {  // %
-                guard i + 2 < bytes.count, let hi = hexValue(bytes[i + 1]), let lo = hexValue(bytes[i + 2]) else {
+                guard i + 2 < bytes.count, let hi = Hex.value(bytes[i + 1]), let lo = Hex.value(bytes[i + 2]) else {
                     return .failure(.badEncoding)
                 }
                 let decoded = hi << 4 | lo
                 if decoded == 0x2F || decoded == 0x5C { return .failure(.encodedSlash) }
                 if decoded < 0x20 || decoded == 0x7F { return .failure(.forbiddenCharacter) }
-                if isUnreserved(decoded) {
+                if PercentEncoding.isUnreserved(decoded) {
                     out.append(decoded)
                 } else {
-                    out.append(contentsOf: Array("%".utf8) + hexDigits(decoded))
+                    PercentEncoding.appendEscaped(decoded, to: &out)
                 }
                 i += 3
                 continue
@@ -92,10 +78,5 @@ public enum PathNormalizer {
             i += 1
         }
         return .success(String(decoding: out, as: UTF8.self))
-    }
-
-    private static func hexDigits(_ b: UInt8) -> [UInt8] {
-        let digits = Array("0123456789ABCDEF".utf8)
-        return [digits[Int(b >> 4)], digits[Int(b & 0x0F)]]
     }
 }

@@ -42,7 +42,7 @@ struct MetricsController: Sendable {
     let registry: PrometheusCollectorRegistry
     let token: String?
 
-    static let unauthorized = KeybrakeError(status: 401, code: "metrics_token_invalid",
+    static let unauthorized = KeybrakeError(status: 401, code: .metricsTokenInvalid,
         message: "GET /metrics needs `Authorization: Bearer <KEYBRAKE_METRICS_TOKEN>`.")
 
     func addRoutes(to router: some RouterMethods<KeybrakeRequestContext>) {

@@ -33,8 +33,6 @@ public struct ChildKeysController: Sendable {
         router.post("/v1/child-keys") { request, context in try await self.mint(request, context) }
     }
 
-    static let keybrakeKey = HTTPField.Name("X-Keybrake-Key")!
-
     static let fields: Set<String> = [
         "label", "run_id", "allowed_endpoints", "total_usd_cap", "daily_usd_cap", "monthly_usd_cap", "max_request_usd",
         "expires_in_seconds", "duplicate_window_seconds", "allowed_stripe_accounts",
@@ -104,11 +102,11 @@ public struct ChildKeysController: Sendable {
     }
 
     func mint(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
-        guard let token = Self.bearerToken(request.headers) else { throw VaultKeyAuthenticator.invalidError }
+        guard let token = VaultToken.from(request.headers) else { throw VaultKeyAuthenticator.invalidError }
         let now = keys.clock.now()
         let parent: VaultKey
         let client = RequestClient(request, context, proxies: trustedProxies)
-        switch try await keys.db(context, { try await authenticator.authenticate(token: token, client: client, now: now, logger: context.logger) }) {
+        switch try await db(context, { try await authenticator.authenticate(token: token, client: client, now: now, logger: context.logger) }) {
         case .success(let key): parent = key
         case .failure(.invalid): throw VaultKeyAuthenticator.invalidError
         case .failure(.unverified(let key, let error)):
@@ -131,7 +129,7 @@ public struct ChildKeysController: Sendable {
                 limits: limits, logger: context.logger
             ) { locked in
                 guard locked.effectiveStatus(now: now) == "active" else {
-                    throw KeybrakeError(status: 401, code: locked.status == .revoked ? "vault_key_revoked" : "vault_key_expired",
+                    throw KeybrakeError(status: 401, code: locked.status == .revoked ? ErrorCode.vaultKeyRevoked : .vaultKeyExpired,
                         message: "This vault key (\(locked.id)) is \(locked.effectiveStatus(now: now)); it cannot mint child keys.")
                 }
                 return try Self.policy(ask, parent: locked.policy, now: now)
@@ -141,14 +139,5 @@ public struct ChildKeysController: Sendable {
         }
         struct Created: Encodable { let key: KeysController.KeyBody; let token: String }
         return try JSONResponse.make(.created, Created(key: keys.body(child), token: childToken))
-    }
-
-    /// The parent's vault token: `Authorization: Bearer` or `X-Keybrake-Key`, as on proxied calls.
-    static func bearerToken(_ headers: HTTPFields) -> String? {
-        if let explicit = headers[Self.keybrakeKey], !explicit.isEmpty { return explicit.trimmingCharacters(in: .whitespaces) }
-        guard let auth = headers[.authorization] else { return nil }
-        let parts = auth.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
-        return parts[1].trimmingCharacters(in: .whitespaces)
     }
 }

@@ -84,7 +84,7 @@ public struct KeyChangeFeed: Sendable {
                 var newest: Int64 = 0
                 for try await seq in try await connection.query("""
                     INSERT INTO replicas (id, lease_until, applied_seq, backend_pid)
-                    VALUES (\(replicaId), now() + \(Self.millis(settings.lease)) * interval '1 millisecond',
+                    VALUES (\(replicaId), now() + \(settings.lease.milliseconds) * interval '1 millisecond',
                             (SELECT COALESCE(max(seq), 0) FROM key_changes), pg_backend_pid())
                     ON CONFLICT (id) DO UPDATE SET lease_until = EXCLUDED.lease_until, applied_seq = EXCLUDED.applied_seq,
                         backend_pid = EXCLUDED.backend_pid
@@ -163,7 +163,7 @@ public struct KeyChangeFeed: Sendable {
         let sent = ContinuousClock.now
         var newest: Int64?
         for try await seq in try await connection.query("""
-            UPDATE replicas SET lease_until = now() + \(Self.millis(settings.lease)) * interval '1 millisecond'
+            UPDATE replicas SET lease_until = now() + \(settings.lease.milliseconds) * interval '1 millisecond'
             WHERE id = \(replicaId) RETURNING (SELECT COALESCE(max(seq), 0) FROM key_changes)
             """, logger: logger).decode(Int64.self) { newest = seq }
         // Our row was removed (pruned while we were stalled): start over with a fresh registration.
@@ -193,8 +193,6 @@ public struct KeyChangeFeed: Sendable {
             _ = try await pool.query("DELETE FROM replicas WHERE id = \(id)", logger: logger)
         }
     }
-
-    static func millis(_ d: Duration) -> Int64 { d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000 }
 }
 
 /// The admin side: after a key change commits, wait until every replica with a live lease has applied it (or its

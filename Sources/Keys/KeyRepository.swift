@@ -50,7 +50,7 @@ public struct PostgresKeyRepository: KeyRepository {
     }
 
     static func tooManyKeys(_ limit: Int) -> KeybrakeError {
-        KeybrakeError(status: 422, code: "tenant_limit_reached",
+        KeybrakeError(status: 422, code: .tenantLimitReached,
                       message: "This tenant holds \(limit) active vault keys, the most it may. Revoke keys it no longer uses (GET /v1/keys lists them) first.")
     }
 
@@ -232,12 +232,12 @@ public struct PostgresKeyRepository: KeyRepository {
                     SELECT id FROM vault_keys WHERE id = ANY(\(chain)) AND (status <> 'active' OR expires_at <= now()) LIMIT 1
                     """, logger: logger)
                 for try await deadId in dead.decode(String.self) {
-                    throw KeybrakeError(status: 403, code: "parent_key_inactive",
+                    throw KeybrakeError(status: 403, code: .parentKeyInactive,
                         message: "This key's ancestor \(deadId) is revoked or expired; it cannot mint child keys.")
                 }
             }
             guard parent.depth < limits.maxDepth else {
-                throw KeybrakeError(status: 403, code: "child_key_depth_exceeded",
+                throw KeybrakeError(status: 403, code: .childKeyDepthExceeded,
                     message: "Key \(parent.id) is \(parent.depth) levels below its root; child keys may nest at most \(limits.maxDepth) levels deep.")
             }
             var count = 0
@@ -245,7 +245,7 @@ public struct PostgresKeyRepository: KeyRepository {
                 "SELECT count(*)::int FROM vault_keys WHERE parent_key_id = \(parentId)", logger: logger
             ).decode(Int.self) { count = n }
             guard count < limits.maxChildren else {
-                throw KeybrakeError(status: 403, code: "child_key_limit_reached",
+                throw KeybrakeError(status: 403, code: .childKeyLimitReached,
                     message: "Key \(parent.id) already has \(count) child keys, the most one key may have (\(limits.maxChildren)). Revoked and expired children count too: mint from a fresh parent key.")
             }
             let p = try makePolicy(parent)

@@ -5,7 +5,7 @@ import KeybrakeCore
 import Storage
 import TokenAuth
 
-/// Today's and this month's spend of one key, in its own time zone (implemented over the proxy's ledger).
+/// Today's and this month's spend of one key, in its own time zone (`LedgerKeySpendReader` reads it from the ledger).
 public protocol KeySpendReader: Sendable {
     func spend(of key: VaultKey, now: Date, context: KeybrakeRequestContext) async throws -> KeySpend
 }
@@ -282,7 +282,7 @@ public struct KeysController: Sendable {
         do {
             updated = try await repository.update(id: id, tenantId: admin.tenantId, logger: context.logger) { current in
                 guard current.status == .active else {
-                    throw KeybrakeError(status: 409, code: "key_revoked", message: "This key is revoked; its policy can no longer change.")
+                    throw KeybrakeError(status: 409, code: .keyRevoked, message: "This key is revoked; its policy can no longer change.")
                 }
                 var policy = current.policy
                 try Self.apply(json, to: &policy)
@@ -373,9 +373,5 @@ public struct KeysController: Sendable {
             throw .invalidRequest("cursor is not a cursor returned by this endpoint.", field: "cursor")
         }
         return (limit, id)
-    }
-
-    func db<T>(_ context: KeybrakeRequestContext, _ body: () async throws -> T) async throws(KeybrakeError) -> T {
-        do { return try await body() } catch { throw DatabaseErrors.map(error, logger: context.logger) }
     }
 }

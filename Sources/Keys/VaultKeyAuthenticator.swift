@@ -57,7 +57,7 @@ public struct VaultKeyAuthenticator: Sendable {
     }
 
     public static let invalidError = KeybrakeError(
-        status: 401, code: "vault_key_invalid",
+        status: 401, code: .vaultKeyInvalid,
         message: "Missing or invalid vault key. Send the kb_vault_… token as `Authorization: Bearer`, as the Basic-auth password, or as X-Keybrake-Key."
     )
 
@@ -83,13 +83,13 @@ public struct VaultKeyAuthenticator: Sendable {
         }
         if key.status == .revoked {
             return .failure(.denied(key, KeybrakeError(
-                status: 401, code: "vault_key_revoked",
+                status: 401, code: .vaultKeyRevoked,
                 message: "This vault key (\(key.id), \(key.policy.label)) was revoked\(key.revokedAt.map { " at " + ISO8601DateFormatter().string(from: $0) } ?? ""). Ask the key's owner for a new one."
             )))
         }
         if let expires = key.policy.expiresAt, expires <= now {
             return .failure(.denied(key, KeybrakeError(
-                status: 401, code: "vault_key_expired",
+                status: 401, code: .vaultKeyExpired,
                 message: "This vault key (\(key.id)) expired at \(ISO8601DateFormatter().string(from: expires)). Ask the key's owner to extend it or issue a new one."
             )))
         }
@@ -101,15 +101,15 @@ public struct VaultKeyAuthenticator: Sendable {
     public static func chainRefusal(_ key: VaultKey, now: Date) -> KeybrakeError? {
         guard !key.ancestorIds.isEmpty else { return nil }
         guard key.ancestors.count == key.ancestorIds.count else {
-            return KeybrakeError(status: 401, code: "vault_key_revoked", message: "This child key's parent keys could not be read; it is refused.")
+            return KeybrakeError(status: 401, code: .vaultKeyRevoked, message: "This child key's parent keys could not be read; it is refused.")
         }
         for ancestor in key.ancestors.reversed() {
             if ancestor.status == .revoked {
-                return KeybrakeError(status: 401, code: "vault_key_revoked",
+                return KeybrakeError(status: 401, code: .vaultKeyRevoked,
                     message: "This child key (\(key.id)) stopped with its ancestor \(ancestor.id) ('\(ancestor.policy.label)'), which was revoked.")
             }
             if let expires = ancestor.policy.expiresAt, expires <= now {
-                return KeybrakeError(status: 401, code: "vault_key_expired",
+                return KeybrakeError(status: 401, code: .vaultKeyExpired,
                     message: "This child key (\(key.id)) stopped with its ancestor \(ancestor.id) ('\(ancestor.policy.label)'), which expired at \(ISO8601DateFormatter().string(from: expires)).")
             }
         }

@@ -29,7 +29,7 @@ public final class AdminReads: Sendable {
         public init() {}
 
         var statementTimeoutMilliseconds: Int64 {
-            max(1, statementTimeout.components.seconds * 1000 + statementTimeout.components.attoseconds / 1_000_000_000_000_000)
+            max(1, statementTimeout.milliseconds)
         }
 
         var gate: TenantGate.Settings {
@@ -86,7 +86,7 @@ public final class AdminReads: Sendable {
                 // nil: the read port reached a primary (a standby just promoted, before HAProxy's check moved on).
                 ReadLag.current?.record(lag.map { .standby(seconds: $0) } ?? .primary)
                 return rows
-            } catch where DatabaseErrors.map(error, logger: logger).code == "unavailable" {
+            } catch where DatabaseErrors.map(error, logger: logger).code == ErrorCode.unavailable.rawValue {
                 logger.warning("standby read failed; reading from the primary")
             }
         }
@@ -132,7 +132,7 @@ public final class AdminReads: Sendable {
     }
 
     static func tooManyReads(_ limit: Int) -> KeybrakeError {
-        KeybrakeError(status: 429, code: "too_many_reads",
+        KeybrakeError(status: 429, code: .tooManyReads,
                       message: "This tenant already has \(limit) admin reads in progress (audit, spend, usage, keys, dashboard) and more waiting than can be served now; retry when one has answered.",
                       retryAfterSeconds: 1)
     }

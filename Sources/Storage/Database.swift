@@ -73,7 +73,7 @@ extension DatabaseURL {
     }
 
     static func timeAmount(_ d: Duration) -> TimeAmount {
-        .nanoseconds(d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000)
+        .nanoseconds(d.nanoseconds)
     }
 }
 
@@ -124,7 +124,7 @@ public enum DatabaseErrors {
             case _ where sqlState == "40P01" || sqlState == "40001":
                 // Deadlock or serialization failure: nothing was committed; the client may retry.
                 logger.warning("database conflict", metadata: ["sqlstate": "\(sqlState)"])
-                return KeybrakeError(status: 503, code: "unavailable", message: "A conflicting request was being recorded at the same moment; nothing was changed. Retry.")
+                return KeybrakeError(status: 503, code: .unavailable, message: "A conflicting request was being recorded at the same moment; nothing was changed. Retry.")
             case _ where sqlState.hasPrefix("22"):
                 // Data exception (a value Postgres cannot store or compare): the request's fault, not ours.
                 logger.info("request value rejected by the database", metadata: ["sqlstate": "\(sqlState)"])

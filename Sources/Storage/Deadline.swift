@@ -70,7 +70,7 @@ public final class DeadlineWatchdog: Sendable {
 
     /// Calls `fire` once `limit` has passed, unless cancelled first.
     public func register(after limit: Duration, _ fire: @escaping @Sendable () -> Void) -> UInt64 {
-        let nanos = Int64(limit.components.seconds) * 1_000_000_000 + limit.components.attoseconds / 1_000_000_000
+        let nanos = limit.nanoseconds
         let deadline = NIODeadline.now() + .nanoseconds(nanos)
         let (ticket, start) = state.withLockedValue { s -> (UInt64, Bool) in
             s.next &+= 1

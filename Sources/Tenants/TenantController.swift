@@ -155,7 +155,7 @@ public struct TenantController: Sendable {
         }
         let active = try await db(context) { try await repository.adminTokens(tenantId: admin.tenantId, logger: context.logger).count }
         guard active < configuration.maxAdminTokensPerTenant else {
-            throw KeybrakeError(status: 422, code: "tenant_limit_reached",
+            throw KeybrakeError(status: 422, code: .tenantLimitReached,
                 message: "This tenant holds \(active) active admin tokens, the most it may (\(configuration.maxAdminTokensPerTenant)). Revoke unused ones (GET /v1/admin-tokens lists them) first.")
         }
         let (token, publicId) = TokenFormat.generate(.admin)
@@ -205,7 +205,7 @@ public struct TenantController: Sendable {
               let presented = BearerToken.from(request.headers),
               SHA256.hash(data: Data(presented.utf8)) == SHA256.hash(data: Data(expected.utf8))  // constant-time digest compare
         else {
-            throw KeybrakeError(status: 401, code: "admin_token_invalid",
+            throw KeybrakeError(status: 401, code: .adminTokenInvalid,
                                 message: "Operator routes need `Authorization: Bearer <KEYBRAKE_OPERATOR_TOKEN>`.")
         }
         let json = try await JSONObjectReader.decode(request, context: context)
@@ -224,9 +224,6 @@ public struct TenantController: Sendable {
 
     // MARK: - Helpers
 
-    func db<T>(_ context: KeybrakeRequestContext, _ body: () async throws -> T) async throws(KeybrakeError) -> T {
-        do { return try await body() } catch { throw DatabaseErrors.map(error, logger: context.logger) }
-    }
 
     static func looksLikeEmail(_ s: String) -> Bool {
         let parts = s.split(separator: "@", omittingEmptySubsequences: false)

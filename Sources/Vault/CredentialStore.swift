@@ -29,9 +29,23 @@ public struct CredentialStore: Sendable {
 
     static func cacheKey(_ tenantId: String, _ vendor: Vendor) -> String { tenantId + "|" + vendor.rawValue }
 
-    /// The cached entry alone (no database round trip): `.some(nil)` means "cached as none stored".
-    public func cachedOnly(vendor: Vendor, tenantId: String) -> VendorCredentials?? {
-        proxyCache.get(Self.cacheKey(tenantId, vendor))
+    /// What the proxy's cache knows about a tenant's credentials for a vendor, without a database round trip.
+    public enum CacheLookup: Sendable {
+        /// Cached: these credentials.
+        case hit(VendorCredentials)
+        /// Cached: the tenant has stored none for this vendor.
+        case noneStored
+        /// Not cached (or expired): ask `cachedCredentials`, which reads the database.
+        case miss
+    }
+
+    /// The cache alone: a hit costs no round trip, so the proxy needs no deadline for it.
+    public func cacheLookup(vendor: Vendor, tenantId: String) -> CacheLookup {
+        switch proxyCache.get(Self.cacheKey(tenantId, vendor)) {
+        case .some(.some(let credentials)): .hit(credentials)
+        case .some(.none): .noneStored
+        case .none: .miss
+        }
     }
 
     /// `credentials(vendor:tenantId:)` through the short-lived cache: the proxy's per-request path.

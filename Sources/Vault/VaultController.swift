@@ -48,7 +48,7 @@ public struct VaultController: Sendable {
         let admin = try context.requireAdmin()
         let vendor = try vendor(context)
         guard let summary = try await db(context, { try await store.summary(vendor: vendor, tenantId: admin.tenantId, logger: context.logger) }) else {
-            throw KeybrakeError(status: 404, code: "not_found", message: "No \(vendor.rawValue) credentials are stored for this tenant.")
+            throw KeybrakeError(status: 404, code: .notFound, message: "No \(vendor.rawValue) credentials are stored for this tenant.")
         }
         struct Shown: Encodable { let credentials: CredentialBody }
         return try JSONResponse.make(.ok, Shown(credentials: body(summary)))
@@ -58,12 +58,8 @@ public struct VaultController: Sendable {
         let admin = try context.requireAdmin()
         let vendor = try vendor(context)
         guard try await db(context, { try await store.delete(vendor: vendor, tenantId: admin.tenantId, logger: context.logger) }) else {
-            throw KeybrakeError(status: 404, code: "not_found", message: "No \(vendor.rawValue) credentials are stored for this tenant.")
+            throw KeybrakeError(status: 404, code: .notFound, message: "No \(vendor.rawValue) credentials are stored for this tenant.")
         }
         return Response(status: .noContent)
-    }
-
-    func db<T>(_ context: KeybrakeRequestContext, _ body: () async throws -> T) async throws(KeybrakeError) -> T {
-        do { return try await body() } catch { throw DatabaseErrors.map(error, logger: context.logger) }
     }
 }

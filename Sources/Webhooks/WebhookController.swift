@@ -130,9 +130,6 @@ public struct WebhookController: Sendable {
         return (limit, id)
     }
 
-    func db<T>(_ context: KeybrakeRequestContext, _ body: () async throws -> T) async throws(KeybrakeError) -> T {
-        do { return try await body() } catch { throw DatabaseErrors.map(error, logger: context.logger) }
-    }
 
     // MARK: - Endpoints
 

@@ -30,7 +30,7 @@ public struct WebhookDispatcher: Sendable {
 
     /// How long a claimed attempt is this replica's: its timeout and a margin. A replica killed mid-attempt leaves
     /// the row due again after this long.
-    var lease: TimeInterval { Double(settings.timeout.components.seconds) + Double(settings.timeout.components.attoseconds) / 1e18 + 5 }
+    var lease: TimeInterval { settings.timeout.timeInterval + 5 }
 
     struct Claimed: Sendable {
         var deliveryId: String, tenantId: String, eventId: String, endpointId: String, attempt: Int
@@ -100,7 +100,7 @@ public struct WebhookDispatcher: Sendable {
             result = PostResult(status: nil, error: "could not sign: the endpoint's secret is sealed under a master key that is not configured")
         }
         let elapsed = ContinuousClock.now - started
-        let micros = elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000
+        let micros = elapsed.microseconds
         do {
             try await record(c, result: result, latencyMicros: micros, logger: logger)
         } catch {

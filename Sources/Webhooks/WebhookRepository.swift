@@ -49,7 +49,7 @@ public struct WebhookRepository: Sendable {
             try await conn.query("SELECT 1 FROM tenants WHERE id = \(tenantId) FOR UPDATE", logger: logger)
             for try await n in try await conn.query("SELECT count(*)::int FROM webhook_endpoints WHERE tenant_id = \(tenantId)",
                                                     logger: logger).decode(Int.self) where n >= Self.maxEndpointsPerTenant {
-                throw KeybrakeError(status: 409, code: "webhook_endpoint_limit_reached",
+                throw KeybrakeError(status: 409, code: .webhookEndpointLimitReached,
                                     message: "This tenant already has \(n) webhook endpoints, the most allowed (\(Self.maxEndpointsPerTenant)); delete one first.")
             }
             let rows = try await conn.query("""

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import KeybrakeCore
 import NIOCore
 import NIOHTTP1
 
@@ -58,8 +59,7 @@ public final class HTTPWebhookTransport: WebhookTransport {
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         request.body = .bytes(body)
         do {
-            let response = try await client.execute(request, timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000
-                                                                                    + timeout.components.attoseconds / 1_000_000_000))
+            let response = try await client.execute(request, timeout: .nanoseconds(timeout.nanoseconds))
             // Read (and bound) the answer so the connection can be reused; its content is not kept.
             _ = try? await response.body.collect(upTo: 64 * 1024)
             let status = Int(response.status.code)

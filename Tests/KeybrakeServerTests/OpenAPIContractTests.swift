@@ -33,9 +33,9 @@ final class OpenAPIContractTests: XCTestCase {
     func testSpecListsExactlyTheRegisteredRoutes() async throws {
         let config = try TestApp.configuration()
         let postgres = PostgresClient(configuration: config.databaseURL.clientConfiguration(), backgroundLogger: Logger(label: "t"))
-        let deps = AppDependencies(configuration: config, postgres: DatabasePool(fixed: postgres))
-        let router = buildRouter(deps)
-        try await deps.forwarder.shutdown()
+        let services = Services(configuration: config, postgres: DatabasePool(fixed: postgres))
+        let router = buildRouter(services)
+        try await services.forwarder.shutdown()
         // The proxy mounts the vendors' own APIs (/stripe/**, /twilio/**, /resend/**); those are the vendors'
         // contracts, not ours, so the spec describes them in prose and the comparison leaves them out.
         // The dashboard's HTML pages (/dashboard/**) are not part of the admin JSON API either.

@@ -9,6 +9,6 @@ extension DashboardController {
     func db<T>(_ context: KeybrakeRequestContext, _ body: () async throws -> T) async throws -> T {
         let start = ContinuousClock.now
         defer { ServerTiming.current?.addDatabase(ContinuousClock.now - start) }
-        do { return try await body() } catch let error as KeybrakeError { throw error } catch { throw DatabaseErrors.map(error, logger: context.logger) }
+        return try await HTTPLayer.db(context, body)
     }
 }

@@ -72,7 +72,7 @@ final class ServerTiming: Sendable {
     var databaseTime: Duration { database.withLockedValue { $0 } }
 
     static func milliseconds(_ d: Duration) -> String {
-        let ms = Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
+        let ms = d.timeInterval * 1000
         return String(format: "%.2f", ms)
     }
 }

@@ -23,9 +23,10 @@ extension ProxyPipeline {
         let credentials = self.credentials, vendor = r.vendor, tenantId = r.key.tenantId, logger = r.logger
         // A cache hit costs no round trip, so it needs no deadline (and none of its timer and task hops).
         let found: VendorCredentials?
-        if let cached = credentials.cachedOnly(vendor: vendor, tenantId: tenantId) {
-            found = cached
-        } else {
+        switch credentials.cacheLookup(vendor: vendor, tenantId: tenantId) {
+        case .hit(let cached): found = cached
+        case .noneStored: found = nil
+        case .miss:
             found = try await Deadline.run(config.databaseDeadline, {
                 try await credentials.cachedCredentials(vendor: vendor, tenantId: tenantId, logger: logger)
             })

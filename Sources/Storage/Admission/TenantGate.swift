@@ -97,8 +97,8 @@ public final class TenantGate: Sendable {
     }
 
     public static func busy(_ settings: Settings) -> KeybrakeError {
-        KeybrakeError(status: 429, code: "tenant_busy",
-                      message: "Too many requests of this tenant at once on this replica: it holds its share of \(settings.seatsPerTenant) and its requests waited \(settings.maxWait.components.seconds * 1000 + settings.maxWait.components.attoseconds / 1_000_000_000_000_000) ms (or \(settings.queuePerTenant) were already waiting). Send fewer requests in parallel, or retry after the Retry-After seconds. Other tenants are served their own share.",
+        KeybrakeError(status: 429, code: .tenantBusy,
+                      message: "Too many requests of this tenant at once on this replica: it holds its share of \(settings.seatsPerTenant) and its requests waited \(settings.maxWait.milliseconds) ms (or \(settings.queuePerTenant) were already waiting). Send fewer requests in parallel, or retry after the Retry-After seconds. Other tenants are served their own share.",
                       retryAfterSeconds: 1)
     }
 }
