@@ -101,6 +101,9 @@ public enum ErrorCode: String, CaseIterable, Sendable {
     case duplicateInFlight = "duplicate_in_flight"
     /// 409: an earlier attempt's outcome is unknown; resolve it or wait for its lease.
     case outcomeUnknown = "outcome_unknown"
+    /// Audit rows only: a reservation that committed after its request was already answered 503 (nothing was
+    /// forwarded), given back by a row of its own that resolves the 503's.
+    case lateReservationReleased = "late_reservation_released"
 
     // MARK: Proxy: the vendor
     /// 502: the vendor's answer or connection failed; the outcome may be unknown.

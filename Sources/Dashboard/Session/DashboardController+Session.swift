@@ -37,7 +37,7 @@ extension DashboardController {
     }
 
     static let csrfError = KeybrakeError(
-        status: 403, code: "csrf_token_invalid",
+        status: 403, code: .csrfTokenInvalid,
         message: "This form did not come from your current dashboard session. Go back, reload the page and submit it again."
     )
 }

@@ -67,7 +67,7 @@ public struct SessionStore: Sendable {
             RETURNING 1
             """, logger: logger)
         for try await _ in rows { return id }
-        throw KeybrakeError(status: 422, code: "tenant_limit_reached",
+        throw KeybrakeError(status: 422, code: .tenantLimitReached,
             message: "This tenant has \(maxPerTenant) dashboard sessions open, the most it may. Sign out of one, revoke the admin tokens you no longer use (their sessions end with them), or wait for sessions to expire.")
     }
 

@@ -29,7 +29,7 @@ struct FormBody: Sendable {
         do {
             buffer = try await request.body.collect(upTo: context.maxUploadSize)
         } catch {
-            throw KeybrakeError(status: 413, code: "body_too_large", message: "The form is too large.")
+            throw KeybrakeError(status: 413, code: .bodyTooLarge, message: "The form is too large.")
         }
         return FormBody(parsing: String(buffer: buffer))
     }

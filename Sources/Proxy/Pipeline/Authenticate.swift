@@ -21,8 +21,8 @@ extension ProxyPipeline {
     func authenticate<A: VendorAdapter>(_ a: A, rawPath: String, request: Request, client: RequestClient, logger: Logger,
                                         started: ContinuousClock.Instant) async -> Authenticated {
         let method = request.method.rawValue, vendor = a.vendor
-        guard let token = Self.vaultToken(request.headers) else {
-            ProxyMetrics.request(vendor: vendor.rawValue, decision: "denied", code: "vault_key_invalid")
+        guard let token = VaultToken.from(request.headers) else {
+            ProxyMetrics.request(vendor: vendor.rawValue, decision: "denied", code: ErrorCode.vaultKeyInvalid.rawValue)
             return .answered(a.errorResponse(VaultKeyAuthenticator.invalidError))
         }
         func proxied(_ key: VaultKey) -> ProxiedRequest {
@@ -35,7 +35,7 @@ extension ProxyPipeline {
             case .success(let key):
                 return .authenticated(proxied(key))
             case .failure(.invalid):
-                ProxyMetrics.request(vendor: vendor.rawValue, decision: "denied", code: "vault_key_invalid")
+                ProxyMetrics.request(vendor: vendor.rawValue, decision: "denied", code: ErrorCode.vaultKeyInvalid.rawValue)
                 logger.info("proxy request with an invalid vault key", metadata: ["vendor": "\(vendor.rawValue)"])
                 return .answered(a.errorResponse(VaultKeyAuthenticator.invalidError))
             case .failure(.unverified(let key, let error)):
@@ -62,28 +62,5 @@ extension ProxyPipeline {
         // A child key minted for a run labels its rows with that run unless the request names another.
         audit.runId = AuditEvent.sanitize(request.headers[.keybrakeRunId], maxLength: 200) ?? key.runId
         return audit
-    }
-
-    /// The vault key from `X-Keybrake-Key`, `Authorization: Bearer`, or HTTP Basic (the password; Twilio's SDK).
-    static func vaultToken(_ headers: HTTPFields) -> String? {
-        if let explicit = headers[.keybrakeKey], !explicit.isEmpty { return trimmed(explicit) }
-        guard let auth = headers[.authorization] else { return nil }
-        let parts = auth.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2 else { return nil }
-        switch parts[0].lowercased() {
-        case "bearer": return trimmed(parts[1])
-        case "basic":
-            guard let data = Data(base64Encoded: trimmed(parts[1])),
-                  let text = String(data: data, encoding: .utf8), let colon = text.firstIndex(of: ":") else { return nil }
-            return String(text[text.index(after: colon)...])
-        default: return nil
-        }
-    }
-
-    /// Without spaces and tabs at either end (Foundation's CharacterSet trimming is slow enough to show in profiles).
-    static func trimmed(_ s: some StringProtocol) -> String {
-        let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" }
-        guard let first = s.firstIndex(where: { !blank($0) }), let last = s.lastIndex(where: { !blank($0) }) else { return "" }
-        return String(s[first...last])
     }
 }

@@ -46,7 +46,7 @@ extension ProxyPipeline {
                 let isDup = claim.scope.hasPrefix("dup:")
                 if !isDup, record.requestHash != claim.requestHash {
                     try await giveBackClaims(&r)
-                    throw Denial(error: KeybrakeError(status: 400, code: "idempotency_key_reused",
+                    throw Denial(error: KeybrakeError(status: 400, code: .idempotencyKeyReused,
                         message: "Idempotency-Key \(r.upstreamKey ?? "") was already used with a different request body. Use a new key for a different request."))
                 }
                 switch record.state {
@@ -65,7 +65,7 @@ extension ProxyPipeline {
                 default:  // in_flight: wait for it, on whichever replica it runs
                     try await giveBackClaims(&r)
                     if ContinuousClock.now >= deadline {
-                        throw Denial(error: KeybrakeError(status: 409, code: isDup ? "duplicate_in_flight" : "idempotency_key_in_use",
+                        throw Denial(error: KeybrakeError(status: 409, code: isDup ? ErrorCode.duplicateInFlight : .idempotencyKeyInUse,
                             message: isDup
                                 ? "An identical request (audit \(record.ownerId)) is still in flight; retry to receive its result."
                                 : "A request with this Idempotency-Key (audit \(record.ownerId)) is still in flight; retry to receive its result."))
@@ -79,7 +79,7 @@ extension ProxyPipeline {
             }
             return nil
         }
-        throw Denial(error: KeybrakeError(status: 409, code: "idempotency_key_in_use", message: "This request's idempotency record is contended; retry."))
+        throw Denial(error: KeybrakeError(status: 409, code: .idempotencyKeyInUse, message: "This request's idempotency record is contended; retry."))
     }
 
     /// The records a POST claims: its Idempotency-Key's (the agent's, or an automatic one made from the request), its
@@ -132,7 +132,7 @@ extension ProxyPipeline {
     func resume<A: VendorAdapter>(_ a: A, _ record: IdempotencyStore.Record, scope: String, _ r: inout ProxiedRequest) async throws {
         let vendor = r.vendor
         let refusal = { (why: String) in
-            Denial(error: KeybrakeError(status: 409, code: "outcome_unknown",
+            Denial(error: KeybrakeError(status: 409, code: .outcomeUnknown,
                 message: "An identical request (audit \(record.ownerId)) has an unknown outcome: \(why) Check with \(vendor.rawValue), then resolve audit \(record.ownerId) (POST /v1/audit/\(record.ownerId)/resolve) before retrying."))
         }
         guard a.deduplicatesIdempotencyKeys else {
@@ -191,17 +191,5 @@ extension ProxyPipeline {
         }
     }
 
-    static let hexDigits = Array("0123456789abcdef".utf8)
-
-    static func hex(_ bytes: some Sequence<UInt8>) -> String {
-        var out = [UInt8]()
-        out.reserveCapacity(64)
-        for byte in bytes {
-            out.append(hexDigits[Int(byte >> 4)])
-            out.append(hexDigits[Int(byte & 0x0F)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    static func sha256Hex(_ data: Data) -> String { hex(SHA256.hash(data: data)) }
+    static func sha256Hex(_ data: Data) -> String { Hex.lowercase(SHA256.hash(data: data)) }
 }

@@ -13,7 +13,7 @@ extension ProxyPipeline {
         r.audit.decision = .denied
         r.audit.errorCode = error.code
         r.audit.amountMicros = 0
-        r.audit.overheadUs = Self.micros(ContinuousClock.now - r.started)
+        r.audit.overheadUs = (ContinuousClock.now - r.started).microseconds
         var finish = SpendLedger.Finish(audit: r.audit, ownerId: r.audit.id)
         apply(r.money.after(.denied), to: &finish, r)
         finish.audit.outcome = nil   // the denial's own row moved nothing

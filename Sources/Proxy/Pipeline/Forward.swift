@@ -64,8 +64,8 @@ extension ProxyPipeline {
             sent = .failure(error)
         }
         let elapsed = ContinuousClock.now - upstreamStart
-        ProxyMetrics.upstreamLatency(vendor: r.vendor.rawValue, nanoseconds: Self.nanos(elapsed))
-        r.audit.upstreamUs = Self.micros(elapsed)
+        ProxyMetrics.upstreamLatency(vendor: r.vendor.rawValue, nanoseconds: elapsed.nanoseconds)
+        r.audit.upstreamUs = elapsed.microseconds
         r.audit.decision = .allowed
         let earlyRow: EarlyAuditRow = !writesEarly ? .notAttempted : await writtenEarly ? .written : .mayBeWritten
         return UpstreamAnswer(sent: sent, streamed: streamed, elapsed: elapsed, mask: mask, earlyRow: earlyRow)
@@ -74,11 +74,9 @@ extension ProxyPipeline {
     /// 503 `upstream_busy`: the vendor's connection budget on this replica stayed full for the whole bounded wait.
     /// Nothing was sent, so the agent may retry at once elsewhere or after `Retry-After`.
     static func upstreamBusy(_ vendor: Vendor, what: String, released: Bool = false) -> KeybrakeError {
-        KeybrakeError(status: 503, code: "upstream_busy",
+        KeybrakeError(status: 503, code: .upstreamBusy,
             message: "Every connection to \(vendor.rawValue) is busy; \(what) was not sent\(released ? " and the amount was released" : ""). Retry after the Retry-After seconds.",
             retryAfterSeconds: 1)
     }
 
-    static func micros(_ d: Duration) -> Int64 { d.components.seconds * 1_000_000 + d.components.attoseconds / 1_000_000_000_000 }
-    static func nanos(_ d: Duration) -> Int64 { d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000 }
 }

@@ -12,7 +12,7 @@ extension ProxyPipeline {
         if let endpoint = r.endpoint, r.key.chainIsCapped,
            let parameter = endpoint.unpricedWhen.first(where: { $0.isMet(by: read.parameters.first($0.name)) }) {
             let value = read.parameters.first(parameter.name) ?? ""
-            throw Denial(error: KeybrakeError(status: 403, code: "endpoint_not_priced",
+            throw Denial(error: KeybrakeError(status: 403, code: .endpointNotPriced,
                 message: "\(r.method) \(path) with \(parameter.name)=\(value.prefix(40)) is refused on capped key '\(r.key.policy.label)' (\(r.key.id)): \(endpoint.reason ?? "it moves money Keybrake cannot price"). Send it without \(parameter.name), or use a key without caps for it."))
         }
         guard let endpoint = r.endpoint, endpoint.money == .pricedFromBody || endpoint.money == .pricedByLookup else { return .free }
@@ -45,11 +45,11 @@ extension ProxyPipeline {
         } catch .busy {
             throw Denial(error: Self.upstreamBusy(r.vendor, what: "looking up \(lookup.path) to price this request"))
         } catch {
-            throw Denial(error: KeybrakeError(status: 502, code: "upstream_error",
+            throw Denial(error: KeybrakeError(status: 502, code: .upstreamError,
                 message: "Could not look up \(lookup.path) at \(r.vendor.rawValue) to price this request; nothing was sent. Retry shortly."))
         }
         guard (200..<300).contains(upstream.status) else {
-            throw Denial(error: KeybrakeError(status: upstream.status == 404 ? 404 : 400, code: "amount_required",
+            throw Denial(error: KeybrakeError(status: upstream.status == 404 ? 404 : 400, code: .amountRequired,
                 message: "Could not price this request: looking up \(lookup.path) returned \(upstream.status). Nothing was sent."))
         }
         var quote: PriceQuote

@@ -19,7 +19,7 @@ extension ProxyPipeline {
         r.audit.decision = .replayed
         r.audit.upstreamStatus = stored.status
         r.audit.duplicateOf = ownerId
-        r.audit.overheadUs = Self.micros(ContinuousClock.now - r.started)
+        r.audit.overheadUs = (ContinuousClock.now - r.started).microseconds
         let ledger = self.ledger, logger = r.logger, finish = SpendLedger.Finish(audit: r.audit, ownerId: r.audit.id)
         try await bounded { try await ledger.finish(finish, logger: logger) }
         ProxyMetrics.request(vendor: r.vendor.rawValue, decision: "replayed", code: nil)

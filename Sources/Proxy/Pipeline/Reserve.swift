@@ -26,7 +26,7 @@ extension ProxyPipeline {
         }
         if let spent = quotaSpent.get(r.key.tenantId), spent.month == periods.utcMonth, spent.quota == Int64(config.freeMonthlyRequests) {
             // Known used up a moment ago (and a month's count only grows): refused without a statement.
-            throw Denial(error: refusalMessage(code: "monthly_quota_exceeded", used: spent.used, cap: spent.quota, r, periods: periods))
+            throw Denial(error: refusalMessage(code: ErrorCode.monthlyQuotaExceeded.rawValue, used: spent.used, cap: spent.quota, r, periods: periods))
         }
         let reserveId = r.audit.id, tenantId = r.key.tenantId, logger = r.logger
         let ledger = self.ledger, keyId = r.key.id, freeQuota = config.freeMonthlyRequests
@@ -97,7 +97,7 @@ extension ProxyPipeline {
     /// A refused reserve as the denial the agent reads. A used-up quota is remembered for `quotaSpent`'s few seconds
     /// (an upgrade to pro takes that long here), so the next refusals cost no statement.
     private func refusal(code: String, used: Int64, cap: Int64, _ r: ProxiedRequest, periods: KeyPeriods) -> Denial {
-        if code == "monthly_quota_exceeded" {
+        if code == ErrorCode.monthlyQuotaExceeded.rawValue {
             quotaSpent.set(r.key.tenantId, QuotaSpent(month: periods.utcMonth, used: used, quota: cap))
         }
         return Denial(error: refusalMessage(code: code, used: used, cap: cap, r, periods: periods))
@@ -136,7 +136,7 @@ extension ProxyPipeline {
             audit.keyLabel = r.audit.keyLabel
             audit.runId = r.audit.runId
             audit.decision = .resolved
-            audit.errorCode = "late_reservation_released"
+            audit.errorCode = ErrorCode.lateReservationReleased.rawValue
             audit.resolves = r.audit.id
             audit.outcome = .released
             self.ledger = ledger
@@ -161,7 +161,6 @@ extension ProxyPipeline {
     func refusalMessage(code fullCode: String, used: Int64, cap: Int64, _ r: ProxiedRequest, periods: KeyPeriods) -> KeybrakeError {
         // kb_reserve names the ancestor whose limit refused a child's request after a ':'.
         let parts = fullCode.split(separator: ":", maxSplits: 1).map(String.init)
-        let code = parts[0]
         let label: String
         if parts.count == 2 {
             let ancestor = r.key.ancestors.first { $0.id == parts[1] }
@@ -171,28 +170,29 @@ extension ProxyPipeline {
         }
         let what = r.audit.operation ?? "\(r.method) \(r.audit.path)"
         let need = r.price.amount
+        guard let code = ErrorCode(rawValue: parts[0]) else { return .internalError }
         switch code {
-        case "vault_key_revoked":
+        case .vaultKeyRevoked:
             return KeybrakeError(status: 401, code: code, message: "Vault key \(label) was revoked. Ask its owner for a new key.")
-        case "vault_key_expired":
+        case .vaultKeyExpired:
             return KeybrakeError(status: 401, code: code, message: "Vault key \(label) has expired.")
-        case "request_cap_exceeded":
+        case .requestCapExceeded:
             return KeybrakeError(status: 403, code: code,
                 message: "\(what) would move \(MicroUSD(used)), above key \(label)'s max_request_usd of \(MicroUSD(cap)).")
-        case "daily_usd_cap_exceeded":
+        case .dailyUSDCapExceeded:
             let retry = Self.seconds(until: periods.dayEnd, from: clock.now())
             return KeybrakeError(status: 429, code: code,
                 message: "Daily cap of \(MicroUSD(cap)) reached for key \(label): \(MicroUSD(used)) already spent or reserved today (\(r.key.policy.timezone)), \(what) needs \(need). Resets at \(RFC3339.format(periods.dayEnd)) (in \(retry) s).",
                 retryAfterSeconds: retry)
-        case "monthly_usd_cap_exceeded":
+        case .monthlyUSDCapExceeded:
             let retry = Self.seconds(until: periods.monthEnd, from: clock.now())
             return KeybrakeError(status: 429, code: code,
                 message: "Monthly cap of \(MicroUSD(cap)) reached for key \(label): \(MicroUSD(used)) already spent or reserved this month, \(what) needs \(need). Resets at \(RFC3339.format(periods.monthEnd)) (in \(retry) s).",
                 retryAfterSeconds: retry)
-        case "total_usd_cap_exceeded":
+        case .totalUSDCapExceeded:
             return KeybrakeError(status: 429, code: code,
                 message: "Lifetime cap of \(MicroUSD(cap)) reached for key \(label): \(MicroUSD(used)) already spent or reserved, \(what) needs \(need). It does not reset; the key's owner can raise total_usd_cap.")
-        case "monthly_quota_exceeded":
+        case .monthlyQuotaExceeded:
             let retry = Self.seconds(until: periods.utcMonthEnd, from: clock.now())
             return KeybrakeError(status: 429, code: code,
                 message: "Free-plan quota of \(cap) proxied requests this month is used up (\(used) made). Resets at \(RFC3339.format(periods.utcMonthEnd)); the pro plan has no quota.",

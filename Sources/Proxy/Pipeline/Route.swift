@@ -12,7 +12,7 @@ extension ProxyPipeline {
     func route<A: VendorAdapter>(_ a: A, _ r: inout ProxiedRequest, rawPath: String, request: Request) async throws -> (path: String, creds: VendorCredentials) {
         let policy = r.key.policy
         guard policy.vendor == r.vendor else {
-            throw Denial(error: KeybrakeError(status: 403, code: "vendor_not_allowed",
+            throw Denial(error: KeybrakeError(status: 403, code: .vendorNotAllowed,
                 message: "This vault key (\(r.key.id)) is for \(policy.vendor.rawValue); it cannot call \(r.vendor.rawValue)."))
         }
         // A run id labels audit rows people read: no control or bidi-control characters (DESIGN §16).
@@ -32,14 +32,14 @@ extension ProxyPipeline {
             })
         }
         guard let creds = found else {
-            throw Denial(error: KeybrakeError(status: 403, code: "vendor_credentials_missing",
+            throw Denial(error: KeybrakeError(status: 403, code: .vendorCredentialsMissing,
                 message: "No \(r.vendor.rawValue) credentials are stored for this tenant. Store them with PUT /v1/vendors/\(r.vendor.rawValue)/credentials."))
         }
         let path: String
         switch PathNormalizer.normalize(rawPath) {
         case .success(let normalized): path = a.upstreamPath(normalized, credentials: creds)
         case .failure(let rejection):
-            throw Denial(error: KeybrakeError(status: 403, code: "endpoint_not_allowed",
+            throw Denial(error: KeybrakeError(status: 403, code: .endpointNotAllowed,
                 message: "Request refused: \(rejection.reason). Send a plain path without encoded slashes or dot segments."))
         }
         r.audit.path = path
@@ -49,13 +49,13 @@ extension ProxyPipeline {
         r.endpoint = registry.lookup(method: r.method, normalizedPath: path)
         // An endpoint that reveals or creates a vendor credential: never forwarded for a vault key, whatever it allows.
         if let endpoint = r.endpoint, endpoint.money == .credential {
-            throw Denial(error: KeybrakeError(status: 403, code: "endpoint_not_allowed",
+            throw Denial(error: KeybrakeError(status: 403, code: .endpointNotAllowed,
                 message: "\(what) is never forwarded for a vault key: \(endpoint.reason ?? "it reveals a vendor credential"). Use the \(r.vendor.displayName) dashboard with the account's own login for it."))
         }
         // A child key's request must be allowed by every ancestor too (a parent narrowed after its child was minted).
         for key in r.key.chain where !key.patterns.allows(method: r.method, normalizedPath: path) {
             let whose = key.id == r.key.id ? "key" : "the parent key"
-            throw Denial(error: KeybrakeError(status: 403, code: "endpoint_not_allowed",
+            throw Denial(error: KeybrakeError(status: 403, code: .endpointNotAllowed,
                 message: "\(what) is not allowed for \(whose) '\(key.policy.label)' (\(key.id)); it allows: \(key.policy.allowedEndpoints.joined(separator: ", "))."))
         }
         // No allowlist entry opens a route around the cap: on a capped key, an endpoint that moves money Keybrake
@@ -63,7 +63,7 @@ extension ProxyPipeline {
         if r.key.chainIsCapped, registry.moneyClass(method: r.method, normalizedPath: path) == .unpriced {
             let why = r.endpoint?.reason.map { "it moves money Keybrake cannot price before it moves (\($0))" }
                 ?? "Keybrake does not know this endpoint, so it cannot tell whether or how much money it moves"
-            throw Denial(error: KeybrakeError(status: 403, code: "endpoint_not_priced",
+            throw Denial(error: KeybrakeError(status: 403, code: .endpointNotPriced,
                 message: "\(what) is refused on capped key '\(policy.label)' (\(r.key.id)): \(why). Use a key without caps for it."))
         }
         do {
@@ -96,7 +96,7 @@ extension ProxyPipeline {
             let buffer = try await request.body.collect(upTo: config.maxRequestBody)
             return (buffer, Data(buffer.readableBytesView))
         } catch {
-            throw Denial(error: KeybrakeError(status: 413, code: "body_too_large", message: "Request bodies are limited to \(config.maxRequestBody / 1024) KiB."))
+            throw Denial(error: KeybrakeError(status: 413, code: .bodyTooLarge, message: "Request bodies are limited to \(config.maxRequestBody / 1024) KiB."))
         }
     }
 }

@@ -21,7 +21,7 @@ extension ProxyPipeline {
             switch failure {
             case .notSent:
                 transition = r.money.after(.notSent)
-                error = KeybrakeError(status: 502, code: "upstream_unreachable",
+                error = KeybrakeError(status: 502, code: .upstreamUnreachable,
                     message: "Could not connect to \(r.vendor.rawValue); nothing was sent\(transition.outcome == .released ? " and the amount was released" : ""). Retry shortly.")
             case .busy:
                 // Never sent: the same release as a refused connection, and a 503 the agent's SDK retries.
@@ -29,10 +29,10 @@ extension ProxyPipeline {
                 error = Self.upstreamBusy(r.vendor, what: "this request", released: transition.outcome == .released)
             case .timeout:
                 transition = r.money.after(.lost)
-                error = KeybrakeError(status: 504, code: "upstream_timeout", message: "\(r.vendor.rawValue) did not answer in time; the outcome is unknown and the amount stays counted. Retry with the same request to settle it.")
+                error = KeybrakeError(status: 504, code: .upstreamTimeout, message: "\(r.vendor.rawValue) did not answer in time; the outcome is unknown and the amount stays counted. Retry with the same request to settle it.")
             case .connection:
                 transition = r.money.after(.lost)
-                error = KeybrakeError(status: 502, code: "upstream_error", message: "The connection to \(r.vendor.rawValue) failed; the outcome is unknown and the amount stays counted. Retry with the same request to settle it.")
+                error = KeybrakeError(status: 502, code: .upstreamError, message: "The connection to \(r.vendor.rawValue) failed; the outcome is unknown and the amount stays counted. Retry with the same request to settle it.")
             }
             finish.audit.errorCode = error.code
             response = a.errorResponse(error)
@@ -63,8 +63,8 @@ extension ProxyPipeline {
         apply(transition, to: &finish, r)
         if case .reserved = r.money, transition.outcome != .outcomeUnknown { ProxyMetrics.reservationsHeld(delta: -1) }
         let overhead = ContinuousClock.now - r.started - answer.elapsed
-        finish.audit.overheadUs = Self.micros(overhead)
-        ProxyMetrics.overhead(vendor: r.vendor.rawValue, nanoseconds: Self.nanos(overhead))
+        finish.audit.overheadUs = overhead.microseconds
+        ProxyMetrics.overhead(vendor: r.vendor.rawValue, nanoseconds: overhead.nanoseconds)
         ProxyMetrics.request(vendor: r.vendor.rawValue, decision: "allowed", code: finish.audit.errorCode)
         switch answer.earlyRow {
         case .written where finish.isAuditOnly:

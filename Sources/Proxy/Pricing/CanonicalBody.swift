@@ -1,4 +1,5 @@
 import Foundation
+import KeybrakeCore
 
 /// The body form used by the duplicate guard and the idempotency check (DESIGN §7): requests that
 /// differ only in parameter order, JSON key order or whitespace canonicalise to the same bytes;
@@ -38,9 +39,9 @@ public enum CanonicalBody {
         var out: [UInt8] = []
         for (i, pair) in pairs.enumerated() {
             if i > 0 { out.append(UInt8(ascii: "&")) }
-            FormBody.encode(pair.element.key, into: &out)
+            PercentEncoding.encode(pair.element.key, into: &out)
             out.append(UInt8(ascii: "="))
-            FormBody.encode(pair.element.value, into: &out)
+            PercentEncoding.encode(pair.element.value, into: &out)
         }
         return Data(out)
     }
@@ -78,7 +79,6 @@ public enum CanonicalBody {
 
     /// One spelling per string: `"\u00e9"` and `"é"` both come out as the UTF-8 bytes of é.
     static func writeString(_ s: String, into out: inout [UInt8]) {
-        let hex = Array("0123456789abcdef".utf8)
         out.append(UInt8(ascii: "\""))
         for b in s.utf8 {
             switch b {
@@ -89,7 +89,9 @@ public enum CanonicalBody {
             case 0x09: out.append(contentsOf: [0x5C, UInt8(ascii: "t")])
             case 0x08: out.append(contentsOf: [0x5C, UInt8(ascii: "b")])
             case 0x0C: out.append(contentsOf: [0x5C, UInt8(ascii: "f")])
-            case ..<0x20: out.append(contentsOf: Array("\\u00".utf8) + [hex[Int(b >> 4)], hex[Int(b & 0x0F)]])
+            case ..<0x20:
+                out.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30])
+                Hex.append(b, to: &out)
             default: out.append(b)
             }
         }

@@ -82,7 +82,7 @@ public struct FXTable: Sendable, Equatable {
         let code = currency.lowercased()
         guard let rate = rates[code] else {
             throw KeybrakeError(
-                status: 400, code: "currency_not_supported",
+                status: 400, code: .currencyNotSupported,
                 message: "Keybrake has no exchange rate for currency `\(currency)`, so it cannot check this request against the key's USD caps. Ask the operator to add it to KEYBRAKE_FX_RATES (e.g. `\(code)=<USD per 1 \(code.uppercased())>`).",
                 field: "currency"
             )

@@ -1,4 +1,5 @@
 import Foundation
+import KeybrakeCore
 
 /// An `application/x-www-form-urlencoded` body as the Stripe and Twilio SDKs send it.
 /// Bracketed keys (`metadata[order]`, `expand[]`) stay literal keys: pricing only needs flat
@@ -54,7 +55,7 @@ public struct FormBody: Sendable {
             if b == UInt8(ascii: "+") {
                 out.append(0x20)
             } else if b == UInt8(ascii: "%"), i + 2 < bytes.endIndex,
-                      let hi = hexValue(bytes[i + 1]), let lo = hexValue(bytes[i + 2]) {
+                      let hi = Hex.value(bytes[i + 1]), let lo = Hex.value(bytes[i + 2]) {
                 out.append(hi << 4 | lo)
                 i += 3
                 continue
@@ -64,29 +65,5 @@ public struct FormBody: Sendable {
             i += 1
         }
         return out
-    }
-
-    /// Percent-encodes everything but unreserved characters, so `&`, `=` and `+` inside a key or
-    /// value can never be confused with separators.
-    static func encode(_ bytes: [UInt8], into out: inout [UInt8]) {
-        let hex = Array("0123456789ABCDEF".utf8)
-        for b in bytes {
-            let unreserved = (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39)
-                || b == 0x2D || b == 0x2E || b == 0x5F || b == 0x7E
-            if unreserved {
-                out.append(b)
-            } else {
-                out.append(contentsOf: [UInt8(ascii: "%"), hex[Int(b >> 4)], hex[Int(b & 0x0F)]])
-            }
-        }
-    }
-
-    private static func hexValue(_ b: UInt8) -> UInt8? {
-        switch b {
-        case 0x30...0x39: b - 0x30
-        case 0x41...0x46: b - 0x41 + 10
-        case 0x61...0x66: b - 0x61 + 10
-        default: nil
-        }
     }
 }

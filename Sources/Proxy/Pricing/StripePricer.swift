@@ -175,10 +175,10 @@ public struct StripePricer: Sendable {
     }
 
     static func amountRequired(_ message: String) -> KeybrakeError {
-        KeybrakeError(status: 400, code: "amount_required", message: message)
+        KeybrakeError(status: 400, code: .amountRequired, message: message)
     }
 
     static func upstream(_ detail: String) -> KeybrakeError {
-        KeybrakeError(status: 502, code: "upstream_error", message: "Stripe's answer could not be priced: \(detail) Nothing was forwarded.")
+        KeybrakeError(status: 502, code: .upstreamError, message: "Stripe's answer could not be priced: \(detail) Nothing was forwarded.")
     }
 }

@@ -179,7 +179,7 @@ public final class Forwarder: Sendable {
     }
 
     static func timeAmount(_ d: Duration) -> TimeAmount {
-        .nanoseconds(d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000)
+        .nanoseconds(d.nanoseconds)
     }
 
     /// Errors raised before a connection existed, so before any byte of the request left: the vendor cannot have

@@ -62,7 +62,7 @@ final class UpstreamPool: Sendable {
     init(limit: Int, perShard: Int, busyWait: Duration, maxWaiting: Int, makeClient: @escaping @Sendable () -> HTTPClient) {
         self.limit = max(1, limit)
         self.perShard = max(1, perShard)
-        self.busyWait = .nanoseconds(busyWait.components.seconds * 1_000_000_000 + busyWait.components.attoseconds / 1_000_000_000)
+        self.busyWait = .nanoseconds(busyWait.nanoseconds)
         self.maxWaiting = max(0, maxWaiting)
         self.makeClient = makeClient
     }

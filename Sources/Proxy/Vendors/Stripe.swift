@@ -94,7 +94,7 @@ struct StripeAdapter: VendorAdapter {
     /// `Stripe-Account` and every account of a `Stripe-Context`: each must be allowed by the key and its ancestors.
     func checkAccounts(_ headers: HTTPFields, chain: [VaultKey]) throws(KeybrakeError) {
         for account in accountsNamed(headers) where chain.contains(where: { !$0.policy.allowedStripeAccounts.contains(account) }) {
-            throw KeybrakeError(status: 403, code: "stripe_account_not_allowed",
+            throw KeybrakeError(status: 403, code: .stripeAccountNotAllowed,
                 message: "The account \(account.prefix(64)) (named by Stripe-Account or Stripe-Context) is not in this key's allowed_stripe_accounts.")
         }
     }

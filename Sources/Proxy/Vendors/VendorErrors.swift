@@ -9,7 +9,6 @@ extension HTTPField.Name {
     static let idempotentReplayed = HTTPField.Name("Idempotent-Replayed")!
     static let keybrakeDuplicateOf = HTTPField.Name("Keybrake-Duplicate-Of")!
     static let keybrakeIdempotencyKey = HTTPField.Name("Keybrake-Idempotency-Key")!
-    static let keybrakeKey = HTTPField.Name("X-Keybrake-Key")!
     static let keybrakeRunId = HTTPField.Name("X-Keybrake-Run-Id")!
 }
 

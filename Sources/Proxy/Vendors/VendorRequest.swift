@@ -105,17 +105,13 @@ enum RequestReading {
         var i = bytes.startIndex
         while i < bytes.endIndex {
             if bytes[i] == UInt8(ascii: "%") {
-                guard i + 2 < bytes.endIndex, isHex(bytes[i + 1]), isHex(bytes[i + 2]) else { return false }
+                guard i + 2 < bytes.endIndex, Hex.value(bytes[i + 1]) != nil, Hex.value(bytes[i + 2]) != nil else { return false }
                 i += 3
             } else {
                 i += 1
             }
         }
         return true
-    }
-
-    private static func isHex(_ b: UInt8) -> Bool {
-        (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x46) || (b >= 0x61 && b <= 0x66)
     }
 
     /// `base` then any number of `[key]` (key may be empty, for lists): no other bracket anywhere.

@@ -126,7 +126,7 @@ final class ResendPricerTests: XCTestCase {
 extension FormBody {
     static func encodedForTest(_ text: String) -> String {
         var out: [UInt8] = []
-        encode(Array(text.utf8), into: &out)
+        PercentEncoding.encode(Array(text.utf8), into: &out)
         return String(decoding: out, as: UTF8.self)
     }
 }

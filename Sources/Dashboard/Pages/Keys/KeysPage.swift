@@ -224,7 +224,7 @@ extension DashboardController {
             let updated = try await db(context) {
                 try await keys.update(id: id, tenantId: session.tenantId, logger: context.logger) { current in
                     guard current.status == .active else {
-                        throw KeybrakeError(status: 409, code: "key_revoked", message: "This key is revoked; its caps can no longer change.")
+                        throw KeybrakeError(status: 409, code: .keyRevoked, message: "This key is revoked; its caps can no longer change.")
                     }
                     var policy = current.policy
                     try KeysController.apply(json, to: &policy)
