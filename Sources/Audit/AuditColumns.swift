@@ -8,7 +8,7 @@ import PostgresNIO
 /// the array codec of its batched statements (`AuditArrays`), the JSON `kb_resolve` reads (`AuditEvent.columnsJSON`),
 /// what the readers select and how `AuditRepository` decodes it, the API's JSON and the CSV export. Adding a column
 /// is a line here, its property on `AuditEvent` / `AuditRecord`, and the SQL function bodies that name columns
-/// (`Migrations/functions/kb_resolve.sql`, `kb_expire_in_flight.sql`).
+/// (`Migrations/functions/kb_resolve.sql`, `kb_expire_in_flight.sql`) and a numbered migration that adds it.
 public enum AuditColumns {
     /// In the order the API's CSV shows them (and the readers select them).
     public static let all: [AuditColumn] = [
@@ -23,6 +23,7 @@ public enum AuditColumns {
         .text("operation", { $0.operation }, \.operation),
         .text("decision", { $0.decision.rawValue }, \.decision, completes: true),
         .text("error_code", { $0.errorCode }, \.errorCode, completes: true),
+        .text("state", { $0.state?.rawValue }, \.state, completes: true),
         .int4("upstream_status", { $0.upstreamStatus }, \.upstreamStatus, completes: true),
         .amountMicros,
         .int8("amount_minor", { $0.amountMinor }, \.amountMinor),
@@ -109,9 +110,6 @@ public enum AuditColumns {
     /// The CSV export's columns: every column read, `amount_micros` shown as `amount_usd`.
     static let csv = read.filter { $0.csvName != nil }
     public static let csvHeader = csv.map { $0.csvName! }
-
-    /// `error_code` of a row written when its request reserved money, before it was forwarded; settling overwrites it.
-    public static let inFlight = "in_flight"
 }
 
 /// A value a writer binds for one column (text, a number, a flag): read off an `AuditEvent` without allocating.

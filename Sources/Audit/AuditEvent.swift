@@ -6,6 +6,14 @@ import KeybrakeCore
 public struct AuditEvent: Sendable, Encodable, Equatable {
     public enum Decision: String, Sendable, Encodable { case allowed, denied, replayed, resolved }
     public enum Outcome: String, Sendable, Encodable { case settled, released, outcomeUnknown = "outcome_unknown" }
+    /// Where the row is in its request's life; nil once it says how the request ended.
+    public enum State: String, Sendable, Encodable {
+        /// Written before the request was forwarded (with its reservation, or while a call that moves no money is
+        /// upstream); its completion sets the state back to nil.
+        case inFlight = "in_flight"
+        /// The request's lease ran out while it was in flight (its replica died): its outcome is unknown.
+        case leaseExpired = "lease_expired"
+    }
 
     public var id: String
     public var tenantId: String
@@ -17,6 +25,7 @@ public struct AuditEvent: Sendable, Encodable, Equatable {
     public var operation: String?
     public var decision: Decision = .denied
     public var errorCode: String?
+    public var state: State?
     public var upstreamStatus: Int?
     public var amountMinor: Int64?
     public var currency: String?

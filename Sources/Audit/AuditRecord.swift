@@ -12,6 +12,8 @@ public struct AuditRecord: Sendable {
     public var operation: String?
     public var decision = ""
     public var errorCode: String?
+    /// `in_flight`, `lease_expired`, or nil once the row says how the request ended (`AuditEvent.State`).
+    public var state: String?
     public var upstreamStatus: Int?
     public var amountMinor: Int64?
     public var currency: String?

@@ -50,15 +50,18 @@ public struct AuditRepository: Sendable {
             conditions.append("key_id IN (SELECT id FROM vault_keys WHERE tenant_id = \(t) AND parent_key_id IS NOT NULL AND ancestor_ids @> ARRAY[\(bind(v))])")
         }
         if let v = filter.vendor { conditions.append("vendor = \(bind(v))") }
-        // decision and outcome are validated against fixed lists (AuditFilter.parse): written as literals, so the
+        // decision, outcome and state are validated against fixed lists (AuditFilter.parse): written as literals, so the
         // planner matches the partial indexes of Migrations/0012 and 0014 whatever plan it caches. Status, error code
-        // and outcome other than the expected values read the generated filter columns, which are what is indexed.
+        // and outcome other than the expected values read the generated filter columns, which are what is indexed
+        // (error_code has no expected value since 0017 moved in_flight to state: filter_error_code serves them all).
         if let v = filter.decision, AuditFilter.decisions.contains(v) { conditions.append("decision = '\(v)'") }
         if let v = filter.status {
             conditions.append(AuditFilter.isExpected(status: v) ? "upstream_status = \(bind(v))" : "filter_status = \(bind(v))")
         }
-        if let v = filter.errorCode {
-            conditions.append(v == AuditColumns.inFlight ? "error_code = \(bind(v))" : "filter_error_code = \(bind(v))")
+        if let v = filter.errorCode { conditions.append("filter_error_code = \(bind(v))") }
+        if let v = filter.state, AuditFilter.states.contains(v) {
+            // A lease_expired row is always outcome_unknown (kb_expire_in_flight sets both): the outcome index finds it.
+            conditions.append(v == AuditFilter.expectedState ? "state = '\(v)'" : "filter_outcome = 'outcome_unknown' AND state = '\(v)'")
         }
         if let v = filter.from { conditions.append("created_at >= \(bind(v))") }
         if let v = filter.to { conditions.append("created_at < \(bind(v))") }
@@ -116,7 +119,7 @@ public struct AuditRepository: Sendable {
         guard let original = try await record(tenantId: tenantId, id: auditId, logger: logger) else { return .notFound }
         // A request whose replica died has no row of its own, only the `lease_expired` row that made it unknown:
         // resolving that row resolves the request it names.
-        let requestId = original.errorCode == "lease_expired" ? (original.resolves ?? original.id) : original.id
+        let requestId = original.state == AuditEvent.State.leaseExpired.rawValue ? (original.resolves ?? original.id) : original.id
         var event = AuditEvent(tenantId: tenantId, vendor: original.vendor, method: original.method, path: original.path)
         event.keyId = original.keyId
         event.keyLabel = original.keyLabel

@@ -98,7 +98,7 @@ struct BeginManyStatement: PostgresPreparedStatement {
 }
 
 /// A request that moved money or holds idempotency records: its audit row and kb_finish_records in one statement
-/// (one transaction, committed with fsync). The row written when the request reserved (in_flight, or lease_expired
+/// (one transaction, committed with fsync). The row written when the request reserved (state in_flight, or lease_expired
 /// if its lease ran out while it was still alive) is completed; otherwise the row is inserted here.
 struct FinishStatement: PostgresPreparedStatement {
     static let name = "kb_FinishStatement"
@@ -108,7 +108,7 @@ struct FinishStatement: PostgresPreparedStatement {
         let id = AuditColumns.placeholder("id"), tenant = AuditColumns.placeholder("tenant_id"), vendor = AuditColumns.placeholder("vendor")
         return """
             WITH written AS (UPDATE audit_events SET \(AuditColumns.assignments)
-                             WHERE id = \(id) AND tenant_id = \(tenant) AND error_code IN ('\(AuditColumns.inFlight)', 'lease_expired') RETURNING 1),
+                             WHERE id = \(id) AND tenant_id = \(tenant) AND state IN ('in_flight', 'lease_expired') RETURNING 1),
                  audit AS (INSERT INTO audit_events (\(AuditColumns.names)) SELECT \(AuditColumns.values)
                            WHERE NOT EXISTS (SELECT 1 FROM written))
             SELECT kb_finish_records(\(tenant), \(own[0]), \(vendor), \(own[1]), \(own[2]), \(own[3]), \(own[4]), \(own[5])::int[], \(own[6]),
@@ -206,7 +206,7 @@ struct AuditCompleteManyStatement: PostgresPreparedStatement {
              r AS (SELECT * FROM \(AuditArrays.unnest(from: 1)))
         UPDATE audit_events a SET \(AuditArrays.completions)
         FROM r, relaxed
-        WHERE a.id = r.id AND a.tenant_id = r.tenant_id AND a.error_code = '\(AuditColumns.inFlight)'
+        WHERE a.id = r.id AND a.tenant_id = r.tenant_id AND a.state = 'in_flight'
           AND a.created_at > now() - interval '1 hour'
         """
     typealias Row = Void

@@ -58,12 +58,12 @@ public struct SpendLedger: Sendable {
     }
 
     /// The audit row of a call that moves no money, written while the call is upstream (DESIGN §12: real vendor
-    /// latency hides the round trip). It is marked `in_flight` until `completeEarlyRow`. False if it could not be
+    /// latency hides the round trip). Its state is `in_flight` until `completeEarlyRow`. False if it could not be
     /// written: the caller then writes the whole row after the answer, as for any call.
     public func auditEarly(_ event: AuditEvent, countUsageMonth: String?, logger: Logger) async -> Bool {
         var pending = event
         pending.decision = .allowed
-        pending.errorCode = AuditColumns.inFlight
+        pending.state = .inFlight
         do {
             try await auditRows.submit(AuditRow(event: pending, countUsageMonth: countUsageMonth, logger: logger), lane: 0)
             return true

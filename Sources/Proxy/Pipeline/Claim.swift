@@ -179,7 +179,7 @@ extension ProxyPipeline {
     static func pendingAudit(_ f: Flight) -> AuditEvent {
         var pending = f.audit
         pending.decision = .allowed
-        pending.errorCode = AuditColumns.inFlight
+        pending.state = .inFlight
         pending.amountMicros = f.amount.micros
         return pending
     }
