@@ -10,6 +10,7 @@ import PostgresNIO
 /// `Migrations/functions/<name>.sql` (Flyway's "repeatable migrations"): after the numbered migrations, every such
 /// file whose SHA-256 differs from the one recorded in `schema_functions` is applied again, in file-name order, all
 /// in one transaction under the same lock. `git log Migrations/functions/kb_reserve.sql` is that function's history.
+/// Taking a file out is two steps: a numbered migration drops its object, and the migrator forgets its checksum.
 public struct Migrator: Sendable {
     public struct Migration: Sendable, Equatable {
         public let version: Int
@@ -211,6 +212,10 @@ public struct Migrator: Sendable {
             """, logger: logger).decode((String, String, Bool).self) where !isCurrent {
             changed.append((name, checksum))
         }
+        // A file taken out of functions/ leaves its row (its object is dropped by the numbered migration that took it
+        // out, 0017 for kb_begin): forget it, so that a file of that name added again is applied even if its text is
+        // the old one.
+        _ = try await connection.query("DELETE FROM schema_functions WHERE name <> ALL(\(names)::text[])", logger: logger)
         if changed.isEmpty { return [] }
         let byName = Dictionary(uniqueKeysWithValues: functions.map { ($0.name, $0.sql) })
         try await connection.withTransaction(logger: logger) { tx in

@@ -31,11 +31,11 @@ struct ReserveStatement: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
 
-struct BeginStatement: PostgresPreparedStatement {
-    static let name = "kb_BeginStatement"
+struct ClaimAndReserveStatement: PostgresPreparedStatement {
+    static let name = "kb_ClaimAndReserveStatement"
     /// Claims, reserve and the request's audit row (written before it is forwarded; completed at settle), one commit.
     static let sql = """
-        WITH b AS (SELECT result, used, cap, claimed FROM kb_begin($1, $2, $3::text[], $4::text[], $5::text[], $6::int[],
+        WITH b AS (SELECT result, used, cap, claimed FROM kb_claim_and_reserve($1, $2, $3::text[], $4::text[], $5::text[], $6::int[],
                        $7, $8, $9::date, $10::date, $11::date, $12)),
              pending AS (INSERT INTO audit_events (\(AuditColumns.names)) SELECT \(AuditColumns.placeholders(from: 13))
                          FROM b WHERE b.result = 'ok')
@@ -59,11 +59,11 @@ struct BeginStatement: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
 
-struct BeginManyStatement: PostgresPreparedStatement {
-    static let name = "kb_BeginManyStatement"
+struct ClaimAndReserveManyStatement: PostgresPreparedStatement {
+    static let name = "kb_ClaimAndReserveManyStatement"
     /// The items that reserved have their audit rows written here, before they are forwarded.
     static let sql = """
-        WITH b AS (SELECT item, result, used, cap, claimed FROM kb_begin_many($1, $2::text[], $3::bigint[], $4::int[], $5::text[],
+        WITH b AS (SELECT item, result, used, cap, claimed FROM kb_claim_and_reserve_many($1, $2::text[], $3::bigint[], $4::int[], $5::text[],
                        $6::text[], $7::text[], $8::int[], $9, $10::date, $11::date, $12::date, $13)),
              r AS (SELECT * FROM \(AuditArrays.unnest(from: 14))),
              pending AS (INSERT INTO audit_events (\(AuditColumns.names))

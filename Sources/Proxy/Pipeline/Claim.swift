@@ -200,16 +200,16 @@ extension ProxyPipeline {
         }
     }
 
-    /// First claim of a request whose amount is known: claims and reserve in one statement (kb_begin).
-    func claimAndReserve(_ f: inout Flight, claims: [IdempotencyStore.Claim], periods: KeyPeriods) async throws -> SpendLedger.BeginResult {
+    /// First claim of a request whose amount is known: claims and reserve in one statement (kb_claim_and_reserve).
+    func claimAndReserve(_ f: inout Flight, claims: [IdempotencyStore.Claim], periods: KeyPeriods) async throws -> SpendLedger.ClaimReserveResult {
         let begins = self.begins, idempotency = self.idempotency, logger = f.logger
         let tenantId = f.key.tenantId, ownerId = f.audit.id
-        let item = BeginBatcher.Item(claims: claims, ownerId: ownerId, amount: f.amount, pending: Self.pendingAudit(f), logger: logger)
-        let key = BeginBatcher.Key(keyId: f.key.id, tenantId: tenantId, day: periods.day, month: periods.month,
+        let item = ClaimReserveBatcher.Item(claims: claims, ownerId: ownerId, amount: f.amount, pending: Self.pendingAudit(f), logger: logger)
+        let key = ClaimReserveBatcher.Key(keyId: f.key.id, tenantId: tenantId, day: periods.day, month: periods.month,
                                    usageMonth: periods.utcMonth, freeQuota: config.freeMonthlyRequests)
         let giveBack = LateUndo(f, ledger: ledger)
         let result = try await Deadline.run(config.databaseDeadline, {
-            try await begins.begin(item, key: key)
+            try await begins.claimAndReserve(item, key: key)
         }, onLateSuccess: { late in
             switch late {
             case .ok:

@@ -31,9 +31,9 @@ final class AuditColumnsTests: XCTestCase {
                                         freeQuota: 0, reservationId: "r", pending: event))
         try Self.check(ReserveStatement(keyId: "key_1", tenantId: "ten_1", amount: 1, day: "d", month: "m", usageMonth: "u",
                                         freeQuota: 0, reservationId: "r", pending: nil))
-        try Self.check(BeginStatement(tenantId: "ten_1", ownerId: "o", scopes: [], hashes: [], upstreamKeys: [], ttls: [],
+        try Self.check(ClaimAndReserveStatement(tenantId: "ten_1", ownerId: "o", scopes: [], hashes: [], upstreamKeys: [], ttls: [],
                                       keyId: "key_1", amount: 1, day: "d", month: "m", usageMonth: "u", freeQuota: 0, pending: event))
-        var many = BeginManyStatement(tenantId: "ten_1", keyId: "key_1", day: "d", month: "m", usageMonth: "u", freeQuota: 0)
+        var many = ClaimAndReserveManyStatement(tenantId: "ten_1", keyId: "key_1", day: "d", month: "m", usageMonth: "u", freeQuota: 0)
         many.pending = AuditArrays([(event, nil)])
         try Self.check(many)
         try Self.check(FinishStatement(event: event, ownerId: "o", completeScopes: [], completeWindows: [], recordState: "completed", restoreOwner: nil,

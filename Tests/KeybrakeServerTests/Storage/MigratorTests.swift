@@ -181,6 +181,29 @@ final class MigratorTests: XCTestCase {
         try await Self.dropScratchDatabase(name)
     }
 
+    /// A function file taken out of functions/ is forgotten (its row in schema_functions goes), so a file of that name
+    /// added again is applied even with its old text.
+    func testARemovedFunctionFileIsForgotten() async throws {
+        let (url, name) = try await Self.scratchDatabase()
+        let logger = Logger(label: "test.migrate")
+        let a = Migrator.FunctionFile(name: "kb_a", sql: "CREATE OR REPLACE FUNCTION kb_a() RETURNS INTEGER LANGUAGE sql AS $fn$ SELECT 1 $fn$;")
+        let b = Migrator.FunctionFile(name: "kb_b", sql: "CREATE OR REPLACE FUNCTION kb_b() RETURNS INTEGER LANGUAGE sql AS $fn$ SELECT 2 $fn$;")
+        let log = try await withPostgresClient(url, logger: logger) { db in
+            var log: [String] = []
+            log.append("\(try await Migrator(migrations: [], functions: [a, b]).apply(client: db, logger: logger).functions)")
+            // kb_b's file goes, and a numbered migration drops the function.
+            _ = try await db.query("DROP FUNCTION kb_b")
+            log.append("\(try await Migrator(migrations: [], functions: [a]).apply(client: db, logger: logger).functions)")
+            var recorded: [String] = []
+            for try await n in try await db.query("SELECT name FROM schema_functions ORDER BY name").decode(String.self) { recorded.append(n) }
+            log.append("\(recorded)")
+            log.append("\(try await Migrator(migrations: [], functions: [a, b]).apply(client: db, logger: logger).functions)")
+            return log
+        }
+        XCTAssertEqual(log, ["[\"kb_a\", \"kb_b\"]", "[]", "[\"kb_a\"]", "[\"kb_b\"]"])
+        try await Self.dropScratchDatabase(name)
+    }
+
     /// What a schema is made of, one line per fact, in a stable order: tables' columns (type, default, nullability),
     /// indexes, constraints, views' definitions, triggers and functions (arguments, result and body).
     static func schemaFacts(_ db: PostgresClient) async throws -> [String] {

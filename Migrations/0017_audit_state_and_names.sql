@@ -9,3 +9,9 @@
 -- Added on the partitioned table, so every partition has it; kb_ensure_audit_partitions copies stored columns by name.
 ALTER TABLE audit_events ADD COLUMN state TEXT CHECK (state IN ('in_flight', 'lease_expired'));
 UPDATE audit_events SET state = error_code, error_code = NULL WHERE error_code IN ('in_flight', 'lease_expired');
+
+-- kb_begin and kb_begin_many read as SQL's BEGIN: their bodies are now Migrations/functions/kb_claim_and_reserve.sql
+-- and kb_claim_and_reserve_many.sql (applied after this file). A replica older than this migration calls the old names:
+-- run `keybrake migrate`, then roll out every replica promptly (charges on an old replica fail until it is replaced).
+DROP FUNCTION IF EXISTS kb_begin_many;
+DROP FUNCTION IF EXISTS kb_begin;
