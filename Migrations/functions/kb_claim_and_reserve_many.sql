@@ -1,6 +1,7 @@
--- Several requests on one key, begun in one transaction (one round trip, one commit, the key's counters locked
--- once): what a replica sends when requests for a key arrive while its previous begin is still in flight.
--- Items are processed in order, each exactly as kb_claim_and_reserve would; scopes are flattened with their item's index.
+-- Several requests on one key claimed and reserved in one transaction (one round trip, one commit, the key's counters
+-- locked once): what a replica sends when requests for a key arrive while its previous claim-and-reserve is still in
+-- flight (ClaimReserveBatcher). Items are processed in order, each exactly as kb_claim_and_reserve would; scopes are
+-- flattened with their item's index.
 CREATE OR REPLACE FUNCTION kb_claim_and_reserve_many(
     p_tenant_id TEXT, p_owner_ids TEXT[], p_amounts BIGINT[],
     p_scope_items INTEGER[], p_scopes TEXT[], p_hashes TEXT[], p_upstream_keys TEXT[], p_ttl_seconds INTEGER[],
