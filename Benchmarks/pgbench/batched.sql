@@ -1,8 +1,8 @@
--- The same work for 8 requests whose begins a replica batched (kb_begin_many: one statement, one commit, the key's
+-- The same work for 8 requests whose begins a replica batched (kb_claim_and_reserve_many: one statement, one commit, the key's
 -- counters locked once), then their 8 finishes (here in one statement; Keybrake sends one per request). Requests/s
 -- = tps × 8.
 \set n random(1, 2000000000)
-SELECT * FROM kb_begin_many('ten_pgb',
+SELECT * FROM kb_claim_and_reserve_many('ten_pgb',
     ARRAY(SELECT 'aud_pgm_' || :client_id || '_' || :n || '_' || g FROM generate_series(1, 8) g),
     array_fill(1000000::bigint, ARRAY[8]), ARRAY(SELECT g FROM generate_series(1, 8) g),
     ARRAY(SELECT 'idem:pgm:' || :client_id || ':' || :n || ':' || g FROM generate_series(1, 8) g),

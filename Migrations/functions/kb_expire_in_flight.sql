@@ -1,6 +1,6 @@
 -- Turns one in-flight record whose lease ran out into an unknown outcome: the request that held it died, and the
 -- vendor may have acted, so it is never "free to take". Its reservation, if still held, becomes `unknown` (still
--- counted) and the request's audit row (written when it reserved) says `lease_expired` / `outcome_unknown`, so the
+-- counted) and the request's audit row (written when it reserved) says state `lease_expired`, `outcome_unknown`, so the
 -- tenant sees it in `GET /v1/audit?outcome=outcome_unknown` and can resolve it; retries follow the unknown-outcome rules (Stripe and
 -- Resend: resent with the same upstream key; Twilio: 409 `outcome_unknown`). Returns 1 if it expired a reservation.
 CREATE OR REPLACE FUNCTION kb_expire_in_flight(p_tenant_id TEXT, p_scope TEXT) RETURNS INTEGER LANGUAGE plpgsql AS $fn$
@@ -16,13 +16,13 @@ BEGIN
     SELECT * INTO res FROM reservations WHERE id = rec.reservation_id FOR UPDATE;
     IF NOT FOUND OR res.state <> 'held' THEN RETURN 0; END IF;
     PERFORM kb_settle(res.id, 'unknown', NULL);
-    -- The request wrote its row when it reserved (marked in_flight): that row now says what became of it.
-    UPDATE audit_events SET error_code = 'lease_expired', outcome = 'outcome_unknown'
-    WHERE id = res.id AND tenant_id = res.tenant_id AND error_code = 'in_flight';
+    -- The request wrote its row when it reserved (state in_flight): that row now says what became of it.
+    UPDATE audit_events SET state = 'lease_expired', outcome = 'outcome_unknown'
+    WHERE id = res.id AND tenant_id = res.tenant_id AND state = 'in_flight';
     IF FOUND THEN RETURN 1; END IF;
     -- A reservation made before rows were written at reserve time: a row of its own, resolving the request.
     SELECT label, vendor INTO k FROM vault_keys WHERE id = res.key_id;
-    INSERT INTO audit_events (id, tenant_id, key_id, key_label, vendor, method, path, decision, error_code,
+    INSERT INTO audit_events (id, tenant_id, key_id, key_label, vendor, method, path, decision, state,
                               amount_micros, outcome, resolves, created_at)
     VALUES ('aud_' || substr(md5(random()::text || clock_timestamp()::text || res.id), 1, 22), res.tenant_id, res.key_id,
             k.label, COALESCE(k.vendor, 'unknown'), 'POST',

@@ -14,7 +14,7 @@ CREATE OR REPLACE FUNCTION kb_finish_records(
 DECLARE
     v_counted BIGINT;
 BEGIN
-    -- Idempotency records first, in scope order (the order kb_begin claims them), then the counters.
+    -- Idempotency records first, in scope order (the order kb_claim_and_reserve claims them), then the counters.
     PERFORM 1 FROM idempotency_records
     WHERE tenant_id = p_tenant_id AND scope = ANY(p_complete_scopes || p_drop_scopes) ORDER BY scope FOR UPDATE;
     IF p_reservation_id IS NOT NULL THEN

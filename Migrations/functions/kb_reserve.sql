@@ -80,8 +80,9 @@ BEGIN
     SELECT plan INTO v_plan FROM tenants WHERE id = p_tenant_id;
     IF v_plan <> 'free' THEN
         -- No quota: count into one of 16 shards (taken back below if the request is refused). The shard is the
-        -- transaction's, not random per call: kb_begin_many reserves several requests in one transaction, and a
-        -- second shard locked after the counters could deadlock with another transaction's shard-then-counters.
+        -- transaction's, not random per call: kb_claim_and_reserve_many reserves several requests in one
+        -- transaction, and a second shard locked after the counters could deadlock with another transaction's
+        -- shard-then-counters.
         v_shard := kb_usage_shard(true);
         INSERT INTO tenant_monthly_usage (tenant_id, month, shard, requests) VALUES (p_tenant_id, p_usage_month, v_shard, 1)
         ON CONFLICT (tenant_id, month, shard) DO UPDATE SET requests = tenant_monthly_usage.requests + 1;

@@ -14,11 +14,11 @@ BEGIN
     PERFORM kb_settle(p_audit_id, p_outcome, p_amount);
     -- Named columns: the table's generated filter columns (0014) take no value.
     INSERT INTO audit_events (id, tenant_id, key_id, key_label, vendor, method, path, operation, decision, error_code,
-                              upstream_status, amount_minor, currency, amount_micros, idempotency_key, idempotency_auto,
+                              state, upstream_status, amount_minor, currency, amount_micros, idempotency_key, idempotency_auto,
                               upstream_request_id, run_id, outcome, duplicate_of, resolves, overhead_us, upstream_us,
                               vendor_account, attempts, created_at)
     SELECT e.id, e.tenant_id, e.key_id, e.key_label, e.vendor, e.method, e.path, e.operation, e.decision, e.error_code,
-           e.upstream_status, e.amount_minor, e.currency, e.amount_micros, e.idempotency_key, e.idempotency_auto,
+           e.state, e.upstream_status, e.amount_minor, e.currency, e.amount_micros, e.idempotency_key, e.idempotency_auto,
            e.upstream_request_id, e.run_id, e.outcome, e.duplicate_of, e.resolves, e.overhead_us, e.upstream_us,
            e.vendor_account, e.attempts, e.created_at
     FROM jsonb_populate_record(NULL::audit_events, jsonb_build_object('created_at', now()) || p_event) e;

@@ -33,49 +33,6 @@ public struct AuditController: Sendable {
         group.get("/usage") { request, context in try await self.usage(request, context) }
     }
 
-    // MARK: - Shapes
-
-    struct EventBody: Encodable {
-        let id: String
-        @NullEncoded var keyId: String?
-        @NullEncoded var keyLabel: String?
-        let vendor: String
-        let method: String
-        let path: String
-        @NullEncoded var operation: String?
-        let decision: String
-        @NullEncoded var errorCode: String?
-        @NullEncoded var upstreamStatus: Int?
-        let amountUsd: USDAmount
-        @NullEncoded var amountMinor: Int64?
-        @NullEncoded var currency: String?
-        @NullEncoded var idempotencyKey: String?
-        let idempotencyAuto: Bool
-        @NullEncoded var upstreamRequestId: String?
-        @NullEncoded var runId: String?
-        @NullEncoded var outcome: String?
-        @NullEncoded var duplicateOf: String?
-        @NullEncoded var resolves: String?
-        @NullEncoded var overheadUs: Int64?
-        @NullEncoded var upstreamUs: Int64?
-        @NullEncoded var vendorAccount: String?
-        let createdAt: Date
-        /// A summary row (`error_code` `unverified_attempts`): how many unverified attempts on the key it stands for.
-        @NullEncoded var attempts: Int?
-        /// The key's parents, root first (empty for a root key).
-        let parentKeyIds: [String]
-    }
-
-    static func body(_ r: AuditRecord) -> EventBody {
-        EventBody(id: r.id, keyId: r.keyId, keyLabel: r.keyLabel, vendor: r.vendor, method: r.method, path: r.path,
-                  operation: r.operation, decision: r.decision, errorCode: r.errorCode, upstreamStatus: r.upstreamStatus,
-                  amountUsd: USDAmount(MicroUSD(r.amountMicros)), amountMinor: r.amountMinor, currency: r.currency,
-                  idempotencyKey: r.idempotencyKey, idempotencyAuto: r.idempotencyAuto, upstreamRequestId: r.upstreamRequestId,
-                  runId: r.runId, outcome: r.outcome, duplicateOf: r.duplicateOf, resolves: r.resolves,
-                  overheadUs: r.overheadUs, upstreamUs: r.upstreamUs, vendorAccount: r.vendorAccount, createdAt: r.createdAt,
-                  attempts: r.attempts, parentKeyIds: r.parentKeyIds)
-    }
-
     // MARK: - Audit
 
     static func queryDictionary(_ request: Request) -> [String: String] {
@@ -115,8 +72,8 @@ public struct AuditController: Sendable {
             if let next { headers[HTTPField.Name("Keybrake-Next-Cursor")!] = next }
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: CSV.render(page))))
         }
-        struct Page: Encodable { let data: [EventBody]; @NullEncoded var nextCursor: String? }
-        return try JSONResponse.make(.ok, Page(data: page.map(Self.body), nextCursor: next))
+        struct Page: Encodable { let data: [AuditRecord]; @NullEncoded var nextCursor: String? }
+        return try JSONResponse.make(.ok, Page(data: page, nextCursor: next))
     }
 
     func show(_ context: KeybrakeRequestContext) async throws -> Response {
@@ -126,8 +83,8 @@ public struct AuditController: Sendable {
             throw KeybrakeError.notFound("audit event")
         }
         let resolution = try await db(context) { try await audit.resolution(tenantId: admin.tenantId, of: id, logger: context.logger) }
-        struct Shown: Encodable { let event: EventBody; @NullEncoded var resolvedBy: String? }
-        return try JSONResponse.make(.ok, Shown(event: Self.body(record), resolvedBy: resolution?.id))
+        struct Shown: Encodable { let event: AuditRecord; @NullEncoded var resolvedBy: String? }
+        return try JSONResponse.make(.ok, Shown(event: record, resolvedBy: resolution?.id))
     }
 
     func resolve(_ request: Request, _ context: KeybrakeRequestContext) async throws -> Response {
@@ -164,8 +121,8 @@ public struct AuditController: Sendable {
         guard let created = try await db(context, { try await audit.record(tenantId: admin.tenantId, id: eventId, fromPrimary: true, logger: context.logger) }) else {
             throw KeybrakeError.internalError
         }
-        struct Resolved: Encodable { let event: EventBody }
-        return try JSONResponse.make(.created, Resolved(event: Self.body(created)))
+        struct Resolved: Encodable { let event: AuditRecord }
+        return try JSONResponse.make(.created, Resolved(event: created))
     }
 
     // MARK: - Spend and usage
@@ -289,21 +246,12 @@ public struct AuditController: Sendable {
 
 /// Audit rows as CSV, one line per event, cells guarded against spreadsheet formula injection.
 enum CSV {
-    static let header = ["id", "created_at", "key_id", "key_label", "vendor", "method", "path", "operation", "decision", "error_code",
-                         "upstream_status", "amount_usd", "amount_minor", "currency", "idempotency_key", "idempotency_auto",
-                         "upstream_request_id", "run_id", "outcome", "duplicate_of", "resolves", "overhead_us", "upstream_us",
-                         "vendor_account", "parent_key_ids", "attempts"]
+    static var header: [String] { AuditColumns.csvHeader }
 
     static func render(_ rows: [AuditRecord]) -> String {
         var out = header.joined(separator: ",") + "\r\n"
         for r in rows {
-            let cells: [String?] = [r.id, RFC3339.format(r.createdAt), r.keyId, r.keyLabel, r.vendor, r.method, r.path, r.operation, r.decision,
-                                    r.errorCode, r.upstreamStatus.map(String.init), MicroUSD(r.amountMicros).dollarString,
-                                    r.amountMinor.map(String.init), r.currency, r.idempotencyKey, String(r.idempotencyAuto),
-                                    r.upstreamRequestId, r.runId, r.outcome, r.duplicateOf, r.resolves,
-                                    r.overheadUs.map(String.init), r.upstreamUs.map(String.init), r.vendorAccount, r.parentKeyIds.joined(separator: " "),
-                                    r.attempts.map(String.init)]
-            out += cells.map { escape($0 ?? "") }.joined(separator: ",") + "\r\n"
+            out += r.csvCells.map { escape($0 ?? "") }.joined(separator: ",") + "\r\n"
         }
         return out
     }

@@ -11,6 +11,7 @@ public struct AuditFilter: Sendable {
     public var decision: String?
     public var status: Int?
     public var errorCode: String?
+    public var state: String?
     public var from: Date?
     public var to: Date?
     public var idempotencyKey: String?
@@ -21,6 +22,8 @@ public struct AuditFilter: Sendable {
     /// The values of `decision` and `outcome`, in the order the dashboard offers them.
     public static let decisions = ["allowed", "denied", "replayed", "resolved"]
     public static let outcomes = ["settled", "released", "outcome_unknown"]
+    /// The values of `state` (a row that says how its request ended has none).
+    public static let states = [AuditEvent.State.inFlight.rawValue, AuditEvent.State.leaseExpired.rawValue]
 
     /// The filter a query string asks for (query parameter name → value; empty values are absent), or the
     /// `invalid_request` naming the first bad parameter.
@@ -55,6 +58,10 @@ public struct AuditFilter: Sendable {
             f.status = s
         }
         f.errorCode = try text("error_code", max: 64)
+        if let v = try text("state", max: 20) {
+            guard states.contains(v) else { throw .invalidRequest("state must be one of \(states.sorted().joined(separator: ", ")).", field: "state") }
+            f.state = v
+        }
         for name in ["from", "to"] {
             if let v = try text(name, max: 64) {
                 guard let d = RFC3339.parse(v) else { throw .invalidRequest("\(name) must be an RFC 3339 timestamp.", field: name) }
@@ -77,18 +84,22 @@ public struct AuditFilter: Sendable {
     /// The values every request that goes as expected ends with: the bulk of a trail, and so in no index (their rows
     /// would be a second copy of the table; and a request's row is written before it is forwarded and completed
     /// after, which Postgres does without touching any index only while no indexed column changes: Migrations/0014).
+    /// `state=in_flight` likewise (every row is in flight for a moment; 0017 indexes no state).
     public static func isExpected(status: Int) -> Bool { (200...299).contains(status) }
     public static let expectedOutcome = "settled"
+    public static let expectedState = AuditEvent.State.inFlight.rawValue
 
     /// Whether an index serves this filter (Migrations/0002, 0012 and 0014): key, parent key (its children's key
-    /// ids), idempotency key, run id, vendor, every decision but `allowed`, and every error code, status and outcome
-    /// but the expected ones (`in_flight`, 2xx, `settled`).
+    /// ids), idempotency key, run id, vendor, every decision but `allowed`, every error code, every status and outcome
+    /// but the expected ones (2xx, `settled`), and `state=lease_expired` (through the outcome index: such a row's outcome
+    /// is always `outcome_unknown`).
     public var isIndexed: Bool {
         keyId != nil || parentKeyId != nil || idempotencyKey != nil || runId != nil || vendor != nil
             || (decision != nil && decision != "allowed")
-            || (errorCode != nil && errorCode != AuditColumns.inFlight)
+            || errorCode != nil
             || (status.map { !Self.isExpected(status: $0) } ?? false)
             || (outcome != nil && outcome != Self.expectedOutcome)
+            || (state != nil && state != Self.expectedState)
     }
 
     /// The filter on an expected value that makes it need a window, named as the query string names it.
@@ -96,12 +107,12 @@ public struct AuditFilter: Sendable {
         if decision == "allowed" { return "decision=allowed" }
         if let status, Self.isExpected(status: status) { return "status=\(status)" }
         if outcome == Self.expectedOutcome { return "outcome=\(Self.expectedOutcome)" }
-        if errorCode == AuditColumns.inFlight { return "error_code=\(AuditColumns.inFlight)" }
+        if state == Self.expectedState { return "state=\(Self.expectedState)" }
         return nil
     }
 
     /// A filter on an expected value alone (`decision=allowed`, a 2xx `status`, `outcome=settled`,
-    /// `error_code=in_flight`) has no index: it walks the newest-first index, so it must say which window, `from`
+    /// `state=in_flight`) has no index: it walks the newest-first index, so it must say which window, `from`
     /// and `to` at most 31 days apart. No filter at all, or only `from`/`to`, reads that index in order.
     func requireIndexOrWindow() throws(KeybrakeError) {
         guard let unindexed = unindexedFilter, !isIndexed else { return }

@@ -4,38 +4,6 @@ import Logging
 import PostgresNIO
 import Storage
 
-/// One audit row as the API shows it.
-public struct AuditRecord: Sendable {
-    public var id: String
-    public var keyId: String?
-    public var keyLabel: String?
-    public var vendor: String
-    public var method: String
-    public var path: String
-    public var operation: String?
-    public var decision: String
-    public var errorCode: String?
-    public var upstreamStatus: Int?
-    public var amountMinor: Int64?
-    public var currency: String?
-    public var amountMicros: Int64
-    public var idempotencyKey: String?
-    public var idempotencyAuto: Bool
-    public var upstreamRequestId: String?
-    public var runId: String?
-    public var outcome: String?
-    public var duplicateOf: String?
-    public var resolves: String?
-    public var overheadUs: Int64?
-    public var upstreamUs: Int64?
-    public var vendorAccount: String? = nil
-    public var createdAt: Date
-    /// A summary row of unverified attempts on the key: how many it stands for.
-    public var attempts: Int? = nil
-    /// The key's parents, root first (a child key's rows); empty for a root key.
-    public var parentKeyIds: [String] = []
-}
-
 /// Reads the audit trail. Every query is scoped by tenant, including cursor positioning. Reads go through
 /// `reads` (the admin pool, under its statement timeout and per-tenant limit: DESIGN §16); resolving (a write)
 /// and partition upkeep use `client`, the data plane's pool.
@@ -50,25 +18,18 @@ public struct AuditRepository: Sendable {
 
     static let columns = AuditColumns.select
 
+    /// Rows selected with `columns`, cell by cell in `AuditColumns.read`'s order.
     static func decode(_ rows: [PostgresRow]) throws -> [AuditRecord] {
         var out: [AuditRecord] = []
+        out.reserveCapacity(rows.count)
         for row in rows {
+            var record = AuditRecord()
             var cells = row.makeIterator()
-            func next<T: PostgresDecodable>(_: T.Type) throws -> T {
+            for column in AuditColumns.read {
                 guard let cell = cells.next() else { throw KeybrakeError.internalError }
-                return try cell.decode(T.self)
+                try column.decode!(&record, cell)
             }
-            out.append(AuditRecord(
-                id: try next(String.self), keyId: try next(String?.self), keyLabel: try next(String?.self),
-                vendor: try next(String.self), method: try next(String.self), path: try next(String.self),
-                operation: try next(String?.self), decision: try next(String.self), errorCode: try next(String?.self),
-                upstreamStatus: try next(Int?.self), amountMinor: try next(Int64?.self), currency: try next(String?.self),
-                amountMicros: try next(Int64.self), idempotencyKey: try next(String?.self), idempotencyAuto: try next(Bool.self),
-                upstreamRequestId: try next(String?.self), runId: try next(String?.self), outcome: try next(String?.self),
-                duplicateOf: try next(String?.self), resolves: try next(String?.self), overheadUs: try next(Int64?.self),
-                upstreamUs: try next(Int64?.self), vendorAccount: try next(String?.self), createdAt: try next(Date.self),
-                attempts: try next(Int?.self), parentKeyIds: try next([String].self)
-            ))
+            out.append(record)
         }
         return out
     }
@@ -89,15 +50,18 @@ public struct AuditRepository: Sendable {
             conditions.append("key_id IN (SELECT id FROM vault_keys WHERE tenant_id = \(t) AND parent_key_id IS NOT NULL AND ancestor_ids @> ARRAY[\(bind(v))])")
         }
         if let v = filter.vendor { conditions.append("vendor = \(bind(v))") }
-        // decision and outcome are validated against fixed lists (AuditFilter.parse): written as literals, so the
+        // decision, outcome and state are validated against fixed lists (AuditFilter.parse): written as literals, so the
         // planner matches the partial indexes of Migrations/0012 and 0014 whatever plan it caches. Status, error code
-        // and outcome other than the expected values read the generated filter columns, which are what is indexed.
+        // and outcome other than the expected values read the generated filter columns, which are what is indexed
+        // (error_code has no expected value since 0017 moved in_flight to state: filter_error_code serves them all).
         if let v = filter.decision, AuditFilter.decisions.contains(v) { conditions.append("decision = '\(v)'") }
         if let v = filter.status {
             conditions.append(AuditFilter.isExpected(status: v) ? "upstream_status = \(bind(v))" : "filter_status = \(bind(v))")
         }
-        if let v = filter.errorCode {
-            conditions.append(v == AuditColumns.inFlight ? "error_code = \(bind(v))" : "filter_error_code = \(bind(v))")
+        if let v = filter.errorCode { conditions.append("filter_error_code = \(bind(v))") }
+        if let v = filter.state, AuditFilter.states.contains(v) {
+            // A lease_expired row is always outcome_unknown (kb_expire_in_flight sets both): the outcome index finds it.
+            conditions.append(v == AuditFilter.expectedState ? "state = '\(v)'" : "filter_outcome = 'outcome_unknown' AND state = '\(v)'")
         }
         if let v = filter.from { conditions.append("created_at >= \(bind(v))") }
         if let v = filter.to { conditions.append("created_at < \(bind(v))") }
@@ -155,7 +119,7 @@ public struct AuditRepository: Sendable {
         guard let original = try await record(tenantId: tenantId, id: auditId, logger: logger) else { return .notFound }
         // A request whose replica died has no row of its own, only the `lease_expired` row that made it unknown:
         // resolving that row resolves the request it names.
-        let requestId = original.errorCode == "lease_expired" ? (original.resolves ?? original.id) : original.id
+        let requestId = original.state == AuditEvent.State.leaseExpired.rawValue ? (original.resolves ?? original.id) : original.id
         var event = AuditEvent(tenantId: tenantId, vendor: original.vendor, method: original.method, path: original.path)
         event.keyId = original.keyId
         event.keyLabel = original.keyLabel

@@ -4,9 +4,10 @@
 /// The raw value is the wire spelling: never rename one, clients match on it.
 ///
 /// Not client codes, and so not here: the refusals SQL functions hand back to their callers (`kb_resolve`'s
-/// `amount_too_large`, `already_<state>`, `no_reservation`; `kb_begin`'s `claims_partial`), which those callers turn
-/// into codes of this list, and the states audit rows record in `error_code` (`in_flight`, `lease_expired`,
-/// `unverified_attempts`: see `AuditEvent`).
+/// `amount_too_large`, `already_<state>`, `no_reservation`; `kb_claim_and_reserve`'s `claims_partial`), which those
+/// callers turn into codes of this list, and what audit rows record outside `error_code` (their `state`: `in_flight`,
+/// `lease_expired`; see `AuditEvent`), and `unverified_attempts`, the code of the rows that sum up unproven tokens
+/// (`UnverifiedAttempts`).
 public enum ErrorCode: String, CaseIterable, Sendable {
     // MARK: Any route
     /// 400: a request field is missing or malformed (`field` names it).

@@ -7,9 +7,12 @@ import PostgresNIO
 /// starting together): the second waits, then finds nothing left to do.
 ///
 /// Numbered migrations are history and are never edited. The current body of each SQL function lives once, in
-/// `Migrations/functions/<name>.sql` (Flyway's "repeatable migrations"): after the numbered migrations, every such
-/// file whose SHA-256 differs from the one recorded in `schema_functions` is applied again, in file-name order, all
-/// in one transaction under the same lock. `git log Migrations/functions/kb_reserve.sql` is that function's history.
+/// `Migrations/functions/<name>.sql`, and of each view in `Migrations/views/<name>.sql` (Flyway's "repeatable
+/// migrations"): after the numbered migrations, every such file whose SHA-256 differs from the one recorded in
+/// `schema_functions` is applied again — functions, then views (recorded as `views/<name>`), each in file-name
+/// order — all in one transaction under the same lock. `git log Migrations/functions/kb_reserve.sql` is that
+/// function's history.
+/// Taking a file out is two steps: a numbered migration drops its object, and the migrator forgets its checksum.
 public struct Migrator: Sendable {
     public struct Migration: Sendable, Equatable {
         public let version: Int
@@ -23,7 +26,8 @@ public struct Migrator: Sendable {
         }
     }
 
-    /// One `functions/*.sql` file: the current definition of one function (re-applied when its text changes).
+    /// One repeatable file: the current definition of one function (`functions/<name>.sql`, named `<name>`) or view
+    /// (`views/<name>.sql`, named `views/<name>`), re-applied when its text changes.
     public struct FunctionFile: Sendable, Equatable {
         public let name: String
         public let sql: String
@@ -62,7 +66,7 @@ public struct Migrator: Sendable {
     static let advisoryLockKey: Int64 = 0x6B62_6D69_6772
 
     public let migrations: [Migration]
-    /// In name order, the order they are applied in.
+    /// In name order (in the C locale: functions, then `views/…`), the order they are applied in.
     public let functions: [FunctionFile]
 
     public init(migrations: [Migration], functions: [FunctionFile] = []) {
@@ -89,11 +93,12 @@ public struct Migrator: Sendable {
             throw MigrationError.duplicateVersion(dup)
         }
         var functions: [FunctionFile] = []
-        let functionsDirectory = directory + "/functions"
-        if FileManager.default.fileExists(atPath: functionsDirectory) {
-            for file in try FileManager.default.contentsOfDirectory(atPath: functionsDirectory) where file.hasSuffix(".sql") {
-                let sql = try String(contentsOfFile: functionsDirectory + "/" + file, encoding: .utf8)
-                functions.append(FunctionFile(name: String(file.dropLast(4)), sql: sql))
+        for (folder, prefix) in [("functions", ""), ("views", "views/")] {
+            let repeatable = directory + "/" + folder
+            guard FileManager.default.fileExists(atPath: repeatable) else { continue }
+            for file in try FileManager.default.contentsOfDirectory(atPath: repeatable) where file.hasSuffix(".sql") {
+                let sql = try String(contentsOfFile: repeatable + "/" + file, encoding: .utf8)
+                functions.append(FunctionFile(name: prefix + String(file.dropLast(4)), sql: sql))
             }
         }
         self.init(migrations: found, functions: functions)
@@ -211,6 +216,10 @@ public struct Migrator: Sendable {
             """, logger: logger).decode((String, String, Bool).self) where !isCurrent {
             changed.append((name, checksum))
         }
+        // A file taken out of functions/ leaves its row (its object is dropped by the numbered migration that took it
+        // out, 0017 for kb_begin): forget it, so that a file of that name added again is applied even if its text is
+        // the old one.
+        _ = try await connection.query("DELETE FROM schema_functions WHERE name <> ALL(\(names)::text[])", logger: logger)
         if changed.isEmpty { return [] }
         let byName = Dictionary(uniqueKeysWithValues: functions.map { ($0.name, $0.sql) })
         try await connection.withTransaction(logger: logger) { tx in

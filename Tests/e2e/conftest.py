@@ -287,7 +287,7 @@ class Stack:
         while True:
             rows = [json.loads(line) for line in self.sql(
                 f"SELECT row_to_json(a) FROM audit_events a WHERE key_id = '{key_id}' ORDER BY created_at, id")]
-            if time.monotonic() > deadline or not any(r["error_code"] == "in_flight" for r in rows):
+            if time.monotonic() > deadline or not any(r["state"] == "in_flight" for r in rows):
                 return rows
             time.sleep(0.05)
 

@@ -95,7 +95,7 @@ def rows_of(stack, key_id: str) -> int:
     """The key's audit rows, once none is still being completed (a read's row is written while it is upstream)."""
     deadline = time.monotonic() + 5
     while True:
-        total, in_flight = psql(stack, f"SELECT count(*), count(*) FILTER (WHERE error_code = 'in_flight') FROM audit_events "
+        total, in_flight = psql(stack, f"SELECT count(*), count(*) FILTER (WHERE state = 'in_flight') FROM audit_events "
                                        f"WHERE key_id = '{key_id}'", 30).split("|")
         if int(in_flight) == 0 or time.monotonic() > deadline:
             return int(total)

@@ -64,7 +64,7 @@ def test_a_stripe_charge_killed_mid_flight_is_settled_by_its_retry_on_the_other_
     assert stack.ledger(key.id) == {"settled": 40_000_000, "reserved": 0, "unknown": 0}
     rows = stack.audit(key.id)
     # The killed request's row was written before it was forwarded; the lease sweep marked it.
-    dead = [r for r in rows if r["error_code"] == "lease_expired"]
+    dead = [r for r in rows if r["state"] == "lease_expired"]
     assert len(dead) == 1 and dead[0]["outcome"] == "outcome_unknown" and dead[0]["amount_micros"] == 40_000_000, rows
     assert rows[-1]["outcome"] == "settled" and rows[-1]["resolves"] == dead[0]["id"], rows[-1]
     assert len(rows) == 2, "one row per request"
@@ -81,7 +81,7 @@ def test_a_killed_request_leaves_no_phantom_hold_and_an_unknown_outcome_the_tena
         time.sleep(0.2)
     assert stack.ledger(key.id) == {"settled": 0, "reserved": 0, "unknown": 25_000_000}
     listed = stack.admin("GET", f"/v1/audit?key_id={key.id}&outcome=outcome_unknown").json()["data"]
-    assert [r["error_code"] for r in listed] == ["lease_expired"], listed
+    assert [(r["state"], r["error_code"]) for r in listed] == [("lease_expired", None)], listed
     # The charge happened (the upstream held it, then acted): the tenant says so on the listed row, and the amount
     # is settled.
     resolved = stack.admin("POST", f"/v1/audit/{listed[0]['id']}/resolve", {"outcome": "settled", "amount_usd": 25})
@@ -102,7 +102,7 @@ def test_a_twilio_message_killed_mid_flight_is_refused_on_retry_with_its_audit_i
     assert retry.headers["Keybrake-Error-Code"] == "outcome_unknown"
     assert len([r for r in stack.twilio.requests("/Messages.json", "POST") if tag in r["text"]]) == 1, "sent once"
     assert stack.ledger(key.id) == {"settled": 0, "reserved": 0, "unknown": SMS_MICROS}
-    dead = [r for r in stack.audit(key.id) if r["error_code"] == "lease_expired"][0]
+    dead = [r for r in stack.audit(key.id) if r["state"] == "lease_expired"][0]
     dead_request = dead["resolves"] or dead["id"]
     assert dead_request in retry.json()["message"], retry.text
 

@@ -166,7 +166,7 @@ def test_chaos_kills_restarts_and_postgres_restart_leave_money_exact(stack, tag,
         # Resolve every unknown outcome as the vendor saw it; then the ledger equals what moved.
         listed = stack.admin("GET", f"/v1/audit?key_id={key.id}&outcome=outcome_unknown&limit=500").json()["data"]
         print(f"chaos: key {name}: {len(ops_moved)} charges moved ${moved[name] / 1e6:.2f} of ${caps[name]}, "
-              f"{len(listed)} unknown outcomes listed ({sum(1 for r in listed if r.get('error_code') == 'lease_expired')} from expired leases)")
+              f"{len(listed)} unknown outcomes listed ({sum(1 for r in listed if r.get('state') == 'lease_expired')} from expired leases)")
         for row in listed:
             # A row written at reserve time and marked lease_expired is the request itself; a retry's row resolves one.
             target = row.get("resolves") or row["id"]

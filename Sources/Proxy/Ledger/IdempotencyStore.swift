@@ -32,7 +32,7 @@ public struct IdempotencyStore: Sendable {
         public var response: StoredResponse?
     }
 
-    /// Claims every scope for `ownerId` in one statement (kb_claim, which kb_begin also uses); returns the scopes
+    /// Claims every scope for `ownerId` in one statement (kb_claim, which kb_claim_and_reserve also uses); returns the scopes
     /// actually claimed (new, or expired and taken over). The others are live records owned by someone else.
     public func claim(_ claims: [Claim], tenantId: String, ownerId: String, logger: Logger) async throws -> Set<String> {
         guard !claims.isEmpty else { return [] }

@@ -21,7 +21,7 @@ struct ReserveStatement: PostgresPreparedStatement {
     var pending: AuditEvent?
 
     func makeBindings() throws -> PostgresBindings {
-        var b = PostgresBindings(capacity: 31)
+        var b = PostgresBindings(capacity: 8 + AuditColumns.count)
         b.append(keyId); b.append(tenantId); b.append(amount); b.append(day); b.append(month); b.append(usageMonth)
         b.append(freeQuota); b.append(reservationId)
         if let pending { AuditColumns.bind(pending, into: &b) } else { AuditColumns.bindAbsent(into: &b) }
@@ -31,11 +31,11 @@ struct ReserveStatement: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
 
-struct BeginStatement: PostgresPreparedStatement {
-    static let name = "kb_BeginStatement"
+struct ClaimAndReserveStatement: PostgresPreparedStatement {
+    static let name = "kb_ClaimAndReserveStatement"
     /// Claims, reserve and the request's audit row (written before it is forwarded; completed at settle), one commit.
     static let sql = """
-        WITH b AS (SELECT result, used, cap, claimed FROM kb_begin($1, $2, $3::text[], $4::text[], $5::text[], $6::int[],
+        WITH b AS (SELECT result, used, cap, claimed FROM kb_claim_and_reserve($1, $2, $3::text[], $4::text[], $5::text[], $6::int[],
                        $7, $8, $9::date, $10::date, $11::date, $12)),
              pending AS (INSERT INTO audit_events (\(AuditColumns.names)) SELECT \(AuditColumns.placeholders(from: 13))
                          FROM b WHERE b.result = 'ok')
@@ -49,7 +49,7 @@ struct BeginStatement: PostgresPreparedStatement {
     var pending: AuditEvent
 
     func makeBindings() throws -> PostgresBindings {
-        var b = PostgresBindings(capacity: 35)
+        var b = PostgresBindings(capacity: 12 + AuditColumns.count)
         b.append(tenantId); b.append(ownerId); b.append(scopes); b.append(hashes); b.append(upstreamKeys); b.append(ttls)
         b.append(keyId); b.append(amount); b.append(day); b.append(month); b.append(usageMonth); b.append(freeQuota)
         AuditColumns.bind(pending, into: &b)
@@ -59,11 +59,11 @@ struct BeginStatement: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
 
-struct BeginManyStatement: PostgresPreparedStatement {
-    static let name = "kb_BeginManyStatement"
+struct ClaimAndReserveManyStatement: PostgresPreparedStatement {
+    static let name = "kb_ClaimAndReserveManyStatement"
     /// The items that reserved have their audit rows written here, before they are forwarded.
     static let sql = """
-        WITH b AS (SELECT item, result, used, cap, claimed FROM kb_begin_many($1, $2::text[], $3::bigint[], $4::int[], $5::text[],
+        WITH b AS (SELECT item, result, used, cap, claimed FROM kb_claim_and_reserve_many($1, $2::text[], $3::bigint[], $4::int[], $5::text[],
                        $6::text[], $7::text[], $8::int[], $9, $10::date, $11::date, $12::date, $13)),
              r AS (SELECT * FROM \(AuditArrays.unnest(from: 14))),
              pending AS (INSERT INTO audit_events (\(AuditColumns.names))
@@ -87,7 +87,7 @@ struct BeginManyStatement: PostgresPreparedStatement {
     }
 
     func makeBindings() throws -> PostgresBindings {
-        var b = PostgresBindings(capacity: 37)
+        var b = PostgresBindings(capacity: 13 + AuditArrays.parameterCount)
         b.append(tenantId); b.append(ownerIds); b.append(amounts); b.append(scopeItems); b.append(scopes); b.append(hashes)
         b.append(upstreamKeys); b.append(ttls); b.append(keyId); b.append(day); b.append(month); b.append(usageMonth); b.append(freeQuota)
         pending.bind(into: &b)
@@ -98,17 +98,23 @@ struct BeginManyStatement: PostgresPreparedStatement {
 }
 
 /// A request that moved money or holds idempotency records: its audit row and kb_finish_records in one statement
-/// (one transaction, committed with fsync). The row written when the request reserved (in_flight, or lease_expired
+/// (one transaction, committed with fsync). The row written when the request reserved (state in_flight, or lease_expired
 /// if its lease ran out while it was still alive) is completed; otherwise the row is inserted here.
 struct FinishStatement: PostgresPreparedStatement {
     static let name = "kb_FinishStatement"
-    static let sql = """
-        WITH written AS (UPDATE audit_events SET \(AuditColumns.assignments)
-                         WHERE id = $1 AND tenant_id = $2 AND error_code IN ('\(AuditColumns.inFlight)', 'lease_expired') RETURNING 1),
-             audit AS (INSERT INTO audit_events (\(AuditColumns.names)) SELECT \(AuditColumns.values)
-                       WHERE NOT EXISTS (SELECT 1 FROM written))
-        SELECT kb_finish_records($2, $25, $5, $26, $27, $28, $29, $30::int[], $31, $32, $33, $34::int, $35::jsonb, $36, $37, $38::date)
-        """
+    /// The audit columns are bound first (`AuditColumns.values`), then kb_finish_records' own parameters.
+    static let sql: String = {
+        let own = (1...14).map { "$\(AuditColumns.count + $0)" }
+        let id = AuditColumns.placeholder("id"), tenant = AuditColumns.placeholder("tenant_id"), vendor = AuditColumns.placeholder("vendor")
+        return """
+            WITH written AS (UPDATE audit_events SET \(AuditColumns.assignments)
+                             WHERE id = \(id) AND tenant_id = \(tenant) AND state IN ('in_flight', 'lease_expired') RETURNING 1),
+                 audit AS (INSERT INTO audit_events (\(AuditColumns.names)) SELECT \(AuditColumns.values)
+                           WHERE NOT EXISTS (SELECT 1 FROM written))
+            SELECT kb_finish_records(\(tenant), \(own[0]), \(vendor), \(own[1]), \(own[2]), \(own[3]), \(own[4]), \(own[5])::int[], \(own[6]),
+                                     \(own[7]), \(own[8]), \(own[9])::int, \(own[10])::jsonb, \(own[11]), \(own[12]), \(own[13])::date)
+            """
+    }()
     static let bindingDataTypes: [PostgresDataType] = AuditColumns.types + [
         .text, .text, .text, .int8, .textArray, .int4Array, .text, .text, .textArray, .int8, .text, .bytea, .text, .text,
     ]
@@ -120,7 +126,7 @@ struct FinishStatement: PostgresPreparedStatement {
     var status: Int64?, headersJSON: String?, body: ByteBuffer?, countedObject: String?, countUsageMonth: String?
 
     func makeBindings() throws -> PostgresBindings {
-        var b = PostgresBindings(capacity: 38)
+        var b = PostgresBindings(capacity: AuditColumns.count + 14)
         AuditColumns.bind(event, into: &b)
         b.append(ownerId); b.append(reservationId); b.append(outcome); b.append(actual); b.append(completeScopes)
         b.append(completeWindows); b.append(recordState); b.append(restoreOwner); b.append(dropScopes); b.append(status)
@@ -136,79 +142,30 @@ struct FinishStatement: PostgresPreparedStatement {
 /// of a tenant without a quota.
 struct AuditOnlyStatement: PostgresPreparedStatement {
     static let name = "kb_AuditOnlyStatement"
-    static let sql = """
-        WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)),
-             counted AS (INSERT INTO tenant_monthly_usage (tenant_id, month, shard, requests)
-                         SELECT $2, $25::date, floor(random() * 16)::smallint, 1 WHERE $25::date IS NOT NULL
-                         ON CONFLICT (tenant_id, month, shard) DO UPDATE SET requests = tenant_monthly_usage.requests + 1)
-        INSERT INTO audit_events (\(AuditColumns.names))
-        SELECT \(AuditColumns.values) FROM relaxed
-        """
+    static let sql: String = {
+        let month = "$\(AuditColumns.count + 1)::date"
+        return """
+            WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)),
+                 counted AS (INSERT INTO tenant_monthly_usage (tenant_id, month, shard, requests)
+                             SELECT \(AuditColumns.placeholder("tenant_id")), \(month), floor(random() * 16)::smallint, 1 WHERE \(month) IS NOT NULL
+                             ON CONFLICT (tenant_id, month, shard) DO UPDATE SET requests = tenant_monthly_usage.requests + 1)
+            INSERT INTO audit_events (\(AuditColumns.names))
+            SELECT \(AuditColumns.values) FROM relaxed
+            """
+    }()
     static let bindingDataTypes: [PostgresDataType] = AuditColumns.types + [.text]   // + usage month
     typealias Row = Void
     var event: AuditEvent
     var countUsageMonth: String?
 
     func makeBindings() throws -> PostgresBindings {
-        var b = PostgresBindings(capacity: 24)
+        var b = PostgresBindings(capacity: AuditColumns.count + 1)
         AuditColumns.bind(event, into: &b)
         b.append(countUsageMonth)
         return b
     }
 
     func decodeRow(_ row: PostgresRow) throws -> Row { () }
-}
-
-/// Audit rows as parallel arrays (the audit columns and a usage month), for statements that insert many rows at
-/// once. Arrays cannot carry NULL through PostgresNIO, so absent values travel as '' (text) and Int64.min (numbers)
-/// and `selectList` turns them back into NULL.
-struct AuditArrays: Sendable {
-    var columns: [[String]] = Array(repeating: [], count: AuditColumns.count + 1)   // text columns by position (others unused)
-    var ints: [Int: [Int64]] = [:]
-    var flags: [Bool] = []
-
-    init(_ rows: [(event: AuditEvent, usageMonth: String?)]) {
-        for (e, usageMonth) in rows {
-            let texts: [(Int, String?)] = [(0, e.id), (1, e.tenantId), (2, e.keyId), (3, e.keyLabel), (4, e.vendor), (5, e.method),
-                                            (6, e.path), (7, e.operation), (8, e.decision.rawValue), (9, e.errorCode), (12, e.currency),
-                                            (14, e.idempotencyKey), (16, e.upstreamRequestId), (17, e.runId), (18, e.outcome?.rawValue),
-                                            (19, e.duplicateOf), (20, e.resolves), (23, e.vendorAccount),
-                                            (AuditColumns.count, usageMonth)]
-            for (i, v) in texts { columns[i].append(v ?? "") }
-            let numbers: [(Int, Int64?)] = [(10, e.upstreamStatus.map(Int64.init)), (11, e.amountMinor), (13, e.amountMicros),
-                                            (21, e.overheadUs), (22, e.upstreamUs)]
-            for (i, v) in numbers { ints[i, default: []].append(v ?? Int64.min) }
-            flags.append(e.idempotencyAuto)
-        }
-    }
-
-    func bind(into b: inout PostgresBindings) {
-        for i in 0...AuditColumns.count {
-            if let numbers = ints[i] { b.append(numbers) } else if i == 15 { b.append(flags) } else { b.append(columns[i]) }
-        }
-    }
-
-    /// The audit columns, as `AuditColumns.names` has them, but for created_at (set by the insert).
-    static let columnNames = AuditColumns.names.replacingOccurrences(of: ", created_at", with: "")
-
-    /// `unnest(...) AS r(...)` over the arrays bound from `$first`.
-    static func unnest(from first: Int) -> String {
-        let types = ["text", "text", "text", "text", "text", "text", "text", "text", "text", "text", "int8", "int8", "text", "int8",
-                     "text", "bool", "text", "text", "text", "text", "text", "int8", "int8", "text", "text"]
-        let arrays = types.enumerated().map { "$\(first + $0.offset)::\($0.element)[]" }.joined(separator: ", ")
-        return """
-            unnest(\(arrays)) WITH ORDINALITY AS r(\(columnNames), usage_month, ord)
-            """
-    }
-
-    /// The audit columns' values from `r`, NULLs restored, in `AuditColumns.names` order.
-    static let selectList = """
-        r.id, r.tenant_id, NULLIF(r.key_id, ''), NULLIF(r.key_label, ''), r.vendor, r.method, r.path, NULLIF(r.operation, ''), r.decision,
-        NULLIF(r.error_code, ''), NULLIF(r.upstream_status, \(Int64.min))::int, NULLIF(r.amount_minor, \(Int64.min)),
-        NULLIF(r.currency, ''), r.amount_micros, NULLIF(r.idempotency_key, ''), r.idempotency_auto, NULLIF(r.upstream_request_id, ''),
-        NULLIF(r.run_id, ''), NULLIF(r.outcome, ''), NULLIF(r.duplicate_of, ''), NULLIF(r.resolves, ''),
-        NULLIF(r.overhead_us, \(Int64.min)), NULLIF(r.upstream_us, \(Int64.min)), NULLIF(r.vendor_account, ''), now()
-        """
 }
 
 /// Several audit-only rows in one statement (see `SpendLedger.auditRows`).
@@ -231,7 +188,7 @@ struct AuditOnlyManyStatement: PostgresPreparedStatement {
     init(_ rows: [SpendLedger.AuditRow]) { arrays = AuditArrays(rows.map { ($0.event, $0.countUsageMonth) }) }
 
     func makeBindings() throws -> PostgresBindings {
-        var b = PostgresBindings(capacity: 24)
+        var b = PostgresBindings(capacity: AuditArrays.parameterCount)
         arrays.bind(into: &b)
         return b
     }
@@ -247,12 +204,9 @@ struct AuditCompleteManyStatement: PostgresPreparedStatement {
     static let sql = """
         WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)),
              r AS (SELECT * FROM \(AuditArrays.unnest(from: 1)))
-        UPDATE audit_events a SET decision = r.decision, error_code = NULLIF(r.error_code, ''),
-            upstream_status = NULLIF(r.upstream_status, \(Int64.min))::int, upstream_request_id = NULLIF(r.upstream_request_id, ''),
-            outcome = NULLIF(r.outcome, ''), overhead_us = NULLIF(r.overhead_us, \(Int64.min)),
-            upstream_us = NULLIF(r.upstream_us, \(Int64.min))
+        UPDATE audit_events a SET \(AuditArrays.completions)
         FROM r, relaxed
-        WHERE a.id = r.id AND a.tenant_id = r.tenant_id AND a.error_code = '\(AuditColumns.inFlight)'
+        WHERE a.id = r.id AND a.tenant_id = r.tenant_id AND a.state = 'in_flight'
           AND a.created_at > now() - interval '1 hour'
         """
     typealias Row = Void
@@ -261,7 +215,7 @@ struct AuditCompleteManyStatement: PostgresPreparedStatement {
     init(_ rows: [SpendLedger.AuditRow]) { arrays = AuditArrays(rows.map { ($0.event, nil) }) }
 
     func makeBindings() throws -> PostgresBindings {
-        var b = PostgresBindings(capacity: 24)
+        var b = PostgresBindings(capacity: AuditArrays.parameterCount)
         arrays.bind(into: &b)
         return b
     }

@@ -5,8 +5,9 @@ import Logging
 import PostgresNIO
 import Storage
 
-/// The money state of the data plane. Every call is one statement (see Migrations/0002): caps,
-/// quota and key status are checked and reserved atomically in Postgres, across any number of replicas.
+/// The money state of the data plane. Every call is one statement (its SQL in LedgerStatements.swift, the functions
+/// it calls in Migrations/functions/): caps, quota and key status are checked and reserved atomically in Postgres,
+/// across any number of replicas.
 public struct SpendLedger: Sendable {
     let client: DatabasePool
     /// Audit-only rows that arrive while one such insert is in flight are inserted together (one statement, one
@@ -58,12 +59,12 @@ public struct SpendLedger: Sendable {
     }
 
     /// The audit row of a call that moves no money, written while the call is upstream (DESIGN §12: real vendor
-    /// latency hides the round trip). It is marked `in_flight` until `completeEarlyRow`. False if it could not be
+    /// latency hides the round trip). Its state is `in_flight` until `completeEarlyRow`. False if it could not be
     /// written: the caller then writes the whole row after the answer, as for any call.
     public func auditEarly(_ event: AuditEvent, countUsageMonth: String?, logger: Logger) async -> Bool {
         var pending = event
         pending.decision = .allowed
-        pending.errorCode = AuditColumns.inFlight
+        pending.state = .inFlight
         do {
             try await auditRows.submit(AuditRow(event: pending, countUsageMonth: countUsageMonth, logger: logger), lane: 0)
             return true
@@ -101,7 +102,7 @@ public struct SpendLedger: Sendable {
         throw KeybrakeError.internalError
     }
 
-    public enum BeginResult: Sendable, Equatable {
+    public enum ClaimReserveResult: Sendable, Equatable {
         /// Every scope claimed and the money reserved.
         case ok
         /// Another request holds some scope: nothing reserved; `claimed` are the scopes this request did get.
@@ -109,7 +110,7 @@ public struct SpendLedger: Sendable {
         /// The reserve was refused; the claims were given back.
         case denied(code: String, used: Int64, cap: Int64)
 
-        /// A row of kb_begin / kb_begin_many.
+        /// A row of kb_claim_and_reserve / kb_claim_and_reserve_many.
         init(result: String, used: Int64, cap: Int64, claimed: [String]) {
             switch result {
             case "ok": self = .ok
@@ -119,18 +120,18 @@ public struct SpendLedger: Sendable {
         }
     }
 
-    /// Claims one request's idempotency records and reserves its amount, in one statement (kb_begin; kb_claim
-    /// orders the scopes).
-    func begin(_ item: BeginBatcher.Item, key: BeginBatcher.Key) async throws -> BeginResult {
+    /// Claims one request's idempotency records and reserves its amount, in one statement (kb_claim_and_reserve;
+    /// kb_claim orders the scopes).
+    func claimAndReserve(_ item: ClaimReserveBatcher.Item, key: ClaimReserveBatcher.Key) async throws -> ClaimReserveResult {
         // Postgres arrays of text cannot carry NULL through PostgresNIO's [String]: '' stands for "no upstream key".
         let claims = item.claims
-        let statement = BeginStatement(
+        let statement = ClaimAndReserveStatement(
             tenantId: key.tenantId, ownerId: item.ownerId, scopes: claims.map(\.scope), hashes: claims.map(\.requestHash),
             upstreamKeys: claims.map { $0.upstreamKey ?? "" }, ttls: claims.map { Int32(clamping: $0.ttl.components.seconds) },
             keyId: key.keyId, amount: item.amount.micros, day: key.day, month: key.month, usageMonth: key.usageMonth,
             freeQuota: Int64(key.freeQuota), pending: item.pending)
         for try await (result, used, cap, claimed) in try await client.execute(statement, logger: item.logger) {
-            return BeginResult(result: result, used: used, cap: cap, claimed: claimed)
+            return ClaimReserveResult(result: result, used: used, cap: cap, claimed: claimed)
         }
         throw KeybrakeError.internalError
     }
@@ -196,9 +197,10 @@ public struct SpendLedger: Sendable {
         return out + "}"
     }
 
-    /// kb_begin for several requests on one key, in order, in one statement (see BeginBatcher); one result each.
-    func beginMany(_ items: [BeginBatcher.Item], key: BeginBatcher.Key, logger: Logger) async throws -> [BeginResult] {
-        var statement = BeginManyStatement(tenantId: key.tenantId, keyId: key.keyId, day: key.day, month: key.month,
+    /// kb_claim_and_reserve for several requests on one key, in order, in one statement (see ClaimReserveBatcher);
+    /// one result each.
+    func claimAndReserveMany(_ items: [ClaimReserveBatcher.Item], key: ClaimReserveBatcher.Key, logger: Logger) async throws -> [ClaimReserveResult] {
+        var statement = ClaimAndReserveManyStatement(tenantId: key.tenantId, keyId: key.keyId, day: key.day, month: key.month,
                                            usageMonth: key.usageMonth, freeQuota: Int64(key.freeQuota))
         for (index, item) in items.enumerated() {
             statement.ownerIds.append(item.ownerId)
@@ -212,11 +214,11 @@ public struct SpendLedger: Sendable {
             }
         }
         statement.pending = AuditArrays(items.map { ($0.pending, nil) })
-        var results = [BeginResult?](repeating: nil, count: items.count)
+        var results = [ClaimReserveResult?](repeating: nil, count: items.count)
         for try await (item, result, used, cap, claimed) in try await client.execute(statement, logger: logger) {
             let index = Int(item) - 1
             guard results.indices.contains(index) else { throw KeybrakeError.internalError }
-            results[index] = BeginResult(result: result, used: used, cap: cap, claimed: claimed)
+            results[index] = ClaimReserveResult(result: result, used: used, cap: cap, claimed: claimed)
         }
         return try results.map { r in
             guard let r else { throw KeybrakeError.internalError }

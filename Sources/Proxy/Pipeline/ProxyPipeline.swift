@@ -32,7 +32,7 @@ public struct ProxyPipeline: Sendable {
     let clock: any KeybrakeCore.Clock
     let adapters: VendorAdapters
     let tenants: (any TenantRepository)?
-    let begins: BeginBatcher
+    let claimsAndReserves: ClaimReserveBatcher
     /// Tenant plan, a couple of seconds at most: only used to skip the quota round trip for pro tenants.
     let plans = ExpiringCache<String, Plan>(ttl: .seconds(2))
     let drain: Drain?
@@ -59,7 +59,7 @@ public struct ProxyPipeline: Sendable {
         self.authenticator = authenticator
         self.credentials = credentials
         self.ledger = ledger
-        self.begins = BeginBatcher(ledger: ledger)
+        self.claimsAndReserves = ClaimReserveBatcher(ledger: ledger)
         self.idempotency = idempotency
         self.forwarder = forwarder
         self.clock = clock

@@ -10,7 +10,7 @@ import Tenants
 /// statement. Three callers, one rule each:
 /// - `reserve`, phase 7, for a request that has not reserved yet;
 /// - `claimAndReserve`, from the claim phase, for a POST whose amount is known: its records and its reservation in
-///   one statement (kb_begin, group-committed per key by `BeginBatcher`);
+///   one statement (kb_claim_and_reserve, group-committed per key by `ClaimReserveBatcher`);
 /// - `countReplay`, from the replay: nothing reserved, but a replay is a proxied request (quota, key status).
 /// Whatever commits after its request was already answered 503 is given back by `LateCommitUndo`.
 extension ProxyPipeline {
@@ -48,14 +48,14 @@ extension ProxyPipeline {
     /// statement. Nil: every record claimed and the amount reserved; otherwise another request holds some record, and
     /// this is the set this request did get (nothing reserved).
     func claimAndReserve(_ r: inout ProxiedRequest, periods: KeyPeriods) async throws -> Set<String>? {
-        let begins = self.begins, idempotency = self.idempotency, logger = r.logger
+        let claimsAndReserves = self.claimsAndReserves, idempotency = self.idempotency, logger = r.logger
         let tenantId = r.key.tenantId, ownerId = r.audit.id, claims = r.records.claims
-        let item = BeginBatcher.Item(claims: claims, ownerId: ownerId, amount: r.price.amount, pending: Self.pendingAudit(r), logger: logger)
-        let key = BeginBatcher.Key(keyId: r.key.id, tenantId: tenantId, day: periods.day, month: periods.month,
+        let item = ClaimReserveBatcher.Item(claims: claims, ownerId: ownerId, amount: r.price.amount, pending: Self.pendingAudit(r), logger: logger)
+        let key = ClaimReserveBatcher.Key(keyId: r.key.id, tenantId: tenantId, day: periods.day, month: periods.month,
                                    usageMonth: periods.utcMonth, freeQuota: config.freeMonthlyRequests)
         let undo = LateCommitUndo(r, ledger: ledger)
         let result = try await Deadline.run(config.databaseDeadline, {
-            try await begins.begin(item, key: key)
+            try await claimsAndReserves.claimAndReserve(item, key: key)
         }, onLateSuccess: { late in
             switch late {
             case .ok:
@@ -117,7 +117,7 @@ extension ProxyPipeline {
     static func pendingAudit(_ r: ProxiedRequest) -> AuditEvent {
         var pending = r.audit
         pending.decision = .allowed
-        pending.errorCode = AuditColumns.inFlight
+        pending.state = .inFlight
         pending.amountMicros = r.price.amount.micros
         return pending
     }

@@ -145,14 +145,14 @@ final class AdminReadsTests: XCTestCase {
             expectStatus(try await client.call(.get, "/v1/audit?decision=allowed&from=2026-01-01T00:00:00Z&to=2026-01-20T00:00:00Z", token: admin), .ok)
             expectStatus(try await client.call(.get, "/v1/audit?decision=allowed&vendor=stripe", token: admin), .ok)
             // The other expected values are in no index either (Migrations/0014): the same rule.
-            for expected in ["status=200", "status=204", "outcome=settled", "error_code=in_flight"] {
+            for expected in ["status=200", "status=204", "outcome=settled", "state=in_flight"] {
                 r = try await client.call(.get, "/v1/audit?\(expected)", token: admin)
                 XCTAssertEqual(r.status, .badRequest, expected)
                 XCTAssertEqual(r.errorField, "from", expected)
                 expectStatus(try await client.call(.get, "/v1/audit?\(expected)&from=2026-01-01T00:00:00Z&to=2026-01-20T00:00:00Z", token: admin), .ok, expected)
                 expectStatus(try await client.call(.get, "/v1/audit?\(expected)&key_id=key_x", token: admin), .ok, expected)
             }
-            for indexed in ["error_code=zz", "error_code=lease_expired", "vendor=twilio", "decision=denied", "status=402", "status=500",
+            for indexed in ["error_code=zz", "error_code=in_flight", "state=lease_expired", "vendor=twilio", "decision=denied", "status=402", "status=500",
                             "outcome=outcome_unknown", "outcome=released", "key_id=key_x", "run_id=r"] {
                 expectStatus(try await client.call(.get, "/v1/audit?\(indexed)", token: admin), .ok, indexed)
             }

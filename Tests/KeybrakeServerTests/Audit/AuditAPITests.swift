@@ -91,11 +91,12 @@ final class AuditAPITests: XCTestCase {
             do { let v = try await ids("idempotency_key=idem-1"); XCTAssertEqual(v.count, 1) }
             do { let v = try await ids("outcome=released"); XCTAssertEqual(v.count, 1) }
             do { let v = try await ids("outcome=settled&key_id=\(keyA)"); XCTAssertEqual(v.count, 1) }
-            do { let v = try await ids("error_code=in_flight&key_id=\(keyA)"); XCTAssertEqual(v.count, 0) }
+            do { let v = try await ids("state=in_flight&key_id=\(keyA)"); XCTAssertEqual(v.count, 0) }
+            do { let v = try await ids("state=lease_expired"); XCTAssertEqual(v.count, 0) }
             do { let v = try await ids("key_id=\(keyA)&decision=allowed"); XCTAssertEqual(v.count, 2) }
             do { let v = try await ids("from=2099-01-01T00:00:00Z"); XCTAssertEqual(v.count, 0) }
             do { let v = try await ids("to=2000-01-01T00:00:00Z"); XCTAssertEqual(v.count, 0) }
-            for bad in ["decision=maybe", "vendor=paypal", "status=abc", "from=yesterday", "run_id=a%00b", "key_id=%00"] {
+            for bad in ["decision=maybe", "state=done", "vendor=paypal", "status=abc", "from=yesterday", "run_id=a%00b", "key_id=%00"] {
                 let r = try await client.call(.get, "/v1/audit?\(bad)", token: t.admin)
                 XCTAssertEqual(r.status, .badRequest, bad)
             }

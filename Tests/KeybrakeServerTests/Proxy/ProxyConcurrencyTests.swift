@@ -46,7 +46,7 @@ final class ProxyConcurrencyTests: XCTestCase {
         XCTAssertEqual(audit.filter { $0.decision == "allowed" }.map(\.amount).reduce(0, +), 100_000_000)
     }
 
-    /// A burst on one hot key goes through the batched begin (kb_begin_many): 40 different $1 charges and a
+    /// A burst on one hot key goes through the batched begin (kb_claim_and_reserve_many): 40 different $1 charges and a
     /// retry of each of the first 10 (same Idempotency-Key, same body) against a $30 cap. Exactly 30 charges
     /// reach the vendor, none twice, the ledger holds exactly $30, and the burst really was batched.
     func testBurstOnOneHotKeyIsBatchedAndStaysExact() async throws {

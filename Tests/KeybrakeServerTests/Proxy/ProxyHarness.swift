@@ -106,14 +106,14 @@ enum Ledger {
         }
     }
 
-    struct AuditRow: Sendable { var decision: String; var errorCode: String?; var outcome: String?; var amount: Int64; var upstreamStatus: Int?; var duplicateOf: String?; var idempotencyKey: String? }
+    struct AuditRow: Sendable { var decision: String; var errorCode: String?; var state: String?; var outcome: String?; var amount: Int64; var upstreamStatus: Int?; var duplicateOf: String?; var idempotencyKey: String? }
 
     /// The key's rows. A call that moves no money has its answer written into its row just after the agent got it
     /// (not awaited): rows still marked in flight get a moment to be completed.
     static func audit(_ keyId: String) async throws -> [AuditRow] {
         for _ in 0..<40 {
             let rows = try await auditNow(keyId)
-            if !rows.contains(where: { $0.errorCode == "in_flight" }) { return rows }
+            if !rows.contains(where: { $0.state == "in_flight" }) { return rows }
             try await Task.sleep(for: .milliseconds(50))
         }
         return try await auditNow(keyId)
@@ -123,10 +123,11 @@ enum Ledger {
         try await TestDatabase.withClient { db in
             var rows: [AuditRow] = []
             for try await r in try await db.query("""
-                SELECT decision, error_code, outcome, amount_micros, upstream_status, duplicate_of, idempotency_key
+                SELECT decision, error_code, state, outcome, amount_micros, upstream_status, duplicate_of, idempotency_key
                 FROM audit_events WHERE key_id = \(keyId) ORDER BY created_at, id
-                """).decode((String, String?, String?, Int64, Int?, String?, String?).self) {
-                rows.append(AuditRow(decision: r.0, errorCode: r.1, outcome: r.2, amount: r.3, upstreamStatus: r.4, duplicateOf: r.5, idempotencyKey: r.6))
+                """).decode((String, String?, String?, String?, Int64, Int?, String?, String?).self) {
+                rows.append(AuditRow(decision: r.0, errorCode: r.1, state: r.2, outcome: r.3, amount: r.4, upstreamStatus: r.5,
+                                     duplicateOf: r.6, idempotencyKey: r.7))
             }
             return rows
         }

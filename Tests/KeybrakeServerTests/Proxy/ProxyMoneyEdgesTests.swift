@@ -271,11 +271,11 @@ final class ProxyMoneyEdgesTests: XCTestCase, @unchecked Sendable {
             whileUpstream = try await Ledger.auditNow(keyId)
             let response = try await charged
             expectStatus(response, .ok)
-            XCTAssertEqual(whileUpstream.map { "\($0.decision) \($0.errorCode ?? "-") \($0.outcome ?? "-") \($0.amount)" },
-                           ["allowed in_flight - 12000000"], "the row exists while the vendor holds the request")
+            XCTAssertEqual(whileUpstream.map { "\($0.decision) \($0.errorCode ?? "-") \($0.state ?? "-") \($0.outcome ?? "-") \($0.amount)" },
+                           ["allowed - in_flight - 12000000"], "the row exists while the vendor holds the request")
             let after = try await Ledger.audit(keyId)
-            XCTAssertEqual(after.map { "\($0.decision) \($0.errorCode ?? "-") \($0.outcome ?? "-") \($0.amount) \($0.upstreamStatus ?? 0)" },
-                           ["allowed - settled 12000000 200"], "the settle completed the same row")
+            XCTAssertEqual(after.map { "\($0.decision) \($0.errorCode ?? "-") \($0.state ?? "-") \($0.outcome ?? "-") \($0.amount) \($0.upstreamStatus ?? 0)" },
+                           ["allowed - - settled 12000000 200"], "the settle completed the same row")
         }
     }
 
@@ -291,7 +291,7 @@ final class ProxyMoneyEdgesTests: XCTestCase, @unchecked Sendable {
             try await db.query("""
                 CREATE OR REPLACE FUNCTION test_fail_first_settle() RETURNS trigger LANGUAGE plpgsql AS $fn$
                 BEGIN
-                    IF NEW.key_label = 'settle-fails-once' AND OLD.error_code = 'in_flight' AND nextval('test_settle_failures') = 1 THEN
+                    IF NEW.key_label = 'settle-fails-once' AND OLD.state = 'in_flight' AND nextval('test_settle_failures') = 1 THEN
                         RAISE EXCEPTION 'injected settle failure';
                     END IF;
                     RETURN NEW;

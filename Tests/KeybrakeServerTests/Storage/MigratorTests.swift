@@ -136,6 +136,8 @@ final class MigratorTests: XCTestCase {
         }
         XCTAssertTrue(fresh.contains { $0.hasPrefix("function kb_reserve(") })
         XCTAssertTrue(fresh.contains { $0.hasPrefix("column schema_functions.checksum ") })
+        XCTAssertTrue(fresh.contains { $0.hasPrefix("view spend_ledger ") })
+        XCTAssertFalse(fresh.contains { $0.hasPrefix("function kb_begin(") || $0.hasPrefix("function kb_begin_many(") }, "0017 dropped them")
         XCTAssertEqual(fresh.count, upgraded.count)
         for (a, b) in zip(fresh, upgraded) where a != b { XCTFail("fresh:\n\(a)\nupgraded:\n\(b)") }
         try await Self.dropScratchDatabase(upgradedName)
@@ -178,6 +180,66 @@ final class MigratorTests: XCTestCase {
             return log
         }
         XCTAssertEqual(results, ["[\"kb_answer\"] 1", "[] 1", "[\"kb_answer\"] 2", "broken failed 2"])
+        try await Self.dropScratchDatabase(name)
+    }
+
+    /// A function file taken out of functions/ is forgotten (its row in schema_functions goes), so a file of that name
+    /// added again is applied even with its old text.
+    func testARemovedFunctionFileIsForgotten() async throws {
+        let (url, name) = try await Self.scratchDatabase()
+        let logger = Logger(label: "test.migrate")
+        let a = Migrator.FunctionFile(name: "kb_a", sql: "CREATE OR REPLACE FUNCTION kb_a() RETURNS INTEGER LANGUAGE sql AS $fn$ SELECT 1 $fn$;")
+        let b = Migrator.FunctionFile(name: "kb_b", sql: "CREATE OR REPLACE FUNCTION kb_b() RETURNS INTEGER LANGUAGE sql AS $fn$ SELECT 2 $fn$;")
+        let log = try await withPostgresClient(url, logger: logger) { db in
+            var log: [String] = []
+            log.append("\(try await Migrator(migrations: [], functions: [a, b]).apply(client: db, logger: logger).functions)")
+            // kb_b's file goes, and a numbered migration drops the function.
+            _ = try await db.query("DROP FUNCTION kb_b")
+            log.append("\(try await Migrator(migrations: [], functions: [a]).apply(client: db, logger: logger).functions)")
+            var recorded: [String] = []
+            for try await n in try await db.query("SELECT name FROM schema_functions ORDER BY name").decode(String.self) { recorded.append(n) }
+            log.append("\(recorded)")
+            log.append("\(try await Migrator(migrations: [], functions: [a, b]).apply(client: db, logger: logger).functions)")
+            return log
+        }
+        XCTAssertEqual(log, ["[\"kb_a\", \"kb_b\"]", "[]", "[\"kb_a\"]", "[\"kb_b\"]"])
+        try await Self.dropScratchDatabase(name)
+    }
+
+    /// Views are repeatable files too (`Migrations/views/`): applied after the functions, and again when their text
+    /// changes; the repository's `spend_ledger` is one.
+    func testChangedViewFileIsReapplied() async throws {
+        XCTAssertTrue(try Migrator(directory: TestDatabase.migrationsDirectory).functions.contains { $0.name == "views/spend_ledger" })
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("kb_views_\(UInt32.random(in: 0...UInt32.max))").path
+        try FileManager.default.createDirectory(atPath: directory + "/views", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: directory + "/functions", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try "CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (21);".write(toFile: directory + "/0001_t.sql", atomically: true, encoding: .utf8)
+        try "CREATE OR REPLACE FUNCTION kb_twice(v INTEGER) RETURNS INTEGER LANGUAGE sql AS $fn$ SELECT v * 2 $fn$;"
+            .write(toFile: directory + "/functions/kb_twice.sql", atomically: true, encoding: .utf8)
+        @Sendable func view(_ body: String) throws {
+            try "CREATE OR REPLACE VIEW v AS \(body);".write(toFile: directory + "/views/v.sql", atomically: true, encoding: .utf8)
+        }
+        let (url, name) = try await Self.scratchDatabase()
+        let logger = Logger(label: "test.migrate")
+        let log = try await withPostgresClient(url, logger: logger) { db in
+            func read() async throws -> [Int] {
+                var out: [Int] = []
+                for try await row in try await db.query("SELECT * FROM v") { out += try row.map { try $0.decode(Int.self) } }
+                return out
+            }
+            var log: [String] = []
+            try view("SELECT x FROM t")
+            var applied = try await Migrator(directory: directory).apply(client: db, logger: logger)
+            log.append("\(applied.functions) \(try await read())")
+            applied = try await Migrator(directory: directory).apply(client: db, logger: logger)
+            log.append("\(applied.functions) \(try await read())")
+            try view("SELECT x, kb_twice(x) AS y FROM t")
+            applied = try await Migrator(directory: directory).apply(client: db, logger: logger)
+            log.append("\(applied.functions) \(try await read())")
+            return log
+        }
+        XCTAssertEqual(log, ["[\"kb_twice\", \"views/v\"] [21]", "[] [21]", "[\"views/v\"] [21, 42]"])
         try await Self.dropScratchDatabase(name)
     }
 

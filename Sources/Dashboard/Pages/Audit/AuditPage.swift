@@ -45,7 +45,7 @@ extension DashboardController {
             AuditRowView(
                 id: r.id, href: "/dashboard/audit/" + pathSegment(r.id), time: Format.time(r.createdAt), keyId: r.keyId ?? "",
                 keyLabel: r.keyLabel ?? "", vendor: r.vendor, method: r.method, path: r.path, operation: r.operation,
-                decision: r.decision, errorCode: r.errorCode, upstreamStatus: r.upstreamStatus.map(String.init) ?? "",
+                decision: r.decision, errorCode: r.errorCode ?? r.state, upstreamStatus: r.upstreamStatus.map(String.init) ?? "",
                 amount: r.amountMicros == 0 && r.amountMinor == nil ? "" : Format.usd(MicroUSD(r.amountMicros)),
                 outcome: r.outcome, rowClass: r.outcome == "outcome_unknown" ? "unknown" : (r.decision == "denied" ? "denied" : "")
             )
@@ -74,7 +74,7 @@ extension DashboardController {
         let detail = AuditDetail(
             id: r.id, time: Format.time(r.createdAt), keyId: r.keyId ?? "", keyLabel: r.keyLabel ?? "",
             keyHref: r.keyId.map { "/dashboard/keys/" + pathSegment($0) }, vendor: r.vendor, method: r.method, path: r.path,
-            operation: r.operation, decision: r.decision, errorCode: r.errorCode,
+            operation: r.operation, decision: r.decision, errorCode: r.errorCode ?? r.state,
             upstreamStatus: r.upstreamStatus.map(String.init) ?? "— (not forwarded or no answer)",
             amount: Format.usd(MicroUSD(r.amountMicros)),
             original: r.amountMinor.map { minor in "\(minor) minor units of \((r.currency ?? "").uppercased())" },

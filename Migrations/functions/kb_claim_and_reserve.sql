@@ -1,7 +1,7 @@
 -- Claims a request's idempotency records and, when it got all of them, reserves its money: one round trip, one
 -- commit. 'claims_partial' (with the scopes it did get) means another request holds a record: nothing was reserved
 -- and the caller looks at the record. A reserve denial gives the claims back.
-CREATE OR REPLACE FUNCTION kb_begin(
+CREATE OR REPLACE FUNCTION kb_claim_and_reserve(
     p_tenant_id TEXT, p_owner_id TEXT, p_scopes TEXT[], p_hashes TEXT[], p_upstream_keys TEXT[], p_ttl_seconds INTEGER[],
     p_key_id TEXT, p_amount BIGINT, p_day DATE, p_month DATE, p_usage_month DATE, p_free_quota BIGINT
 ) RETURNS TABLE (result TEXT, used BIGINT, cap BIGINT, claimed TEXT[]) LANGUAGE plpgsql AS $fn$

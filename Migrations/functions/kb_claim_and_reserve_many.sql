@@ -1,7 +1,8 @@
--- Several requests on one key, begun in one transaction (one round trip, one commit, the key's counters locked
--- once): what a replica sends when requests for a key arrive while its previous begin is still in flight.
--- Items are processed in order, each exactly as kb_begin would; scopes are flattened with their item's index.
-CREATE OR REPLACE FUNCTION kb_begin_many(
+-- Several requests on one key claimed and reserved in one transaction (one round trip, one commit, the key's counters
+-- locked once): what a replica sends when requests for a key arrive while its previous claim-and-reserve is still in
+-- flight (ClaimReserveBatcher). Items are processed in order, each exactly as kb_claim_and_reserve would; scopes are
+-- flattened with their item's index.
+CREATE OR REPLACE FUNCTION kb_claim_and_reserve_many(
     p_tenant_id TEXT, p_owner_ids TEXT[], p_amounts BIGINT[],
     p_scope_items INTEGER[], p_scopes TEXT[], p_hashes TEXT[], p_upstream_keys TEXT[], p_ttl_seconds INTEGER[],
     p_key_id TEXT, p_day DATE, p_month DATE, p_usage_month DATE, p_free_quota BIGINT
@@ -10,7 +11,7 @@ DECLARE
     r RECORD;
 BEGIN
     FOR i IN 1..cardinality(p_owner_ids) LOOP
-        SELECT * INTO r FROM kb_begin(
+        SELECT * INTO r FROM kb_claim_and_reserve(
             p_tenant_id, p_owner_ids[i],
             ARRAY(SELECT c.scope FROM unnest(p_scope_items, p_scopes) AS c(it, scope) WHERE c.it = i ORDER BY c.scope),
             ARRAY(SELECT c.hash FROM unnest(p_scope_items, p_scopes, p_hashes) AS c(it, scope, hash) WHERE c.it = i ORDER BY c.scope),
