@@ -5,7 +5,7 @@ import XCTest
 @testable import Audit
 
 /// The rule that keeps an admin read off the whole history (DESIGN §16): a filter on an expected value alone
-/// (`decision=allowed`, a 2xx `status`, `outcome=settled`, `error_code=in_flight`) has no index, so it must name a
+/// (`decision=allowed`, a 2xx `status`, `outcome=settled`, `state=in_flight`) has no index, so it must name a
 /// window of at most 31 days; the dashboard gives it the last 31 days itself.
 final class AuditFilterWindowTests: XCTestCase {
     let now = Date(timeIntervalSince1970: 1_796_000_000)
@@ -20,7 +20,7 @@ final class AuditFilterWindowTests: XCTestCase {
     }
 
     func testAnExpectedValueAloneNeedsFromAndToAtMost31DaysApart() throws {
-        for expected in [["decision": "allowed"], ["status": "200"], ["status": "204"], ["outcome": "settled"], ["error_code": "in_flight"]] {
+        for expected in [["decision": "allowed"], ["status": "200"], ["status": "204"], ["outcome": "settled"], ["state": "in_flight"]] {
             XCTAssertEqual(field(expected), "from", "\(expected) without a window")
             XCTAssertEqual(field(expected.merging(["from": "2026-11-01T00:00:00Z"]) { $1 }), "to", "\(expected) with from only")
             XCTAssertEqual(field(expected.merging(["from": "2026-11-01T00:00:00Z", "to": "2026-12-02T00:00:01Z"]) { $1 }), "to",
