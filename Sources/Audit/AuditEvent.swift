@@ -80,8 +80,9 @@ public struct AuditEvent: Sendable, Encodable, Equatable {
             case "\r": out += "\\r"
             case "\t": out += "\\t"
             case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                var escape: [UInt8] = Array("\\u00".utf8)
+                Hex.append(UInt8(scalar.value), to: &escape)
+                out += String(decoding: escape, as: UTF8.self)
             default: out.unicodeScalars.append(scalar)
             }
         }

@@ -155,9 +155,9 @@ public struct SpendLedger: Sendable {
         public var countedObject: String?
         /// UTC month (YYYY-MM-01) to count this request in, when no reserve step counted it.
         public var countUsageMonth: String?
-        /// The request's reserve may have written its audit row (a reserve that finished after its deadline): this
-        /// row completes that one instead of adding a second row with the same id.
-        public var mayCompleteAWrittenRow = false
+        /// The request's audit row may already exist (a reserve that committed after its deadline, an early write
+        /// whose answer was lost): this completes that row if it is there instead of adding a second with the same id.
+        public var auditRowMayExist = false
 
         public init(audit: AuditEvent, ownerId: String) {
             self.audit = audit
@@ -170,7 +170,7 @@ public struct SpendLedger: Sendable {
 
     /// Settles the reservation, writes (or completes) the audit row and completes idempotency records, atomically.
     public func finish(_ f: Finish, logger: Logger) async throws {
-        if f.isAuditOnly && !f.mayCompleteAWrittenRow {
+        if f.isAuditOnly && !f.auditRowMayExist {
             try await auditRows.submit(AuditRow(event: f.audit, countUsageMonth: f.countUsageMonth, logger: logger), lane: 0)
             return
         }

@@ -18,7 +18,7 @@ extension ProxyPipeline {
         apply(r.money.after(.denied), to: &finish, r)
         finish.audit.outcome = nil   // the denial's own row moved nothing
         // Past the database deadline, the reserve may still commit (and write this request's row) after this answer.
-        finish.mayCompleteAWrittenRow = error.code == KeybrakeError.unavailable.code
+        finish.auditRowMayExist = error.code == KeybrakeError.unavailable.code
         if case .reserved = r.money { ProxyMetrics.reservationsHeld(delta: -1) }
         // A denial is answered within the deadline even when Postgres is down; the audit write carries on
         // in the background and lands as soon as the database is back.

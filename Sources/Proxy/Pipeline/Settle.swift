@@ -70,7 +70,7 @@ extension ProxyPipeline {
         case .written where finish.isAuditOnly:
             ledger.completeEarlyRow(finish.audit, logger: r.logger)
         case .written, .mayBeWritten:
-            finish.mayCompleteAWrittenRow = true
+            finish.auditRowMayExist = true
             await recordSettlement(finish, r)
         case .notAttempted:
             await recordSettlement(finish, r)
