@@ -86,11 +86,12 @@ struct LeaseSweepService: Service {
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
             if Task.isCancelled || Task.isShuttingDownGracefully { return }
             do {
-                // Cancelled by graceful shutdown: with Postgres down, PostgresNIO's pool keeps a waiting query
+                // Abandoned on graceful shutdown: with Postgres down, PostgresNIO's pool keeps a waiting query
                 // until its circuit breaker trips (about a minute, and again after it), and the pool itself is shut
-                // down last, after this service — a sweep waiting on it held shutdown for ever (issue 27).
+                // down last, after this service — a sweep waiting on it held shutdown for ever (issue 27); with the
+                // network to Postgres cut, a query already sent never answers at all.
                 let ledger = self.ledger, logger = self.logger
-                let expired = try await cancelWhenGracefulShutdown { try await ledger.expireLeases(logger: logger) }
+                let expired = try await abandonedOnGracefulShutdown { try await ledger.expireLeases(logger: logger) }
                 if expired > 0 { logger.warning("expired the leases of requests whose replica died", metadata: ["reservations": "\(expired)"]) }
             } catch {
                 logger.debug("lease sweep failed", metadata: ["error": "\(DatabaseErrors.map(error, logger: logger).code)"])
@@ -101,8 +102,8 @@ struct LeaseSweepService: Service {
 
 /// Delivers webhooks on every replica (DESIGN §14): every `pollInterval` it takes what is due from the outbox
 /// (WebhookDispatcher), and once a minute it writes `key.expiring` events and prunes the outbox. Started once the
-/// replica is (the tables exist); a graceful shutdown cancels the attempts in flight — their rows are due again when
-/// their lease runs out, on whichever replica is alive.
+/// replica is (the tables exist); a graceful shutdown abandons the pass in flight and cancels its attempts — their
+/// rows are due again when their lease runs out, on whichever replica is alive.
 struct WebhookDeliveryService: Service {
     let dispatcher: WebhookDispatcher
     let transport: HTTPWebhookTransport
@@ -124,12 +125,12 @@ struct WebhookDeliveryService: Service {
             do {
                 if ContinuousClock.now - lastSweep >= Self.sweepEvery {
                     lastSweep = .now
-                    try await cancelWhenGracefulShutdown { try await dispatcher.sweep(logger: logger) }
+                    try await abandonedOnGracefulShutdown { try await dispatcher.sweep(logger: logger) }
                 }
                 // A full batch means more may be due: go again at once.
                 var n = 0
                 repeat {
-                    n = try await cancelWhenGracefulShutdown { try await dispatcher.runOnce(logger: logger) }
+                    n = try await abandonedOnGracefulShutdown { try await dispatcher.runOnce(logger: logger) }
                 } while n >= dispatcher.batchSize && !Task.isShuttingDownGracefully
             } catch {
                 logger.debug("webhook delivery pass failed", metadata: ["error": "\(DatabaseErrors.map(error, logger: logger).code)"])
@@ -153,13 +154,13 @@ struct AuditPartitionService: Service {
         guard await cancelWhenGracefulShutdown({ await drain.waitUntilStarted() }) else { return }
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             var pause = Duration.seconds(3_600)
-            // Cancelled by graceful shutdown, for the reason given in LeaseSweepService.
+            // Abandoned on graceful shutdown, for the reasons given in LeaseSweepService.
             let repository = self.repository, logger = self.logger
-            do { try await cancelWhenGracefulShutdown { try await repository.ensurePartitions(logger: logger) } } catch {
+            do { try await abandonedOnGracefulShutdown { try await repository.ensurePartitions(logger: logger) } } catch {
                 logger.warning("could not create audit partitions", metadata: ["error": "\(DatabaseErrors.map(error, logger: logger).code)"])
                 pause = .seconds(60)
             }
-            do { try await cancelWhenGracefulShutdown { try await repository.rollUpUsage(logger: logger) } } catch {
+            do { try await abandonedOnGracefulShutdown { try await repository.rollUpUsage(logger: logger) } } catch {
                 logger.warning("could not roll up usage by day", metadata: ["error": "\(DatabaseErrors.map(error, logger: logger).code)"])
                 pause = .seconds(60)
             }

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPLayer
 import Hummingbird
+import KeybrakeCore
 import Logging
 import PostgresNIO
 import ServiceLifecycle
@@ -111,7 +112,10 @@ struct DatabaseStartupService: Service {
 /// - A second SIGTERM or SIGINT during that drain: the group is cancelled at once (requests in flight are left to
 ///   their leases, which another replica turns into `outcome_unknown`). Lifecycle's own `cancellationSignals` cannot
 ///   express "the second one": its signal listener stops after the first signal and a signal may not be both kinds,
-///   so `StopSignalService` hears the second one and fails, which cancels the group (`.cancelGroup`).
+///   so `StopSignalService` hears the second one and fails, which cancels the group (`.cancelGroup`). Lifecycle bounds
+///   no cancellation started that way, and some waits cannot be cut short (a pool's connection attempt to a Postgres
+///   that does not answer lasts its connect timeout), so `StopSignalService.hardStopAfter` later the process ends
+///   itself with the same exit code, as `kill -9` would end it.
 /// - Cancellation itself is bounded by `maximumCancellationDuration`: past it lifecycle ends the process with a
 ///   fatal error, the last resort if some task ignored cancellation.
 ///
@@ -168,13 +172,28 @@ struct StopSignalService: Service {
                         logger.info("shutting down (\(signal)): /ready answers 503, new proxy requests get 503, requests in flight finish; a second SIGTERM or SIGINT stops at once")
                     } else {
                         logger.warning("second \(signal): stopping now; requests in flight are left to their leases")
-                        throw StopNow(signal: signal)
+                        let stop = StopNow(signal: signal)
+                        Self.exitIfStillRunning(after: Self.hardStopAfter, code: stop.exitCode, logger: logger)
+                        throw stop
                     }
                 }
             }
             group.addTask { try? await gracefulShutdown() }
             try await group.next()
             group.cancelAll()
+        }
+    }
+
+    /// How long the group's cancellation may take after a second signal before the process ends regardless.
+    static let hardStopAfter: Duration = .seconds(1)
+
+    /// Ends the process with `code` once `delay` has passed, if it is still running then. On a Dispatch timer, not a
+    /// task: the cooperative pool may be the thing that is stuck.
+    static func exitIfStillRunning(after delay: Duration, code: Int32, logger: Logger) {
+        DispatchQueue.global().asyncAfter(deadline: .now() + delay.timeInterval) {
+            logger.warning("still stopping \(delay) after the second signal: exiting now (exit \(code))")
+            fflush(nil)  // every stdio stream
+            _exit(code)
         }
     }
 }

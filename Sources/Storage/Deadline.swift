@@ -3,6 +3,7 @@ import KeybrakeCore
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
 
 /// Runs database work that must finish before a request may go upstream, with a deadline: past it the
 /// caller gets 503 `unavailable` at once (fail closed) instead of waiting for Postgres to come back.
@@ -11,44 +12,96 @@ import NIOPosix
 /// running detached; if it later succeeds, `onLateSuccess` undoes its effect (releases a reservation,
 /// drops a claim). Nothing is forwarded on behalf of a request that timed out here.
 ///
+/// The caller's cancellation ends the wait the same way, with `CancellationError`: the work is detached, so it would
+/// not see the cancellation itself, and a replica told to stop at once (a second SIGTERM) must not wait out the
+/// deadline of every call in flight (a pool probe waiting on an unreachable Postgres held the exit for seconds).
+///
 /// Deadlines are enforced by one shared watchdog that ticks every `DeadlineWatchdog.tick` (so a deadline fires
 /// up to one tick late). Per-call timers cost thread wake-ups on every database call — a sleeping task to start
 /// and cancel, or an event-loop timer armed and disarmed from another thread — which `make bench` measured on
 /// the hot path; registering with the watchdog is a locked dictionary insert and removal.
 public enum Deadline {
+    @discardableResult
     public static func run<T: Sendable>(
         _ limit: Duration,
         _ operation: @escaping @Sendable () async throws -> T,
         onLateSuccess: @escaping @Sendable (T) async -> Void = { _ in }
     ) async throws -> T {
-        let settled = NIOLockedValueBox(false)
-        let work = NIOLockedValueBox<Task<Void, Never>?>(nil)
-        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-            let ticket = DeadlineWatchdog.shared.register(after: limit) {
-                let first = settled.withLockedValue { done -> Bool in
-                    defer { done = true }
-                    return !done
+        let call = Call<T>()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+                guard call.attach(continuation) else { return }  // cancelled before it started
+                let ticket = DeadlineWatchdog.shared.register(after: limit) {
+                    call.end(.failure(KeybrakeError.unavailable))
                 }
-                if first {
-                    work.withLockedValue { $0?.cancel() }
-                    continuation.resume(throwing: KeybrakeError.unavailable)
+                let task = Task {
+                    let result: Result<T, any Error>
+                    do { result = .success(try await operation()) } catch { result = .failure(error) }
+                    if call.end(result, byTheWork: true) {
+                        DeadlineWatchdog.shared.cancel(ticket)
+                    } else if case .success(let value) = result {
+                        await onLateSuccess(value)
+                    }
                 }
+                call.started(task, ticket: ticket)
             }
-            let task = Task {
-                let result: Result<T, any Error>
-                do { result = .success(try await operation()) } catch { result = .failure(error) }
-                let first = settled.withLockedValue { done -> Bool in
-                    defer { done = true }
-                    return !done
-                }
-                if first {
-                    DeadlineWatchdog.shared.cancel(ticket)
-                    continuation.resume(with: result)
-                } else if case .success(let value) = result {
-                    await onLateSuccess(value)
-                }
+        } onCancel: {
+            call.end(.failure(CancellationError()))
+        }
+    }
+
+    /// One call's state: whichever of the work, the deadline and the caller's cancellation comes first resumes the
+    /// caller, once; the other two then find it ended.
+    final class Call<T: Sendable>: Sendable {
+        struct State {
+            var continuation: CheckedContinuation<T, any Error>?
+            var ended: Result<T, any Error>?
+            var work: Task<Void, Never>?
+            var ticket: UInt64?
+        }
+        let state = NIOLockedValueBox(State())
+
+        /// False when the call had already ended (the caller was cancelled first): the continuation is resumed here.
+        func attach(_ continuation: CheckedContinuation<T, any Error>) -> Bool {
+            let ended = state.withLockedValue { s -> Result<T, any Error>? in
+                if s.ended == nil { s.continuation = continuation }
+                return s.ended
             }
-            work.withLockedValue { $0 = task }
+            guard let ended else { return true }
+            continuation.resume(with: ended)
+            return false
+        }
+
+        /// The work and its deadline, once both exist; a call that ended meanwhile cancels them (harmless when the
+        /// work itself ended it).
+        func started(_ work: Task<Void, Never>, ticket: UInt64) {
+            let endedMeanwhile = state.withLockedValue { s -> Bool in
+                s.work = work
+                s.ticket = ticket
+                return s.ended != nil
+            }
+            guard endedMeanwhile else { return }
+            work.cancel()
+            DeadlineWatchdog.shared.cancel(ticket)
+        }
+
+        /// Ends the call with `result` unless it has ended already; true when this was the end. An end that is not
+        /// the work's own cancels the work and its deadline.
+        @discardableResult
+        func end(_ result: Result<T, any Error>, byTheWork: Bool = false) -> Bool {
+            let taken = state.withLockedValue { s -> (CheckedContinuation<T, any Error>?, Task<Void, Never>?, UInt64?)? in
+                guard s.ended == nil else { return nil }
+                s.ended = result
+                defer { s.continuation = nil }
+                return (s.continuation, s.work, s.ticket)
+            }
+            guard let (continuation, work, ticket) = taken else { return false }
+            if !byTheWork {
+                work?.cancel()
+                if let ticket { DeadlineWatchdog.shared.cancel(ticket) }
+            }
+            continuation?.resume(with: result)
+            return true
         }
     }
 }
@@ -108,4 +161,16 @@ public final class DeadlineWatchdog: Sendable {
         }
         for fire in due { fire() }
     }
+}
+
+/// Background database work (lease sweeps, roll-ups, webhook passes) that graceful shutdown abandons at once.
+/// `cancelWhenGracefulShutdown` alone is not enough: a query already sent on a connection whose network was cut
+/// never answers, and PostgresNIO does not end a sent query on cancellation. So the work runs detached under `limit`
+/// (`Deadline.run`: it is cancelled too, and a stuck pass ends at the limit instead of stopping the loop for good),
+/// and the service gets `CancellationError` the moment shutdown begins.
+@discardableResult
+public func abandonedOnGracefulShutdown<T: Sendable>(
+    within limit: Duration = .seconds(60), _ work: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    try await cancelWhenGracefulShutdown { try await Deadline.run(limit, work) }
 }

@@ -49,4 +49,49 @@ final class DeadlineTests: XCTestCase {
         try await Task.sleep(for: .milliseconds(900))
         XCTAssertEqual(late.withLockedValue { $0 }, 42, "the late success was handed over to be undone")
     }
+
+    /// The caller's cancellation ends the wait as the deadline does, at once: the work keeps running detached (it is
+    /// told to cancel, but a statement on the wire may not listen) and its late success is handed over to be undone.
+    /// Mutation: without the cancellation handler, the caller waited for the work to end (and both tests failed).
+    func testACancelledCallerIsAnsweredAtOnceAndALateSuccessIsUndone() async throws {
+        let late = NIOLockedValueBox<Int?>(nil)
+        let caller = Task { () -> (any Error)? in
+            do {
+                _ = try await Deadline.run(.seconds(2), { () async throws -> Int in
+                    let until = ContinuousClock.now + .milliseconds(500)
+                    while ContinuousClock.now < until { try? await Task.sleep(for: .milliseconds(20)) }  // deaf to cancellation
+                    return 7
+                }, onLateSuccess: { value in late.withLockedValue { $0 = value } })
+                return nil
+            } catch { return error }
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        let cancelled = ContinuousClock.now
+        caller.cancel()
+        let error = await caller.value
+        XCTAssertLessThan(ContinuousClock.now - cancelled, .milliseconds(200), "answered when cancelled, not at the work's end")
+        XCTAssertTrue(error is CancellationError, "\(String(describing: error))")
+        XCTAssertNil(late.withLockedValue { $0 })
+        try await Task.sleep(for: .milliseconds(700))
+        XCTAssertEqual(late.withLockedValue { $0 }, 7, "the late success was handed over to be undone")
+        XCTAssertTrue(DeadlineWatchdog.shared.state.withLockedValue { $0.pending.isEmpty }, "no deadline left behind")
+    }
+
+    /// A caller cancelled before the call never starts the work.
+    func testAnAlreadyCancelledCallerNeverStartsTheWork() async throws {
+        let started = NIOLockedValueBox(false)
+        let caller = Task { () -> (any Error)? in
+            while !Task.isCancelled { await Task.yield() }
+            do {
+                _ = try await Deadline.run(.seconds(2), { started.withLockedValue { $0 = true }; return 1 })
+                return nil
+            } catch { return error }
+        }
+        caller.cancel()
+        let error = await caller.value
+        XCTAssertTrue(error is CancellationError, "\(String(describing: error))")
+        try await Task.sleep(for: .milliseconds(50))
+        XCTAssertFalse(started.withLockedValue { $0 })
+        XCTAssertTrue(DeadlineWatchdog.shared.state.withLockedValue { $0.pending.isEmpty }, "no deadline left behind")
+    }
 }

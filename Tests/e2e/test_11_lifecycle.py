@@ -5,6 +5,7 @@ starts (.keybrake/lifecycle-pg, port 54351 unless KEYBRAKE_LIFECYCLE_PG_PORT say
 touches the shared stack of the other scenarios.
 
     1. SIGTERM with the database down after serving: exit 0 within 15 s; a second signal during a drain: within 3 s.
+       The same with the network to Postgres cut (nothing answers, nothing closes): waits nothing can cut short.
     2. Started with the database down: /health 200 at once, /ready 503 database_unreachable, proxied and admin calls
        503 `unavailable`; /ready 200 within 5 s of the database coming back.
     3. `migrate` with the database down: a non-zero exit within 30 s naming the address and the cause.
@@ -14,10 +15,13 @@ Measured times are printed (pytest -s shows them) and asserted against the bound
 """
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -75,10 +79,11 @@ def environment(db_url: str) -> dict:
 class Server:
     """One `keybrake serve` process on a port of its own."""
 
-    def __init__(self, name: str, db_url: str, *args: str):
+    def __init__(self, name: str, db_url: str, *args: str, env: dict | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = Proc(f"lifecycle-{name}", [BIN, "serve", "--port", self.port, *args], env=environment(db_url))
+        self.proc = Proc(f"lifecycle-{name}", [BIN, "serve", "--port", self.port, *args],
+                         env={**environment(db_url), **(env or {})})
         self.started = time.monotonic()
 
     def get(self, path: str, **kw) -> requests.Response:
@@ -132,15 +137,50 @@ def servers():
         s.close()
 
 
-def serve(servers, name, db_url, *args) -> Server:
-    s = Server(name, db_url, *args)
+def serve(servers, name, db_url, *args, env: dict | None = None) -> Server:
+    s = Server(name, db_url, *args, env=env)
     servers.append(s)
     return s
 
 
-def sign_up(server: Server):
+def sign_up(server: Server) -> str:
+    """Signs a tenant up; returns its admin token."""
     r = requests.post(server.url + "/v1/tenants", json={"name": "Lifecycle", "email": "ops@life.test"}, timeout=10)
     assert r.status_code == 201, r.text
+    return r.json()["admin_token"]
+
+
+class HeldStripe:
+    """Stripe's charge endpoint, answering only when the test lets it: a request is upstream for as long as the
+    test wants (`arrived` is set when it is)."""
+
+    def __init__(self):
+        self.arrived, self.answer = threading.Event(), threading.Event()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.arrived.set()
+                outer.answer.wait(30)
+                body = json.dumps({"id": "ch_held", "object": "charge", "amount": 100, "currency": "usd"}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.answer.set()
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def hold_a_request_open(server: Server) -> socket.socket:
@@ -190,6 +230,141 @@ def test_a_second_signal_during_the_drain_exits_within_3s(pg, servers, second):
     finally:
         held.close()
         pg.start()
+
+
+class Partition:
+    """A TCP relay in front of Postgres that can cut the network without closing anything, as when a host or a link
+    dies: after `cut()` the bytes in either direction are dropped, and new connections are accepted and left silent
+    (no RST, no FIN). A query on the wire then never answers, and a connection attempt lasts its whole connect
+    timeout: waits that nothing can cut short from inside the replica."""
+
+    def __init__(self, target_port: int):
+        self.target = ("127.0.0.1", target_port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.is_cut = threading.Event()
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, database: str) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def cut(self):
+        self.is_cut.set()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.sockets.append(client)
+            if self.is_cut.is_set():
+                continue  # accepted, never answered
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            self.sockets.append(upstream)
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket):
+        try:
+            while data := source.recv(65536):
+                if not self.is_cut.is_set():
+                    sink.sendall(data)
+        except OSError:
+            pass
+
+    def close(self):
+        self.listener.close()
+        for sock in self.sockets:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
+@pytest.fixture
+def partition(pg):
+    relay = Partition(PG_PORT)
+    yield relay
+    relay.close()
+
+
+def test_sigterm_after_the_network_to_postgres_is_cut_exits_0_within_15s(pg, servers, partition):
+    pg.fresh_database("keybrake_life1c")
+    server = serve(servers, "partition-sigterm", partition.url("keybrake_life1c"))
+    server.wait(server.ready, 30, "/ready 200")
+    sign_up(server)  # pool connections, the key-change listener and a lease: all open through the relay
+    partition.cut()
+    time.sleep(1)
+    server.signal(signal.SIGTERM)
+    code, took = server.exit_within(15)
+    print(f"\nSIGTERM with the network to Postgres cut: exit {code} after {took:.2f}s")
+    assert code == 0, server.log()
+
+
+@pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+def test_a_second_signal_exits_within_3s_after_the_network_to_postgres_is_cut(pg, servers, partition, second):
+    pg.fresh_database("keybrake_life1d")
+    server = serve(servers, "partition-second-signal", partition.url("keybrake_life1d"))
+    server.wait(server.ready, 30, "/ready 200")
+    held = hold_a_request_open(server)
+    partition.cut()
+    try:
+        time.sleep(0.3)
+        server.signal(signal.SIGTERM)
+        time.sleep(1.5)
+        assert server.proc.alive(), "the drain waits for the request in flight"
+        server.signal(second)
+        code, took = server.exit_within(3)
+        print(f"\nsecond signal ({signal.Signals(second).name}), network to Postgres cut: exit {code} after {took:.2f}s")
+        assert code == 128 + second, server.log()
+    finally:
+        held.close()
+
+
+def test_a_second_signal_exits_within_3s_while_a_settlement_waits_on_a_cut_network(pg, servers, partition):
+    """The vendor answers after the network to Postgres was cut: the settle statement is sent into the cut and never
+    answers. The drain waits for that request; the second signal's cancellation closes the pool, which fails the
+    statement (the reservation stays counted, left to its lease, and the agent's retry meets a sticky outcome)."""
+    pg.fresh_database("keybrake_life1e")
+    stripe = HeldStripe()
+    try:
+        server = serve(servers, "partition-settle", partition.url("keybrake_life1e"),
+                       env={"KEYBRAKE_UPSTREAM_STRIPE": stripe.url})
+        server.wait(server.ready, 30, "/ready 200")
+        admin = {"Authorization": f"Bearer {sign_up(server)}"}
+        r = requests.put(server.url + "/v1/vendors/stripe/credentials", json={"secret_key": "sk_test_held"}, headers=admin, timeout=10)
+        assert r.status_code == 200, r.text
+        r = requests.post(server.url + "/v1/keys", json={"vendor": "stripe", "label": "held", "allowed_endpoints": ["POST /v1/charges"],
+                                                         "daily_usd_cap": "10"}, headers=admin, timeout=10)
+        assert r.status_code == 201, r.text
+        token = r.json()["token"]
+        def charge_once():
+            try:
+                requests.post(server.url + "/stripe/v1/charges", data={"amount": "100", "currency": "usd"},
+                              headers={"Authorization": f"Bearer {token}"}, timeout=60)
+            except requests.RequestException:
+                pass  # stopped at once: the answer may never be written
+        charge = threading.Thread(target=charge_once, daemon=True)
+        charge.start()
+        assert stripe.arrived.wait(10), f"the charge never reached the vendor:\n{server.proc.tail()}"
+        partition.cut()
+        stripe.answer.set()  # the vendor answers; the settle statement goes into the cut
+        time.sleep(0.5)
+        server.signal(signal.SIGTERM)
+        time.sleep(1.5)
+        assert server.proc.alive(), "the drain waits for the request that is settling"
+        server.signal(signal.SIGTERM)
+        code, took = server.exit_within(3)
+        print(f"\nsecond signal while a settlement waits on a cut network: exit {code} after {took:.2f}s")
+        assert code == 128 + signal.SIGTERM, server.log()
+    finally:
+        stripe.close()
 
 
 # ---- 2. starting without a database -----------------------------------------------------------------------------

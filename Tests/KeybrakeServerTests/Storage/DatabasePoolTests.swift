@@ -122,6 +122,26 @@ final class DatabasePoolTests: XCTestCase {
         }
     }
 
+    /// A replica told to stop at once (a second SIGTERM) cancels everything; the pool's probe must let go at once
+    /// even while its `SELECT 1` waits on a Postgres that cannot be reached (the wait runs detached under a
+    /// deadline). Mutation: with `Deadline.run` deaf to its caller's cancellation, `run()` returned after the probe's
+    /// 10 s deadline, and e2e's second-signal test failed in CI now and then (3 s bound).
+    func testCancelledWhileItsProbeWaitsOnAnUnreachablePostgresItReturnsAtOnce() async throws {
+        var url = try DatabaseURL("postgres://postgres@127.0.0.1:\(try PrivateCluster.freePort())/postgres")
+        url.connectTimeout = .seconds(1)
+        var probe = DatabasePool.Probe()
+        probe.interval = .milliseconds(20)
+        probe.poolTimeout = .seconds(10)
+        let pool = DatabasePool(url: url, maxConnections: 2, probe: probe, logger: Self.logger)
+        let running = Task { await pool.run() }
+        try await Task.sleep(for: .milliseconds(400))  // the probe's query is waiting for a connection
+        let cancelled = ContinuousClock.now
+        running.cancel()
+        await running.value
+        let took = ContinuousClock.now - cancelled
+        XCTAssertLessThan(took, .seconds(1), "run() let go \(took) after cancellation")
+    }
+
     /// 25006 (read-only transaction) is what a connection to a demoted primary answers just after a failover:
     /// nothing was written, so it fails closed (503 `unavailable`), not 500.
     func testReadOnlyTransactionIsUnavailable() async throws {
