@@ -112,9 +112,9 @@ struct DatabaseStartupService: Service {
 /// - A second SIGTERM or SIGINT during that drain: the group is cancelled at once (requests in flight are left to
 ///   their leases, which another replica turns into `outcome_unknown`). Lifecycle's own `cancellationSignals` cannot
 ///   express "the second one": its signal listener stops after the first signal and a signal may not be both kinds,
-///   so `StopSignalService` hears the second one and fails, which cancels the group (`.cancelGroup`). Lifecycle bounds
-///   no cancellation started that way, and some waits cannot be cut short (a pool's connection attempt to a Postgres
-///   that does not answer lasts its connect timeout), so `StopSignalService.hardStopAfter` later the process ends
+///   so `StopSignalService` hears the second one and fails, which cancels the group (`.cancelGroup`). Lifecycle arms
+///   no cancellation timeout on that path, and a wait may not let go (PostgresNIO does not end a query already sent
+///   when its task is cancelled; closing the pool does), so `StopSignalService.hardStopAfter` later the process ends
 ///   itself with the same exit code, as `kill -9` would end it.
 /// - Cancellation itself is bounded by `maximumCancellationDuration`: past it lifecycle ends the process with a
 ///   fatal error, the last resort if some task ignored cancellation.
