@@ -13,8 +13,9 @@ import ServiceLifecycle
 /// drops a claim). Nothing is forwarded on behalf of a request that timed out here.
 ///
 /// The caller's cancellation ends the wait the same way, with `CancellationError`: the work is detached, so it would
-/// not see the cancellation itself, and a replica told to stop at once (a second SIGTERM) must not wait out the
-/// deadline of every call in flight (a pool probe waiting on an unreachable Postgres held the exit for seconds).
+/// not see the cancellation itself, and a replica told to stop must not wait out the deadline of every call in
+/// flight (a pool probe waiting on an unreachable Postgres held a second signal's exit for seconds). The proxied
+/// request's calls opt out (`hearsCancellation: false`, `ProxyPipeline.bounded`): see there.
 ///
 /// Deadlines are enforced by one shared watchdog that ticks every `DeadlineWatchdog.tick` (so a deadline fires
 /// up to one tick late). Per-call timers cost thread wake-ups on every database call — a sleeping task to start
@@ -24,27 +25,14 @@ public enum Deadline {
     @discardableResult
     public static func run<T: Sendable>(
         _ limit: Duration,
+        hearsCancellation: Bool = true,
         _ operation: @escaping @Sendable () async throws -> T,
         onLateSuccess: @escaping @Sendable (T) async -> Void = { _ in }
     ) async throws -> T {
         let call = Call<T>()
+        guard hearsCancellation else { return try await call.run(limit, operation, onLateSuccess: onLateSuccess) }
         return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-                guard call.attach(continuation) else { return }  // cancelled before it started
-                let ticket = DeadlineWatchdog.shared.register(after: limit) {
-                    call.end(.failure(KeybrakeError.unavailable))
-                }
-                let task = Task {
-                    let result: Result<T, any Error>
-                    do { result = .success(try await operation()) } catch { result = .failure(error) }
-                    if call.end(result, byTheWork: true) {
-                        DeadlineWatchdog.shared.cancel(ticket)
-                    } else if case .success(let value) = result {
-                        await onLateSuccess(value)
-                    }
-                }
-                call.started(task, ticket: ticket)
-            }
+            try await call.run(limit, operation, onLateSuccess: onLateSuccess)
         } onCancel: {
             call.end(.failure(CancellationError()))
         }
@@ -60,6 +48,27 @@ public enum Deadline {
             var ticket: UInt64?
         }
         let state = NIOLockedValueBox(State())
+
+        /// Starts the work and its deadline and waits for the first of the three ends.
+        func run(_ limit: Duration, _ operation: @escaping @Sendable () async throws -> T,
+                 onLateSuccess: @escaping @Sendable (T) async -> Void) async throws -> T {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+                guard attach(continuation) else { return }  // cancelled before it started
+                let ticket = DeadlineWatchdog.shared.register(after: limit) { [self] in
+                    end(.failure(KeybrakeError.unavailable))
+                }
+                let task = Task { [self] in
+                    let result: Result<T, any Error>
+                    do { result = .success(try await operation()) } catch { result = .failure(error) }
+                    if end(result, byTheWork: true) {
+                        DeadlineWatchdog.shared.cancel(ticket)
+                    } else if case .success(let value) = result {
+                        await onLateSuccess(value)
+                    }
+                }
+                started(task, ticket: ticket)
+            }
+        }
 
         /// False when the call had already ended (the caller was cancelled first): the continuation is resumed here.
         func attach(_ continuation: CheckedContinuation<T, any Error>) -> Bool {

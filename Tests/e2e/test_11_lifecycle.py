@@ -211,27 +211,6 @@ def test_sigterm_with_the_database_down_after_serving_exits_0_within_15s(pg, ser
         pg.start()
 
 
-@pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
-def test_a_second_signal_during_the_drain_exits_within_3s(pg, servers, second):
-    db = pg.fresh_database("keybrake_life1b")
-    server = serve(servers, "second-signal", db)
-    server.wait(server.ready, 30, "/ready 200")
-    held = hold_a_request_open(server)
-    pg.stop()
-    try:
-        time.sleep(0.3)
-        server.signal(signal.SIGTERM)
-        time.sleep(1.5)
-        assert server.proc.alive(), "the drain waits for the request in flight"
-        server.signal(second)
-        code, took = server.exit_within(3)
-        print(f"\nsecond signal ({signal.Signals(second).name}) during the drain: exit {code} after {took:.2f}s")
-        assert code == 128 + second, server.log()
-    finally:
-        held.close()
-        pg.start()
-
-
 class Partition:
     """A TCP relay in front of Postgres that can cut the network without closing anything, as when a host or a link
     dies: after `cut()` the bytes in either direction are dropped, and new connections are accepted and left silent
@@ -307,13 +286,37 @@ def test_sigterm_after_the_network_to_postgres_is_cut_exits_0_within_15s(pg, ser
     assert code == 0, server.log()
 
 
+class Outage:
+    """Postgres goes away as `how` says: `stopped` (every connection attempt refused at once) or `cut` (the network,
+    through a `Partition`: nothing answers, nothing fails)."""
+
+    def __init__(self, pg, how: str, database: str):
+        pg.fresh_database(database)
+        self.pg = pg
+        self.relay = Partition(PG_PORT) if how == "cut" else None
+        self.url = self.relay.url(database) if self.relay else f"postgres://postgres@{ADDRESS}/{database}"
+
+    def begin(self):
+        if self.relay:
+            self.relay.cut()
+        else:
+            self.pg.stop()
+
+    def end(self):
+        if self.relay:
+            self.relay.close()
+        else:
+            self.pg.start()
+
+
 @pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
-def test_a_second_signal_exits_within_3s_after_the_network_to_postgres_is_cut(pg, servers, partition, second):
-    pg.fresh_database("keybrake_life1d")
-    server = serve(servers, "partition-second-signal", partition.url("keybrake_life1d"))
+@pytest.mark.parametrize("how", ["stopped", "cut"])
+def test_a_second_signal_during_the_drain_exits_within_3s(pg, servers, how, second):
+    outage = Outage(pg, how, "keybrake_life1b")
+    server = serve(servers, f"second-signal-{how}", outage.url)
     server.wait(server.ready, 30, "/ready 200")
     held = hold_a_request_open(server)
-    partition.cut()
+    outage.begin()
     try:
         time.sleep(0.3)
         server.signal(signal.SIGTERM)
@@ -321,10 +324,11 @@ def test_a_second_signal_exits_within_3s_after_the_network_to_postgres_is_cut(pg
         assert server.proc.alive(), "the drain waits for the request in flight"
         server.signal(second)
         code, took = server.exit_within(3)
-        print(f"\nsecond signal ({signal.Signals(second).name}), network to Postgres cut: exit {code} after {took:.2f}s")
+        print(f"\nsecond signal ({signal.Signals(second).name}) during the drain, Postgres {how}: exit {code} after {took:.2f}s")
         assert code == 128 + second, server.log()
     finally:
         held.close()
+        outage.end()
 
 
 def test_a_second_signal_exits_within_3s_while_a_settlement_waits_on_a_cut_network(pg, servers, partition):

@@ -31,7 +31,7 @@ extension ProxyPipeline {
         }
         do {
             let authenticator = self.authenticator, now = clock.now()
-            switch try await Deadline.run(config.databaseDeadline, { try await authenticator.authenticate(token: token, client: client, now: now, logger: logger) }) {
+            switch try await bounded({ try await authenticator.authenticate(token: token, client: client, now: now, logger: logger) }) {
             case .success(let key):
                 return .authenticated(proxied(key))
             case .failure(.invalid):

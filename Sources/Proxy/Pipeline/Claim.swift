@@ -30,7 +30,7 @@ extension ProxyPipeline {
                 guard let partial = try await claimAndReserve(&r, periods: periods) else { return nil }
                 claimed = partial
             } else {
-                claimed = try await Deadline.run(config.databaseDeadline, {
+                claimed = try await bounded({
                     try await idempotency.claim(toClaim, tenantId: tenantId, ownerId: ownerId, logger: logger)
                 }, onLateSuccess: { late in
                     try? await idempotency.release(tenantId: tenantId, scopes: Array(late), ownerId: ownerId, logger: logger)

@@ -24,7 +24,7 @@ extension ProxyPipeline {
         // in the background and lands as soon as the database is back.
         let ledger = self.ledger, logger = r.logger, record = finish
         do {
-            try await Deadline.run(config.databaseDeadline, { try await ledger.finish(record, logger: logger) })
+            try await bounded({ try await ledger.finish(record, logger: logger) })
         } catch {
             r.logger.error("could not audit a denial yet", metadata: ["audit_id": "\(r.audit.id)", "code": "\(DatabaseErrors.map(error, logger: r.logger).code)"])
         }

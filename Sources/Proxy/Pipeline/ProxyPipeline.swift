@@ -150,11 +150,15 @@ public struct ProxyPipeline: Sendable {
     /// A database call before the request goes upstream, under the database deadline (fail closed: 503 and nothing
     /// forwarded). A query sent on a connection Postgres has just closed can be stranded in PostgresNIO and never
     /// answer (postgres-nio #487, reverted by #501), so no call on this side of forwarding may wait unbounded.
-    /// `Deadline.run` costs a task per call: the common path's calls (claim and reserve, reserve) each have one
-    /// already; this is for the others, which run only on colder paths (replays, waits, unknown outcomes, plan and
-    /// lookup-pricing reads), so the hot path gains no task.
+    /// `Deadline.run` costs a task per call; only the calls a request needs go through here.
+    ///
+    /// Deaf to cancellation (`hearsCancellation: false`), as before Deadline heard it: a proxied request is cancelled
+    /// only when the replica stops at once (a second signal, whose hard stop ends the process within 1 s anyway) or
+    /// past the drain's bound, and the cancellation handler was the one new cost on the GET path, where A/B runs at
+    /// saturation were too noisy to clear it (docs/benchmarks.md).
+    @discardableResult
     func bounded<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T,
                               onLateSuccess: @escaping @Sendable (T) async -> Void = { _ in }) async throws -> T {
-        try await Deadline.run(config.databaseDeadline, operation, onLateSuccess: onLateSuccess)
+        try await Deadline.run(config.databaseDeadline, hearsCancellation: false, operation, onLateSuccess: onLateSuccess)
     }
 }

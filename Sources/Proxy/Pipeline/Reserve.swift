@@ -31,7 +31,7 @@ extension ProxyPipeline {
         let reserveId = r.audit.id, tenantId = r.key.tenantId, logger = r.logger
         let ledger = self.ledger, keyId = r.key.id, freeQuota = config.freeMonthlyRequests
         let undo = LateCommitUndo(r, ledger: ledger), held = r.records.held, pending = Self.pendingAudit(r)
-        let result = try await Deadline.run(config.databaseDeadline, {
+        let result = try await bounded({
             try await ledger.reserve(
                 keyId: keyId, tenantId: tenantId, amount: amount, day: periods.day, month: periods.month,
                 usageMonth: periods.utcMonth, freeQuota: freeQuota, reservationId: reserveId, pending: pending, logger: logger
@@ -54,7 +54,7 @@ extension ProxyPipeline {
         let key = ClaimReserveBatcher.Key(keyId: r.key.id, tenantId: tenantId, day: periods.day, month: periods.month,
                                    usageMonth: periods.utcMonth, freeQuota: config.freeMonthlyRequests)
         let undo = LateCommitUndo(r, ledger: ledger)
-        let result = try await Deadline.run(config.databaseDeadline, {
+        let result = try await bounded({
             try await claimsAndReserves.claimAndReserve(item, key: key)
         }, onLateSuccess: { late in
             switch late {

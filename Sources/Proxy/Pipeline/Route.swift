@@ -27,7 +27,7 @@ extension ProxyPipeline {
         case .hit(let cached): found = cached
         case .noneStored: found = nil
         case .miss:
-            found = try await Deadline.run(config.databaseDeadline, {
+            found = try await bounded({
                 try await credentials.cachedCredentials(vendor: vendor, tenantId: tenantId, logger: logger)
             })
         }
