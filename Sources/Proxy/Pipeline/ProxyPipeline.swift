@@ -152,10 +152,11 @@ public struct ProxyPipeline: Sendable {
     /// answer (postgres-nio #487, reverted by #501), so no call on this side of forwarding may wait unbounded.
     /// `Deadline.run` costs a task per call; only the calls a request needs go through here.
     ///
-    /// Deaf to cancellation (`hearsCancellation: false`), as before Deadline heard it: a proxied request is cancelled
-    /// only when the replica stops at once (a second signal, whose hard stop ends the process within 1 s anyway) or
-    /// past the drain's bound, and the cancellation handler was the one new cost on the GET path, where A/B runs at
-    /// saturation were too noisy to clear it (docs/benchmarks.md).
+    /// Deaf to cancellation (`hearsCancellation: false`), as before Deadline heard it. A proxied request is cancelled
+    /// only when the whole group is (a second signal, or past the drain's bound); the pool then closes, which fails
+    /// the work this call waits for, so it ends anyway (what had to hear cancellation was the pool's own probe, which
+    /// the pool's closing waits for). And the cancellation handler was the one new cost on the GET path, where A/B
+    /// runs at saturation were too noisy to clear it (docs/benchmarks.md).
     @discardableResult
     func bounded<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T,
                               onLateSuccess: @escaping @Sendable (T) async -> Void = { _ in }) async throws -> T {
