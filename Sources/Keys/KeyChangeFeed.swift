@@ -178,18 +178,18 @@ public struct KeyChangeFeed: Sendable {
     }
 
     /// Best effort, through the pool: an admin change need not wait out the lease of a replica that knows it stopped.
-    /// Detached (it runs while this task is being cancelled at shutdown, and must still reach Postgres) and bounded
-    /// (Postgres may be the thing that is down; the lease runs out by itself).
+    /// Detached and deaf to cancellation (it runs while this task is being cancelled at shutdown, and must still
+    /// reach Postgres) and bounded (Postgres may be the thing that is down; the lease runs out by itself).
     func giveUpLease() async {
         let pool = self.pool, id = replicaId, logger = self.logger
-        _ = try? await Deadline.run(.seconds(1)) {
+        _ = try? await Deadline.run(.seconds(1), hearsCancellation: false) {
             _ = try await pool.query("UPDATE replicas SET lease_until = now() WHERE id = \(id)", logger: logger)
         }
     }
 
     func leave() async {
         let pool = self.pool, id = replicaId, logger = self.logger
-        _ = try? await Deadline.run(.seconds(1)) {
+        _ = try? await Deadline.run(.seconds(1), hearsCancellation: false) {
             _ = try await pool.query("DELETE FROM replicas WHERE id = \(id)", logger: logger)
         }
     }

@@ -30,6 +30,21 @@ final class KeyDirectoryTests: XCTestCase {
 
     static let noMoney = ["allowed_endpoints": ["POST /v1/customers", "GET /v1/charges/*"]]
 
+    /// A replica that stops removes its lease row at once: its goodbye runs while its task is being cancelled, so an
+    /// admin change after it need not wait out the lease (5 s). Mutation: with the goodbye's deadline hearing that
+    /// cancellation (Deadline.run's default), the goodbye never ran and the row stayed live.
+    func testAStoppedReplicaLeavesAtOnce() async throws {
+        let h = try await ProxyHarness.start()
+        defer { h.fake.stop() }
+        try await h.run { _ in try await Self.waitForReplicas(1) }
+        let live = try await TestDatabase.withClient { db in
+            var n = 0
+            for try await c in try await db.query("SELECT count(*)::int FROM replicas WHERE lease_until > now()").decode(Int.self) { n = c }
+            return n
+        }
+        XCTAssertEqual(live, 0, "the stopped replica's lease is still live")
+    }
+
     /// A revoke on replica A answers only after replica B applied it (the answer says two replicas acknowledged), and
     /// B refuses the key on its very next request — no sleep.
     func testRevokeIsAnsweredOnlyAfterEveryReplicaAppliedIt() async throws {
