@@ -102,8 +102,9 @@ struct LeaseSweepService: Service {
 
 /// Delivers webhooks on every replica (DESIGN §14): every `pollInterval` it takes what is due from the outbox
 /// (WebhookDispatcher), and once a minute it writes `key.expiring` events and prunes the outbox. Started once the
-/// replica is (the tables exist); a graceful shutdown abandons the pass in flight and cancels its attempts — their
-/// rows are due again when their lease runs out, on whichever replica is alive.
+/// replica is (the tables exist); a graceful shutdown cancels the pass in flight and waits for its attempts to stop
+/// (the transport is shut down after them; its claim query is abandoned, see `runOnce`) — their rows are due again
+/// when their lease runs out, on whichever replica is alive.
 struct WebhookDeliveryService: Service {
     let dispatcher: WebhookDispatcher
     let transport: HTTPWebhookTransport
@@ -130,7 +131,7 @@ struct WebhookDeliveryService: Service {
                 // A full batch means more may be due: go again at once.
                 var n = 0
                 repeat {
-                    n = try await abandonedOnGracefulShutdown { try await dispatcher.runOnce(logger: logger) }
+                    n = try await cancelWhenGracefulShutdown { try await dispatcher.runOnce(logger: logger) }
                 } while n >= dispatcher.batchSize && !Task.isShuttingDownGracefully
             } catch {
                 logger.debug("webhook delivery pass failed", metadata: ["error": "\(DatabaseErrors.map(error, logger: logger).code)"])

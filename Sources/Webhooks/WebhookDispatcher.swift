@@ -37,11 +37,13 @@ public struct WebhookDispatcher: Sendable {
         var url: String, format: WebhookEndpoint.Format, payload: String, summary: String
     }
 
-    /// One pass: claims what is due now and posts it all; returns how many attempts were made.
+    /// One pass: claims what is due now and posts it all; returns how many attempts were made. Cancelling the pass
+    /// cancels its posts and waits for them (the transport is shut down after it), but not for the claim: a query sent
+    /// into a cut network never answers, so the claim runs detached under a deadline and is abandoned at once.
     @discardableResult
     public func runOnce(logger: Logger) async throws -> Int {
         let now = clock.now()
-        let claimed = try await claim(now: now, logger: logger)
+        let claimed = try await Deadline.run(Self.claimDeadline) { try await claim(now: now, logger: logger) }
         if claimed.isEmpty { return 0 }
         await withTaskGroup(of: Void.self) { group in
             for c in claimed {
@@ -50,6 +52,8 @@ public struct WebhookDispatcher: Sendable {
         }
         return claimed.count
     }
+
+    static let claimDeadline: Duration = .seconds(60)
 
     func claim(now: Date, logger: Logger) async throws -> [Claimed] {
         let until = now.addingTimeInterval(lease)
