@@ -5,9 +5,9 @@ SHELL := /bin/bash
 STATE      := .keybrake
 PG_BIN     ?= /usr/lib/postgresql/15/bin
 DEV_PG     := $(STATE)/pg
-DEV_PORT   ?= 54320
+DEV_PORT   ?= 24320
 TEST_PG    := $(STATE)/test-pg
-TEST_PORT  ?= 54329
+TEST_PORT  ?= 24329
 KEYBRAKE_PORT ?= 8080
 DEV_DB_URL := postgres://postgres@127.0.0.1:$(DEV_PORT)/keybrake
 TEST_DB_URL := postgres://postgres@127.0.0.1:$(TEST_PORT)/keybrake_test
@@ -23,7 +23,7 @@ help:
 	@echo "make bench-ha  the HA rows: metered and GET direct / to the leader / via HAProxy / via PgBouncer, and the failover time"
 	@echo "make bench-latency  only the rows at real vendor latency (200 ms upstream over TLS+HTTP/2 and HTTP/1.1; 100-4,000 agents)"
 	@echo "make soak   the money invariant and reading-rules properties, 10 minutes each (SOAK_SECONDS=...)"
-	@echo "make ha     a local HA Postgres (etcd, two Patroni nodes with a sync standby, HAProxy, PgBouncer) on 127.0.0.1:54370-54379; make ha-down stops it"
+	@echo "make ha     a local HA Postgres (etcd, two Patroni nodes with a sync standby, HAProxy, PgBouncer) on 127.0.0.1:24370-24379; make ha-down stops it"
 	@echo "make stop   stop the local Postgres clusters"
 
 deps:

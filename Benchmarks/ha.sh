@@ -5,12 +5,12 @@
 # BENCH_FAILOVER_RUNS, default 5) from the e2e failover test run with the same binary.
 #
 # Knobs: BENCH_BIN (default: the release build Benchmarks/run.sh makes), BENCH_ONLY (default the four rows below),
-# BENCH_QUICK=1 (3 s rows), BENCH_FAILOVER_RUNS, BENCH_HA_PORT_BASE (default 54380: 54380-54389).
+# BENCH_QUICK=1 (3 s rows), BENCH_FAILOVER_RUNS, BENCH_HA_PORT_BASE (default 24380: 24380-24389).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
 export BENCH_ONLY="${BENCH_ONLY:-^(seq|sat)-keybrake-(get|charge)$}"
-BASE="${BENCH_HA_PORT_BASE:-54380}"
+BASE="${BENCH_HA_PORT_BASE:-24380}"
 export HA_DIR="$ROOT/.keybrake/ha-bench" HA_PORT_BASE="$BASE" HA_DB=keybrake
 WRITE=$((BASE + 6)); BOUNCER=$((BASE + 9))
 OUT="$ROOT/Benchmarks/results/ha-$(date -u +%Y%m%dT%H%M%SZ).txt"

@@ -9,7 +9,7 @@
 #
 # Knobs: BENCH_LATENCY_AGENTS (default 100,1000,4000), BENCH_LATENCY_DURATION (s per row, default 15),
 # BENCH_LATENCY_DELAY (s, default 0.2), BENCH_LATENCY_MODES (default tls-h2,plain-h1), BENCH_LATENCY_KINDS
-# (default get,charge), BENCH_QUICK=1 (5 s rows), BENCH_BIN, BENCH_SCRATCH_PATH, BENCH_PG_PORT (default 54336),
+# (default get,charge), BENCH_QUICK=1 (5 s rows), BENCH_BIN, BENCH_SCRATCH_PATH, BENCH_PG_PORT (default 24336),
 # BENCH_SLOW_TLS_PORT / BENCH_SLOW_PLAIN_PORT / BENCH_LATENCY_KEYBRAKE_PORT. KEYBRAKE_* pass through to `keybrake serve`
 # (the run sets KEYBRAKE_UPSTREAM_MAX_IN_FLIGHT=4096 unless given, so the 4,000-agent rows measure the proxy and
 # not the refusal policy).
@@ -20,7 +20,7 @@ ROOT="$PWD"
 TLS_PORT="${BENCH_SLOW_TLS_PORT:-18095}"
 PLAIN_PORT="${BENCH_SLOW_PLAIN_PORT:-18096}"
 KEYBRAKE_PORT="${BENCH_LATENCY_KEYBRAKE_PORT:-18097}"
-PG_PORT="${BENCH_PG_PORT:-54336}"
+PG_PORT="${BENCH_PG_PORT:-24336}"
 PG_DIR=".keybrake/bench-latency-pg"
 PG_DB="keybrake_bench_latency"
 STATE="$ROOT/.keybrake/bench-latency"

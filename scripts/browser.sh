@@ -8,7 +8,7 @@
 #
 # Environment (all optional):
 #   KEYBRAKE_BIN        server binary (default: .build/debug/keybrake, brought up to date with `swift build`)
-#   BROWSER_PG_PORT     port of the throwaway Postgres (default 54337)
+#   BROWSER_PG_PORT     port of the throwaway Postgres (default 24337)
 #   BROWSER_KEEP_PG=1   leave the Postgres cluster running afterwards
 #
 # Everything lives under .keybrake/: the venv in browser-venv, Postgres in browser-pg, logs in browser/.
@@ -21,7 +21,7 @@ VENV="$STATE/browser-venv"
 WORK="$STATE/browser"
 ARTIFACTS="$STATE/artifacts"
 PG_DIR="$STATE/browser-pg"
-PG_PORT="${BROWSER_PG_PORT:-54337}"
+PG_PORT="${BROWSER_PG_PORT:-24337}"
 DB_NAME=keybrake_browser
 PYTHON="${PYTHON:-python3}"
 

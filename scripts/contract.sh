@@ -12,7 +12,7 @@
 #                             inputs each run; schemathesis prints the seed it used
 #   CONTRACT_SPEC             the spec to test (default openapi.yaml)
 #   CONTRACT_CHECKS           schemathesis checks, comma-separated (default: the five conformance checks below)
-#   CONTRACT_PG_PORT          port of the throwaway Postgres (default 54333)
+#   CONTRACT_PG_PORT          port of the throwaway Postgres (default 24333)
 #   CONTRACT_KEEP_PG=1        leave the Postgres cluster running afterwards
 #
 # Everything lives under .keybrake/ (ignored by git): the venv in .keybrake/contract-venv, Postgres in
@@ -26,7 +26,7 @@ STATE=.keybrake
 VENV="$STATE/contract-venv"
 WORK="$STATE/contract"
 PG_DIR="$STATE/contract-pg"
-PG_PORT="${CONTRACT_PG_PORT:-54333}"
+PG_PORT="${CONTRACT_PG_PORT:-24333}"
 DB_NAME=keybrake_contract
 BIN="${KEYBRAKE_BIN:-.build/debug/keybrake}"
 MAX_EXAMPLES="${CONTRACT_MAX_EXAMPLES:-60}"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end suite: the official SDKs (stripe, twilio, resend) through two `keybrake serve` replicas, with
-# localstripe and fake vendors upstream and a throwaway Postgres (.keybrake/e2e-pg, port 54331).
+# localstripe and fake vendors upstream and a throwaway Postgres (.keybrake/e2e-pg, port 24331).
 #   scripts/e2e.sh                 the whole suite
 #   scripts/e2e.sh -k caps -x      extra arguments go to pytest
 # Exit code: pytest's. "No tests collected" (5) counts as a failure.

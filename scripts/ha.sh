@@ -15,13 +15,13 @@
 #   scripts/ha.sh hold-standby on|drop   SIGSTOP / SIGKILL the standby's WAL receiver (tests: a standby that lags)
 #   scripts/ha.sh env            print the connection URLs as shell assignments
 #
-# Ports: HA_PORT_BASE (default 54370) and the next 9. Runs as root (Postgres, Patroni and PgBouncer as `postgres`)
+# Ports: HA_PORT_BASE (default 24370) and the next 9. Runs as root (Postgres, Patroni and PgBouncer as `postgres`)
 # or as an ordinary user who owns everything. Everything listens on 127.0.0.1, with trust auth: a local stack.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
 
-BASE="${HA_PORT_BASE:-54370}"
+BASE="${HA_PORT_BASE:-24370}"
 ETCD_PORT=$BASE;            ETCD_PEER=$((BASE + 1))
 PG1=$((BASE + 2));          REST1=$((BASE + 3))
 PG2=$((BASE + 4));          REST2=$((BASE + 5))
@@ -234,6 +234,10 @@ show_logs() {
   local f
   for f in "$HA"/log/etcd.log "$HA"/log/node1.out "$HA"/node1/log/patroni.log "$HA"/log/node2.out "$HA"/node2/log/patroni.log; do
     [ -f "$f" ] && { echo "---- $f" >&2; tail -n 15 "$f" >&2; }
+  done
+  # Postgres writes to its Patroni's output, above Patroni's traceback: why a postmaster did not start.
+  for f in "$HA"/log/node1.out "$HA"/log/node2.out; do
+    [ -f "$f" ] && grep -E "FATAL|PANIC|could not|LOG: +database system is" "$f" | tail -n 8 | sed "s|^|$(basename "$f" .out) postgres: |" >&2
   done
   return 0
 }

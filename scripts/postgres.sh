@@ -28,7 +28,10 @@ case "$cmd" in
         || { cat "$dir/initdb.log"; exit 1; }
     fi
     if as_owner "$PG_BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
-      exit 0
+      # Running already: on the asked port, nothing to do; on another (a checkout from before the ports moved
+      # below 32768), restart it on this one.
+      [ "$(sed -n 4p "$dir/data/postmaster.pid" 2>/dev/null)" = "$port" ] && exit 0
+      as_owner "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
     fi
     # A stale pid file from a killed machine would block start-up.
     rm -f "$dir/data/postmaster.pid"

@@ -5,7 +5,7 @@
 # throwaway database; about a minute. Usage: Benchmarks/pgbench/run.sh [SECONDS per run, default 5]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-PG_PORT="${BENCH_PG_PORT:-54335}"
+PG_PORT="${BENCH_PG_PORT:-24335}"
 PG_DIR=".keybrake/bench-pg"
 DB="keybrake_pgbench"
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"

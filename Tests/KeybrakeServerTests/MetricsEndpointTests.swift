@@ -3,7 +3,6 @@ import HTTPTypes
 import HummingbirdTesting
 import KeybrakeServer
 import NIOCore
-import NIOPosix
 import XCTest
 
 /// `GET /metrics` shows every tenant's traffic (DESIGN §9): behind `KEYBRAKE_METRICS_TOKEN` on the API's port, or on
@@ -37,7 +36,7 @@ final class MetricsEndpointTests: XCTestCase {
     }
 
     func testTheMetricsAddressServesMetricsOnItsOwnListenerOnly() async throws {
-        let port = try Self.freePort()
+        let port = try PrivateCluster.freePort()
         try await TestApp.run({ config in
             config.metrics.token = nil
             config.metrics.address = ("127.0.0.1", port)
@@ -52,7 +51,7 @@ final class MetricsEndpointTests: XCTestCase {
     }
 
     func testTheMetricsAddressAsksForTheTokenWhenOneIsSet() async throws {
-        let port = try Self.freePort()
+        let port = try PrivateCluster.freePort()
         try await TestApp.run({ config in config.metrics.address = ("127.0.0.1", port) }) { _ in
             let (without, _) = try await Self.get("http://127.0.0.1:\(port)/metrics")
             XCTAssertEqual(without, 401)
@@ -84,14 +83,6 @@ final class MetricsEndpointTests: XCTestCase {
         env["KEYBRAKE_METRICS_TOKEN"] = nil
         env["KEYBRAKE_METRICS_ADDRESS"] = "9464"
         XCTAssertThrowsError(try AppConfiguration.fromEnvironment(env))
-    }
-
-    /// A port nobody listens on right now (bound, read, released).
-    static func freePort() throws -> Int {
-        let channel = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).wait()
-        let port = channel.localAddress?.port ?? 0
-        try channel.close().wait()
-        return port
     }
 
     /// A GET over a real socket (the listener under test is a real one); retried while it starts.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -30,7 +31,7 @@ E2E = Path(__file__).resolve().parent
 ROOT = E2E.parents[1]
 STATE = ROOT / ".keybrake"
 PG_DIR = STATE / "e2e-pg"
-PG_PORT = int(os.environ.get("KEYBRAKE_E2E_PG_PORT", "54331"))
+PG_PORT = int(os.environ.get("KEYBRAKE_E2E_PG_PORT", "24331"))
 PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
 DB_NAME = "keybrake_e2e"
 LOGS = STATE / "e2e-logs"
@@ -46,10 +47,26 @@ LEASE_MARGIN_MS = 1000
 LEASE_SECONDS = (UPSTREAM_TIMEOUT_MS + LEASE_MARGIN_MS) / 1000
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nobody listens on, below Linux's ephemeral range (32768-60999). A port in that range can become the
+    local end of any client connection on the machine between this call and the server's bind, or before a
+    Postgres restarts on it; that blocks a listener's bind (even with SO_REUSEADDR) while the connection and its
+    TIME_WAIT last. The suite's fixed ports (243xx) are below the range for the same reason."""
+    for _ in range(500):
+        port = random.randrange(25000, 32000)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port in 25000-31999")
 
 
 def wait_until(check, timeout: float, what: str, interval: float = 0.1):

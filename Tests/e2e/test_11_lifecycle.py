@@ -1,7 +1,7 @@
 """Scenario 11: operable while the database is down (docs/operations.md).
 
 Each case runs a fresh `keybrake serve` (or `keybrake migrate`) against a Postgres of its own that the test stops and
-starts (.keybrake/lifecycle-pg, port 54351 unless KEYBRAKE_LIFECYCLE_PG_PORT says otherwise), so nothing here
+starts (.keybrake/lifecycle-pg, port 24351 unless KEYBRAKE_LIFECYCLE_PG_PORT says otherwise), so nothing here
 touches the shared stack of the other scenarios.
 
     1. SIGTERM with the database down after serving: exit 0 within 15 s; a second signal during a drain: within 3 s.
@@ -31,7 +31,7 @@ import requests
 from conftest import BIN, LOGS, ROOT, Proc, free_port
 
 PG_DIR = ROOT / ".keybrake" / "lifecycle-pg"
-PG_PORT = int(os.environ.get("KEYBRAKE_LIFECYCLE_PG_PORT", "54351"))
+PG_PORT = int(os.environ.get("KEYBRAKE_LIFECYCLE_PG_PORT", "24351"))
 PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
 ADDRESS = f"127.0.0.1:{PG_PORT}"
 

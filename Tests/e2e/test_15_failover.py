@@ -33,7 +33,7 @@ import requests
 from conftest import BIN, LEASE_SECONDS, OPERATOR_TOKEN, ROOT, STATE, Replica, Stack, wait_until
 
 AGENTS = 32
-HA_BASE = int(os.environ.get("KEYBRAKE_E2E_HA_PORT_BASE", "54390"))
+HA_BASE = int(os.environ.get("KEYBRAKE_E2E_HA_PORT_BASE", "24390"))
 HA_DIR = STATE / "ha-e2e"
 HA_DB = "keybrake_ha"
 MUTATION = os.environ.get("KEYBRAKE_E2E_HA_MUTATION") == "1"

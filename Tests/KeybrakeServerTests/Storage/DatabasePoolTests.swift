@@ -61,19 +61,24 @@ struct PrivateCluster {
         }
     }
 
+    /// A port below Linux's ephemeral range (32768-60999): the cluster is stopped and started again on it, and a
+    /// port in that range can meanwhile become the local end of any client connection on the machine, which
+    /// blocks a listener's bind (even with SO_REUSEADDR) for as long as that connection and its TIME_WAIT last.
     static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        for _ in 0..<200 {
+            let port = Int.random(in: 25_000..<32_000)
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(fd) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            address.sin_port = UInt16(port).bigEndian
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+            }
+            if bound { return port }
         }
-        guard bound else { throw KeybrakeError.internalError }
-        return Int(UInt16(bigEndian: address.sin_port))
+        throw KeybrakeError.internalError
     }
 }
 
