@@ -117,9 +117,12 @@ public struct AuditRepository: Sendable {
     /// and moves its reservation once. Shared by the admin API and the dashboard; each renders the result its way.
     public func resolve(tenantId: String, auditId: String, outcome: String, amount: MicroUSD?, logger: Logger) async throws -> Resolution {
         guard let original = try await record(tenantId: tenantId, id: auditId, logger: logger) else { return .notFound }
-        // A request whose replica died has no row of its own, only the `lease_expired` row that made it unknown:
-        // resolving that row resolves the request it names.
-        let requestId = original.state == AuditEvent.State.leaseExpired.rawValue ? (original.resolves ?? original.id) : original.id
+        // Two kinds of row name, in `resolves`, the request whose money they are about; resolving them resolves that
+        // request. The `lease_expired` row of a request whose replica died (for old requests a `resolved` row of its
+        // own). And a retry that resumed an unknown outcome and met another failure: the money is the retried
+        // request's reservation. A resolution event's `resolves` names what it already resolved.
+        let isResolution = original.decision == AuditEvent.Decision.resolved.rawValue && original.state != AuditEvent.State.leaseExpired.rawValue
+        let requestId = isResolution ? original.id : (original.resolves ?? original.id)
         var event = AuditEvent(tenantId: tenantId, vendor: original.vendor, method: original.method, path: original.path)
         event.keyId = original.keyId
         event.keyLabel = original.keyLabel

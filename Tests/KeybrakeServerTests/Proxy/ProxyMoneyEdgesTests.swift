@@ -38,6 +38,36 @@ final class ProxyMoneyEdgesTests: XCTestCase, @unchecked Sendable {
         }
     }
 
+    /// A retry of an unknown outcome that meets another 5xx lists an unknown outcome of its own, which `resolves` the
+    /// request it retried: the money is that request's reservation. Resolving either row resolves it, once (the
+    /// retry's row used to answer 409 `outcome_not_unknown`: its own id has no reservation).
+    func testResolvingARetrysUnknownOutcomeResolvesTheRequestItRetried() async throws {
+        let h = try await ProxyHarness.start()
+        defer { h.fake.stop() }
+        try await h.run { client in
+            let t = try await client.tenantWithCredentials()
+            let (keyId, token) = try await client.vaultKey(t, ["daily_usd_cap": 100])
+            h.fake.faultQueue.withLockedValue { $0 = [.actThenStatus(502), .status(502)] }
+            for _ in 0..<2 {
+                let r = try await client.proxy(.post, "/stripe/v1/charges", key: token, form: self.charge(4_000, "r"), headers: ["Idempotency-Key": "k-r"])
+                XCTAssertEqual(r.status.code, 502)
+            }
+            let listed = (try await client.call(.get, "/v1/audit?key_id=\(keyId)&outcome=outcome_unknown", token: t.admin).json["data"] as? [[String: Any]]) ?? []
+            XCTAssertEqual(listed.count, 2, "the request and its retry are both listed")
+            let first = try XCTUnwrap(listed.first { $0["resolves"] == nil || $0["resolves"] is NSNull }?["id"] as? String)
+            let retry = try XCTUnwrap(listed.first { $0["resolves"] as? String == first }?["id"] as? String)
+            let resolved = try await client.call(.post, "/v1/audit/\(retry)/resolve", token: t.admin, json: ["outcome": "settled", "amount_usd": 40])
+            expectStatus(resolved, .created)
+            XCTAssertEqual((resolved.json["event"] as? [String: Any])?["resolves"] as? String, first)
+            do { let v = try await Ledger.day(keyId); XCTAssertEqual(v, .init(settled: 40_000_000, reserved: 0, unknown: 0)) }
+            let again = try await client.call(.post, "/v1/audit/\(first)/resolve", token: t.admin, json: ["outcome": "released"])
+            expectStatus(again, .conflict)
+            XCTAssertEqual(again.errorCode, "outcome_already_resolved")
+            do { let v = try await Ledger.day(keyId); XCTAssertEqual(v, .init(settled: 40_000_000, reserved: 0, unknown: 0), "resolved once") }
+        }
+        XCTAssertEqual(h.fake.moved.map(\.amount), [4_000])
+    }
+
     /// Case 2: `auto_idempotency: false` and no key from the client. The first charge still goes upstream with a key,
     /// so the identical retry of its unknown outcome resends that key and the vendor cannot charge twice.
     func testARetryOfAnUnknownOutcomeWithoutAClientKeyIsSentWithTheFirstAttemptsKey() async throws {
