@@ -3,6 +3,7 @@ import Foundation
 import HTTPLayer
 import Hummingbird
 import KeybrakeCore
+import NIOConcurrencyHelpers
 import NIOCore
 import Storage
 
@@ -81,15 +82,29 @@ extension ProxyPipeline {
     /// The settle statement, retried a few times when it fails (a dropped connection, a failover): the vendor has
     /// answered and the agent must see it. What still fails is left to the lease: the reservation stays counted and
     /// any replica turns it into an unknown outcome when the request's lease runs out.
+    ///
+    /// Each attempt is under the database deadline, like every other database call of the request: a statement sent
+    /// into a cut network, or a wait for a pool connection while Postgres is down, would otherwise hold the agent's
+    /// answer (and a drain) until the connection failed, up to the pool's minute-long give-up. An attempt that
+    /// outlives the deadline is abandoned, not retried: it may still land, and running it twice at once would
+    /// count its usage and its counted object twice.
     func recordSettlement(_ finish: SpendLedger.Finish, _ r: ProxiedRequest) async {
+        let ledger = self.ledger, logger = r.logger
         for (attempt, pause) in [Duration.zero, .milliseconds(50), .milliseconds(250), .seconds(1)].enumerated() {
             if pause > .zero { try? await Task.sleep(for: pause) }
+            let ended = NIOLockedValueBox(false)
             do {
-                try await ledger.finish(finish, logger: r.logger)
+                try await bounded {
+                    defer { ended.withLockedValue { $0 = true } }
+                    try await ledger.finish(finish, logger: logger)
+                }
                 return
             } catch {
-                r.logger.error("could not record settlement and audit", metadata: [
+                let abandoned = !ended.withLockedValue { $0 }
+                r.logger.error(abandoned ? "settlement and audit abandoned at the database deadline; left to the lease"
+                                         : "could not record settlement and audit", metadata: [
                     "audit_id": "\(r.audit.id)", "attempt": "\(attempt + 1)", "error": "\(DatabaseErrors.map(error, logger: r.logger).code)"])
+                if abandoned { return }
             }
         }
     }
