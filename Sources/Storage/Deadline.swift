@@ -12,6 +12,9 @@ import ServiceLifecycle
 /// running detached; if it later succeeds, `onLateSuccess` undoes its effect (releases a reservation,
 /// drops a claim). Nothing is forwarded on behalf of a request that timed out here.
 ///
+/// At the deadline the work is told to cancel (a wait for a pool connection then ends), unless `leavesWorkRunning`:
+/// work that is still worth finishing after its caller has moved on (a settlement) goes on, detached.
+///
 /// The caller's cancellation ends the wait the same way, with `CancellationError`: the work is detached, so it would
 /// not see the cancellation itself, and a replica told to stop must not wait out the deadline of every call in
 /// flight (a pool probe waiting on an unreachable Postgres held a second signal's exit for seconds). The proxied
@@ -26,10 +29,11 @@ public enum Deadline {
     public static func run<T: Sendable>(
         _ limit: Duration,
         hearsCancellation: Bool = true,
+        leavesWorkRunning: Bool = false,
         _ operation: @escaping @Sendable () async throws -> T,
         onLateSuccess: @escaping @Sendable (T) async -> Void = { _ in }
     ) async throws -> T {
-        let call = Call<T>()
+        let call = Call<T>(cancelsWork: !leavesWorkRunning)
         guard hearsCancellation else { return try await call.run(limit, operation, onLateSuccess: onLateSuccess) }
         return try await withTaskCancellationHandler {
             try await call.run(limit, operation, onLateSuccess: onLateSuccess)
@@ -48,6 +52,9 @@ public enum Deadline {
             var ticket: UInt64?
         }
         let state = NIOLockedValueBox(State())
+        let cancelsWork: Bool
+
+        init(cancelsWork: Bool) { self.cancelsWork = cancelsWork }
 
         /// Starts the work and its deadline and waits for the first of the three ends.
         func run(_ limit: Duration, _ operation: @escaping @Sendable () async throws -> T,
@@ -90,12 +97,12 @@ public enum Deadline {
                 return s.ended != nil
             }
             guard endedMeanwhile else { return }
-            work.cancel()
+            if cancelsWork { work.cancel() }
             DeadlineWatchdog.shared.cancel(ticket)
         }
 
         /// Ends the call with `result` unless it has ended already; true when this was the end. An end that is not
-        /// the work's own cancels the work and its deadline.
+        /// the work's own cancels the work (unless it is left running) and its deadline.
         @discardableResult
         func end(_ result: Result<T, any Error>, byTheWork: Bool = false) -> Bool {
             let taken = state.withLockedValue { s -> (CheckedContinuation<T, any Error>?, Task<Void, Never>?, UInt64?)? in
@@ -106,7 +113,7 @@ public enum Deadline {
             }
             guard let (continuation, work, ticket) = taken else { return false }
             if !byTheWork {
-                work?.cancel()
+                if cancelsWork { work?.cancel() }
                 if let ticket { DeadlineWatchdog.shared.cancel(ticket) }
             }
             continuation?.resume(with: result)

@@ -50,6 +50,27 @@ final class DeadlineTests: XCTestCase {
         XCTAssertEqual(late.withLockedValue { $0 }, 42, "the late success was handed over to be undone")
     }
 
+    /// `leavesWorkRunning` (a settlement: worth finishing after the agent got its answer): the caller is answered at
+    /// the deadline, and the work is not told to cancel, so a cancellable wait in it (a pool connection) goes on and
+    /// finishes. Mutation: with the work cancelled at the deadline, its sleep threw and it never finished.
+    func testWorkLeftRunningAtTheDeadlineFinishes() async throws {
+        let finished = NIOLockedValueBox(false)
+        let started = ContinuousClock.now
+        do {
+            try await Deadline.run(.milliseconds(150), hearsCancellation: false, leavesWorkRunning: true) {
+                try await Task.sleep(for: .milliseconds(500))  // throws if cancelled
+                finished.withLockedValue { $0 = true }
+            }
+            XCTFail("expected unavailable")
+        } catch let error as KeybrakeError {
+            XCTAssertEqual(error.code, KeybrakeError.unavailable.code)
+        }
+        XCTAssertLessThan(ContinuousClock.now - started, .milliseconds(450), "answered at the deadline")
+        XCTAssertFalse(finished.withLockedValue { $0 })
+        try await Task.sleep(for: .milliseconds(900))
+        XCTAssertTrue(finished.withLockedValue { $0 }, "the work went on past the deadline")
+    }
+
     /// The caller's cancellation ends the wait as the deadline does, at once: the work keeps running detached (it is
     /// told to cancel, but a statement on the wire may not listen) and its late success is handed over to be undone.
     /// Mutation: without the cancellation handler, the caller waited for the work to end (and both tests failed).

@@ -3,7 +3,6 @@ import Foundation
 import HTTPLayer
 import Hummingbird
 import KeybrakeCore
-import NIOConcurrencyHelpers
 import NIOCore
 import Storage
 
@@ -83,29 +82,29 @@ extension ProxyPipeline {
     /// answered and the agent must see it. What still fails is left to the lease: the reservation stays counted and
     /// any replica turns it into an unknown outcome when the request's lease runs out.
     ///
-    /// Each attempt is under the database deadline, like every other database call of the request: a statement sent
-    /// into a cut network, or a wait for a pool connection while Postgres is down, would otherwise hold the agent's
-    /// answer (and a drain) until the connection failed, up to the pool's minute-long give-up. An attempt that
-    /// outlives the deadline is abandoned, not retried: it may still land, and running it twice at once would
-    /// count its usage and its counted object twice.
+    /// The agent waits for it at most the database deadline, like every other database call of the request: a
+    /// statement sent into a cut network, or stranded on a connection Postgres closed, or a wait for a pool connection
+    /// while Postgres is down, would otherwise hold the agent's answer (and a drain) until the connection failed, up
+    /// to the pool's minute-long give-up. Past the deadline the attempts go on, detached and in order: a settlement
+    /// that lands late is still the right one (it needs no undo), and the lease covers one that never does.
     func recordSettlement(_ finish: SpendLedger.Finish, _ r: ProxiedRequest) async {
-        let ledger = self.ledger, logger = r.logger
-        for (attempt, pause) in [Duration.zero, .milliseconds(50), .milliseconds(250), .seconds(1)].enumerated() {
-            if pause > .zero { try? await Task.sleep(for: pause) }
-            let ended = NIOLockedValueBox(false)
-            do {
-                try await bounded {
-                    defer { ended.withLockedValue { $0 = true } }
-                    try await ledger.finish(finish, logger: logger)
+        let ledger = self.ledger, logger = r.logger, auditId = r.audit.id
+        do {
+            try await Deadline.run(config.databaseDeadline, hearsCancellation: false, leavesWorkRunning: true) {
+                for (attempt, pause) in [Duration.zero, .milliseconds(50), .milliseconds(250), .seconds(1)].enumerated() {
+                    if pause > .zero { try? await Task.sleep(for: pause) }
+                    do {
+                        try await ledger.finish(finish, logger: logger)
+                        return
+                    } catch {
+                        logger.error("could not record settlement and audit", metadata: [
+                            "audit_id": "\(auditId)", "attempt": "\(attempt + 1)", "error": "\(DatabaseErrors.map(error, logger: logger).code)"])
+                    }
                 }
-                return
-            } catch {
-                let abandoned = !ended.withLockedValue { $0 }
-                r.logger.error(abandoned ? "settlement and audit abandoned at the database deadline; left to the lease"
-                                         : "could not record settlement and audit", metadata: [
-                    "audit_id": "\(r.audit.id)", "attempt": "\(attempt + 1)", "error": "\(DatabaseErrors.map(error, logger: r.logger).code)"])
-                if abandoned { return }
             }
+        } catch {
+            logger.warning("settlement and audit not recorded within the database deadline; the agent gets the vendor's answer, the attempts go on",
+                           metadata: ["audit_id": "\(auditId)"])
         }
     }
 

@@ -344,4 +344,42 @@ final class ProxyMoneyEdgesTests: XCTestCase, @unchecked Sendable {
         }
         try await TestDatabase.withClient { db in try await db.query("DROP TRIGGER IF EXISTS test_fail_first_settle ON audit_events") }
     }
+
+    /// A settle slower than the database deadline (here a trigger sleeps 1.5 s in it, as a stranded statement or a
+    /// wait for a pool connection would): the agent gets the vendor's answer at the deadline, the amount stays counted,
+    /// and the settle still lands afterwards. Without the deadline the agent waited the 1.5 s.
+    func testASlowSettleAnswersTheAgentAtTheDeadlineAndLandsLater() async throws {
+        let h = try await ProxyHarness.start()
+        defer { h.fake.stop() }
+        try await TestDatabase.migrate()
+        try await TestDatabase.withClient { db in
+            try await db.query("""
+                CREATE OR REPLACE FUNCTION test_slow_settle() RETURNS trigger LANGUAGE plpgsql AS $fn$
+                BEGIN
+                    IF NEW.key_label = 'settle-is-slow' AND OLD.state = 'in_flight' THEN PERFORM pg_sleep(1.5); END IF;
+                    RETURN NEW;
+                END $fn$
+                """)
+            try await db.query("DROP TRIGGER IF EXISTS test_slow_settle ON audit_events")
+            try await db.query("CREATE TRIGGER test_slow_settle BEFORE UPDATE ON audit_events FOR EACH ROW EXECUTE FUNCTION test_slow_settle()")
+        }
+        do {
+            let keyId = try await h.run({ $0.proxy.databaseDeadline = .milliseconds(400) }) { client in
+                let t = try await client.tenantWithCredentials()
+                let (keyId, token) = try await client.vaultKey(t, ["daily_usd_cap": 100, "label": "settle-is-slow"])
+                let sent = ContinuousClock.now
+                expectStatus(try await client.proxy(.post, "/stripe/v1/charges", key: token, form: self.charge(1_000, "slow-settle")), .ok)
+                let took = ContinuousClock.now - sent
+                XCTAssertLessThan(took, .milliseconds(1_300), "answered at the deadline, not after the 1.5 s settle")
+                do { let v = try await Ledger.day(keyId); XCTAssertEqual(v, .init(settled: 0, reserved: 10_000_000, unknown: 0), "counted meanwhile") }
+                return keyId
+            }
+            for _ in 0..<40 where try await Ledger.day(keyId).settled == 0 { try await Task.sleep(for: .milliseconds(100)) }
+            do { let v = try await Ledger.day(keyId); XCTAssertEqual(v, .init(settled: 10_000_000, reserved: 0, unknown: 0), "the settle landed") }
+            let rows = try await Ledger.audit(keyId)
+            XCTAssertEqual(rows.map { "\($0.outcome ?? "-") \($0.state ?? "-")" }, ["settled -"])
+            XCTAssertTrue(h.logs.text.contains("not recorded within the database deadline"))
+        }
+        try await TestDatabase.withClient { db in try await db.query("DROP TRIGGER IF EXISTS test_slow_settle ON audit_events") }
+    }
 }
