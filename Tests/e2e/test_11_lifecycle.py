@@ -331,7 +331,7 @@ def test_a_second_signal_during_the_drain_exits_within_3s(pg, servers, how, seco
         outage.end()
 
 
-def test_a_settlement_sent_into_a_cut_network_is_abandoned_at_the_deadline(pg, servers, partition):
+def test_a_settlement_sent_into_a_cut_network_does_not_hold_the_agent_past_the_deadline(pg, servers, partition):
     """The vendor answers after the network to Postgres was cut: the settle statement is sent into the cut and never
     answers. The agent still gets the vendor's answer, once the database deadline has passed (not when the connection
     finally fails); the attempts go on detached, and the amount stays counted meanwhile, left to the request's lease

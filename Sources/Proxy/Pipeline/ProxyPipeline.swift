@@ -147,10 +147,10 @@ public struct ProxyPipeline: Sendable {
         return await settle(a, &r, answer)
     }
 
-    /// A database call of the request under the database deadline: before it goes upstream, fail closed (503 and
-    /// nothing forwarded); after, the settle is abandoned and left to the lease (`recordSettlement`). A query sent on a
-    /// connection Postgres has just closed can be stranded in PostgresNIO and never answer (postgres-nio #487,
-    /// reverted by #501), so no call of a request may wait unbounded.
+    /// A database call before the request goes upstream, under the database deadline (fail closed: 503 and nothing
+    /// forwarded). A query sent on a connection Postgres has just closed can be stranded in PostgresNIO and never
+    /// answer (postgres-nio #487, reverted by #501), so no call of a request may wait unbounded: the settle after it
+    /// has its own deadline, which leaves the attempts running (`recordSettlement`).
     /// `Deadline.run` costs a task per call; only the calls a request needs go through here.
     ///
     /// Deaf to cancellation (`hearsCancellation: false`), as before Deadline heard it. A proxied request is cancelled
