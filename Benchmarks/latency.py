@@ -187,7 +187,8 @@ class Keybrake:
                                      stderr=subprocess.STDOUT)
         for _ in range(300):
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{KB}/health", timeout=1).read()
+                # /ready, not /health: a replica is live before its database pool is (signing up then answers 503).
+                urllib.request.urlopen(f"http://127.0.0.1:{KB}/ready", timeout=1).read()
                 break
             except Exception:
                 if self.proc.poll() is not None:
