@@ -194,11 +194,15 @@ class Keybrake:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"keybrake exited: {open(self.log_path).read()[-2000:]}")
                 time.sleep(0.2)
-        signup = api("POST", "/v1/tenants", {"name": "Bench", "email": f"bench-{mode}@example.com"})
-        self.admin = signup["admin_token"]
-        api("POST", f"/v1/operator/tenants/{signup['tenant']['id']}/plan", {"plan": "pro"}, OPERATOR)
-        api("PUT", "/v1/vendors/stripe/credentials", {"secret_key": "sk_test_bench_12345678"}, self.admin)
-        self.key_id, self.token = self.key("latency", 100_000_000)
+        try:
+            signup = api("POST", "/v1/tenants", {"name": "Bench", "email": f"bench-{mode}@example.com"})
+            self.admin = signup["admin_token"]
+            api("POST", f"/v1/operator/tenants/{signup['tenant']['id']}/plan", {"plan": "pro"}, OPERATOR)
+            api("PUT", "/v1/vendors/stripe/credentials", {"secret_key": "sk_test_bench_12345678"}, self.admin)
+            self.key_id, self.token = self.key("latency", 100_000_000)
+        except BaseException:
+            self.stop()  # a failed start must not leave the server holding its port for the next run
+            raise
 
     def key(self, label, cap):
         made = api("POST", "/v1/keys", {"vendor": "stripe", "label": label, "duplicate_window_seconds": 0,
